@@ -1,0 +1,60 @@
+"""Wire protocols in: ITCH 5.0 (flat files, MoldUDP64, pcap/pcapng), Databento DBN MBO, event Parquet.
+
+:func:`open_feed` looks at a file's first bytes, not its name, and returns the reader for it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+from feeds.errors import FeedError
+from feeds.source import GZIP_MAGIC, FeedReader, FeedStats
+
+PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+DBN_MAGIC = b"DBN"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+PARQUET_MAGIC = b"PAR1"
+SNIFF_BYTES = 8
+
+__all__ = ["FeedError", "FeedReader", "FeedStats", "open_feed", "sniff"]
+
+
+def sniff(path: str) -> str:
+    """The format of a feed file: "pcap", "dbn", "parquet" or "itch" (a flat ITCH file).
+
+    Gzip files are looked into, so ``.pcap.gz`` and ``.itch.gz`` are recognised by their content.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise FeedError(f"cannot open: {exc.strerror}", path=path) from None
+    if head.startswith(GZIP_MAGIC):
+        try:
+            with gzip.open(path, "rb") as f:
+                head = f.read(SNIFF_BYTES)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FeedError(f"corrupt gzip stream ({exc})", path=path, offset=0) from None
+    if head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_MAGIC:
+        return "pcap"
+    if head.startswith(DBN_MAGIC) or head.startswith(ZSTD_MAGIC):
+        return "dbn"
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    return "itch"
+
+
+def open_feed(path: str, *, skip_bad: bool = False, stats: FeedStats | None = None) -> FeedReader:
+    """The reader for ``path``; pass one ``stats`` to several readers to add up a split session."""
+    kind = sniff(path)
+    if kind == "pcap":
+        from feeds.pcap import PcapReader as reader
+    elif kind == "dbn":
+        from feeds.dbn import DbnReader as reader
+    elif kind == "parquet":
+        from engine.eventstore import ParquetEventReader as reader
+    else:
+        from feeds.flatfile import FlatItchReader as reader
+    return reader(path, skip_bad=skip_bad, stats=stats)
