@@ -1,0 +1,682 @@
+"""Packet captures of a MoldUDP64 / ITCH 5.0 feed: classic pcap and pcapng, plain or gzip.
+
+Classic pcap: a 24-byte file header, then records of a 16-byte header and the frame::
+
+    file header   0 magic u4 (a1b2c3d4 us / a1b23c4d ns; its byte order is the file's)
+                  4 version u2 u2   8 thiszone i4   12 sigfigs u4   16 snaplen u4   20 linktype u4
+    record        0 ts_sec u4   4 ts_frac u4 (us or ns)   8 captured length u4   12 original length u4
+                 16 frame (captured length bytes)
+
+pcapng: blocks ``[type u4][total length u4][body][total length u4]``, 32-bit aligned, in the byte
+order of the section header block (SHB, type 0a0d0d0a, byte-order magic 1a2b3c4d at +8). Used here:
+IDB (1: link type u2 at +8, options from +16, ``if_tsresol`` code 9, ``if_tsoffset`` code 14), EPB
+(6: interface u4 +8, timestamp high u4 +12, low u4 +16, captured u4 +20, original u4 +24, frame +28)
+and SPB (3: original length u4 +8, frame +12, interface 0, no timestamp). Other blocks are skipped.
+
+Frames: Ethernet (802.1Q / 802.1ad tags skipped), Linux cooked SLL and SLL2, raw IPv4; then IPv4
+(IHL honoured; fragments counted and skipped), UDP, and the UDP payload is a MoldUDP64 packet.
+Anything that is not IPv4/UDP is counted and ignored.
+
+The container scan is numba, one call per chunk producing payload offsets, lengths and capture
+timestamps; one ``feeds.moldudp64.decode_packets_nb`` call then decodes them. Packet numbers in
+errors count capture records from 1, as Wireshark numbers frames.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import numpy as np
+from numba import njit
+
+from engine.events import empty_events
+from engine.instruments import Instrument
+from feeds import moldudp64 as mold
+from feeds.errors import FeedError
+from feeds.flatfile import ITCH_PRICE_SCALE, ITCH_TICK_SIZE
+from feeds.itch import STOCK_LOCATES, decode_message, new_stock_directory
+from feeds.source import CHUNK_BYTES, FeedReader, FeedStats, read_chunks
+
+# --- file formats --------------------------------------------------------------------------------
+PCAP_HEADER_LENGTH = 24
+PCAP_RECORD_HEADER_LENGTH = 16
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+PCAPNG_IDB = 1
+PCAPNG_SPB = 3
+PCAPNG_EPB = 6
+PCAPNG_OPT_END = 0
+PCAPNG_OPT_TSRESOL = 9
+PCAPNG_OPT_TSOFFSET = 14
+MAX_RECORD_BYTES = 0x40000  # libpcap's largest snapshot length
+MAX_BLOCK_BYTES = 1 << 24
+MAX_INTERFACES = 64
+
+# --- link and network layers ---------------------------------------------------------------------
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_LINUX_SLL2 = 276
+SUPPORTED_LINKTYPES = (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_RAW,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_IPV4,
+    LINKTYPE_LINUX_SLL2,
+)
+ETHERNET_HEADER_LENGTH = 14
+SLL_HEADER_LENGTH = 16
+SLL2_HEADER_LENGTH = 20
+VLAN_TAG_LENGTH = 4
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_VLAN = 0x8100
+ETHERTYPE_QINQ = 0x88A8
+ETHERTYPE_VLAN_OLD = 0x9100
+IPV4_MIN_HEADER = 20
+IPV4_FRAGMENT_MASK = 0x3FFF  # more-fragments flag and fragment offset
+IP_PROTO_UDP = 17
+UDP_HEADER_LENGTH = 8
+
+# --- scan results --------------------------------------------------------------------------------
+NEED_MORE = 0  # stopped at an incomplete record: carry it into the next chunk
+SCAN_FULL = 1  # payload arrays full: decode them and scan on
+_FRAME_UDP = 0
+_FRAME_OTHER = 1
+_FRAME_FRAGMENT = 2
+# a bad frame inside an intact record: the scan can go on after it
+ERR_TRUNCATED_FRAME = -10
+ERR_BAD_IPV4 = -11
+ERR_BAD_UDP = -12
+ERR_LINKTYPE = -13
+ERR_INTERFACE = -14
+ERR_CAPTURE_LENGTH = -15
+# a broken container: nothing after it can be framed
+ERR_RECORD_LENGTH = -20
+ERR_BLOCK_LENGTH = -21
+ERR_BYTE_ORDER_MAGIC = -22
+ERR_TOO_MANY_INTERFACES = -23
+ERR_TSRESOL = -24
+FATAL_BELOW = -20  # codes at or below are fatal
+
+SCAN_TEXT = {
+    ERR_TRUNCATED_FRAME: "frame shorter than its link, IPv4 or UDP headers say",
+    ERR_BAD_IPV4: "bad IPv4 header",
+    ERR_BAD_UDP: "bad UDP length",
+    ERR_LINKTYPE: "unsupported link type",
+    ERR_INTERFACE: "packet names an interface the section did not describe",
+    ERR_CAPTURE_LENGTH: "captured length runs past the end of its block",
+    ERR_RECORD_LENGTH: f"record length beyond {MAX_RECORD_BYTES} bytes",
+    ERR_BLOCK_LENGTH: "bad pcapng block length",
+    ERR_BYTE_ORDER_MAGIC: "bad pcapng byte-order magic",
+    ERR_TOO_MANY_INTERFACES: f"more than {MAX_INTERFACES} pcapng interfaces",
+    ERR_TSRESOL: "unsupported pcapng if_tsresol",
+}
+
+# scan counters (one int64 array that lives as long as the reader)
+C_FRAMES = 0
+C_OTHER = 1  # not IPv4/UDP
+C_FRAGMENTS = 2
+N_COUNTERS = 3
+
+# pcapng section state and per-interface table
+SEC_BIG_ENDIAN = 0
+SEC_INTERFACES = 1
+IF_LINKTYPE = 0
+IF_TS_MUL = 1  # decimal resolution: ns = raw * mul // div
+IF_TS_DIV = 2
+IF_TS_SHIFT = 3  # binary resolution 2^-shift, -1 for decimal
+IF_TS_OFFSET_NS = 4
+IF_WORDS = 5
+
+PAYLOAD_CAPACITY = 1 << 16  # payloads per scan call
+OUT_ROWS = 1 << 17  # event rows per batch; above the 65534 messages a packet can hold
+NS_PER_SECOND = 1_000_000_000
+
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+
+
+# --- numba scanners ------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _be16_nb(buf, pos):
+    return (np.int64(buf[pos]) << 8) | np.int64(buf[pos + 1])
+
+
+@njit(cache=True, nogil=True)
+def _u16_nb(buf, pos, big):
+    if big:
+        return (np.int64(buf[pos]) << 8) | np.int64(buf[pos + 1])
+    return (np.int64(buf[pos + 1]) << 8) | np.int64(buf[pos])
+
+
+@njit(cache=True, nogil=True)
+def _u32_nb(buf, pos, big):
+    value = np.int64(0)
+    for i in range(4):
+        value = (value << 8) | np.int64(buf[pos + i if big else pos + 3 - i])
+    return value
+
+
+@njit(cache=True, nogil=True)
+def _udp_payload_nb(buf, pos, caplen, linktype):
+    """``(kind, offset, length)`` of the UDP payload in the frame ``buf[pos:pos+caplen]``.
+
+    ``kind`` is ``_FRAME_UDP``, ``_FRAME_OTHER``, ``_FRAME_FRAGMENT`` or an ``ERR_*`` code.
+    """
+    end = pos + caplen
+    if linktype == LINKTYPE_ETHERNET:
+        if caplen < ETHERNET_HEADER_LENGTH:
+            return ERR_TRUNCATED_FRAME, 0, 0
+        ethertype = _be16_nb(buf, pos + 12)
+        ip = pos + ETHERNET_HEADER_LENGTH
+    elif linktype == LINKTYPE_LINUX_SLL:
+        if caplen < SLL_HEADER_LENGTH:
+            return ERR_TRUNCATED_FRAME, 0, 0
+        ethertype = _be16_nb(buf, pos + 14)
+        ip = pos + SLL_HEADER_LENGTH
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        if caplen < SLL2_HEADER_LENGTH:
+            return ERR_TRUNCATED_FRAME, 0, 0
+        ethertype = _be16_nb(buf, pos)
+        ip = pos + SLL2_HEADER_LENGTH
+    elif linktype in (LINKTYPE_RAW, LINKTYPE_IPV4):
+        if caplen < 1:
+            return ERR_TRUNCATED_FRAME, 0, 0
+        if buf[pos] >> 4 != 4:
+            return _FRAME_OTHER, 0, 0
+        ethertype = np.int64(ETHERTYPE_IPV4)
+        ip = pos
+    else:
+        return ERR_LINKTYPE, 0, 0
+    while ethertype in (ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_VLAN_OLD):
+        if ip + VLAN_TAG_LENGTH > end:
+            return ERR_TRUNCATED_FRAME, 0, 0
+        ethertype = _be16_nb(buf, ip + 2)
+        ip += VLAN_TAG_LENGTH
+    if ethertype != ETHERTYPE_IPV4:
+        return _FRAME_OTHER, 0, 0
+    if ip + IPV4_MIN_HEADER > end:
+        return ERR_TRUNCATED_FRAME, 0, 0
+    header_length = np.int64(buf[ip] & 0x0F) * 4
+    total_length = _be16_nb(buf, ip + 2)
+    if buf[ip] >> 4 != 4 or header_length < IPV4_MIN_HEADER or total_length < header_length:
+        return ERR_BAD_IPV4, 0, 0
+    if ip + total_length > end:
+        return ERR_TRUNCATED_FRAME, 0, 0
+    if _be16_nb(buf, ip + 6) & IPV4_FRAGMENT_MASK:
+        return _FRAME_FRAGMENT, 0, 0
+    if buf[ip + 9] != IP_PROTO_UDP:
+        return _FRAME_OTHER, 0, 0
+    udp = ip + header_length
+    if total_length - header_length < UDP_HEADER_LENGTH:
+        return ERR_TRUNCATED_FRAME, 0, 0
+    udp_length = _be16_nb(buf, udp + 4)
+    if udp_length < UDP_HEADER_LENGTH or udp_length > total_length - header_length:
+        return ERR_BAD_UDP, 0, 0
+    return _FRAME_UDP, udp + UDP_HEADER_LENGTH, udp_length - UDP_HEADER_LENGTH
+
+
+@njit(cache=True, nogil=True)
+def _take_frame_nb(buf, pos, caplen, linktype, ts_ns, n, offsets, lengths, stamps, frames, counters):
+    """Classify one frame; a UDP payload is appended at ``n``. Returns ``(status, n)``."""
+    kind, offset, length = _udp_payload_nb(buf, pos, caplen, linktype)
+    if kind == _FRAME_UDP:
+        offsets[n] = offset
+        lengths[n] = length
+        stamps[n] = ts_ns
+        frames[n] = counters[C_FRAMES]
+        return NEED_MORE, n + 1
+    if kind == _FRAME_OTHER:
+        counters[C_OTHER] += 1
+    elif kind == _FRAME_FRAGMENT:
+        counters[C_FRAGMENTS] += 1
+    else:
+        return kind, n
+    return NEED_MORE, n
+
+
+@njit(cache=True, nogil=True)
+def scan_pcap_nb(buf, pos, end, big, frac_ns, linktype, offsets, lengths, stamps, frames, counters):
+    """Scan classic pcap records in ``buf[pos:end]`` for UDP payloads.
+
+    Returns ``(status, n, pos, record)``: ``n`` payloads written, ``pos`` where to resume (past a
+    bad frame; at the record for a fatal error) and ``record`` the position of the last record
+    examined (the bad one on an error). ``frac_ns`` is 1000 for microsecond files, 1 for nanosecond.
+    """
+    n = 0
+    while True:
+        if n == offsets.shape[0]:
+            return SCAN_FULL, n, pos, pos
+        if end - pos < PCAP_RECORD_HEADER_LENGTH:
+            return NEED_MORE, n, pos, pos
+        caplen = _u32_nb(buf, pos + 8, big)
+        if caplen > MAX_RECORD_BYTES:
+            return ERR_RECORD_LENGTH, n, pos, pos
+        if end - pos - PCAP_RECORD_HEADER_LENGTH < caplen:
+            return NEED_MORE, n, pos, pos
+        record = pos
+        pos += PCAP_RECORD_HEADER_LENGTH + caplen
+        counters[C_FRAMES] += 1
+        ts_ns = _u32_nb(buf, record, big) * NS_PER_SECOND + _u32_nb(buf, record + 4, big) * frac_ns
+        status, n = _take_frame_nb(
+            buf,
+            record + PCAP_RECORD_HEADER_LENGTH,
+            caplen,
+            linktype,
+            ts_ns,
+            n,
+            offsets,
+            lengths,
+            stamps,
+            frames,
+            counters,
+        )
+        if status != NEED_MORE:
+            return status, n, pos, record
+
+
+@njit(cache=True, nogil=True)
+def _pcapng_ts_nb(interface, high, low):
+    """Nanoseconds of an EPB timestamp in the interface's resolution."""
+    raw = (np.uint64(high) << np.uint64(32)) | np.uint64(low)
+    shift = interface[IF_TS_SHIFT]
+    if shift < 0:
+        ns = raw * np.uint64(interface[IF_TS_MUL]) // np.uint64(interface[IF_TS_DIV])
+    else:
+        seconds = raw >> np.uint64(shift)
+        fraction = raw & ((np.uint64(1) << np.uint64(shift)) - np.uint64(1))
+        if shift > 32:  # keep fraction * 1e9 inside 64 bits
+            fraction >>= np.uint64(shift - 32)
+            shift = 32
+        ns = seconds * np.uint64(NS_PER_SECOND) + ((fraction * np.uint64(NS_PER_SECOND)) >> np.uint64(shift))
+    return np.int64(ns) + interface[IF_TS_OFFSET_NS]
+
+
+@njit(cache=True, nogil=True)
+def _pow10_nb(exponent):
+    value = np.int64(1)
+    for _ in range(exponent):
+        value *= 10
+    return value
+
+
+@njit(cache=True, nogil=True)
+def _read_idb_nb(buf, block, body_end, big, interface):
+    """Fill one interface row from an IDB; returns 0 or an ``ERR_*`` code."""
+    interface[IF_LINKTYPE] = _u16_nb(buf, block + 8, big)
+    interface[IF_TS_MUL] = 1000  # default resolution: microseconds
+    interface[IF_TS_DIV] = 1
+    interface[IF_TS_SHIFT] = -1
+    interface[IF_TS_OFFSET_NS] = 0
+    pos = block + 16
+    while pos + 4 <= body_end:
+        code = _u16_nb(buf, pos, big)
+        length = _u16_nb(buf, pos + 2, big)
+        value = pos + 4
+        if code == PCAPNG_OPT_END:
+            break
+        if value + length > body_end:
+            return ERR_BLOCK_LENGTH
+        if code == PCAPNG_OPT_TSRESOL and length >= 1:
+            resolution = np.int64(buf[value])
+            if resolution & 0x80:
+                if resolution & 0x7F > 63:
+                    return ERR_TSRESOL
+                interface[IF_TS_SHIFT] = resolution & 0x7F
+            elif resolution <= 9:
+                interface[IF_TS_MUL] = _pow10_nb(9 - resolution)
+            elif resolution <= 18:
+                interface[IF_TS_MUL] = 1
+                interface[IF_TS_DIV] = _pow10_nb(resolution - 9)
+            else:
+                return ERR_TSRESOL
+        elif code == PCAPNG_OPT_TSOFFSET and length == 8:
+            high = _u32_nb(buf, value if big else value + 4, big)
+            low = _u32_nb(buf, value + 4 if big else value, big)
+            interface[IF_TS_OFFSET_NS] = ((high << 32) | low) * NS_PER_SECOND
+        pos = value + ((length + 3) & ~3)
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def scan_pcapng_nb(buf, pos, end, section, interfaces, offsets, lengths, stamps, frames, counters):
+    """Scan pcapng blocks in ``buf[pos:end]`` for UDP payloads; results as :func:`scan_pcap_nb`.
+
+    ``section`` (byte order, interface count) and ``interfaces`` (one row per IDB of the current
+    section) carry the section state across chunks. An SPB frame gets timestamp 0.
+    """
+    n = 0
+    while True:
+        if n == offsets.shape[0]:
+            return SCAN_FULL, n, pos, pos
+        if end - pos < 12:
+            return NEED_MORE, n, pos, pos
+        block = pos
+        big = section[SEC_BIG_ENDIAN]
+        block_type = _u32_nb(buf, block, big)
+        if block_type == PCAPNG_SHB:
+            magic = _u32_nb(buf, block + 8, False)
+            if magic == PCAPNG_BYTE_ORDER_MAGIC:
+                big = 0
+            elif _u32_nb(buf, block + 8, True) == PCAPNG_BYTE_ORDER_MAGIC:
+                big = 1
+            else:
+                return ERR_BYTE_ORDER_MAGIC, n, block, block
+        total = _u32_nb(buf, block + 4, big)
+        if total < 12 or total % 4 != 0 or total > MAX_BLOCK_BYTES:
+            return ERR_BLOCK_LENGTH, n, block, block
+        if end - block < total:
+            return NEED_MORE, n, block, block
+        if _u32_nb(buf, block + total - 4, big) != total:
+            return ERR_BLOCK_LENGTH, n, block, block
+        body_end = block + total - 4
+        if block_type == PCAPNG_SHB:
+            section[SEC_BIG_ENDIAN] = big
+            section[SEC_INTERFACES] = 0
+        elif block_type == PCAPNG_IDB:
+            if total < 20:
+                return ERR_BLOCK_LENGTH, n, block, block
+            if section[SEC_INTERFACES] == MAX_INTERFACES:
+                return ERR_TOO_MANY_INTERFACES, n, block, block
+            status = _read_idb_nb(buf, block, body_end, big, interfaces[section[SEC_INTERFACES]])
+            if status != 0:
+                return status, n, block, block
+            section[SEC_INTERFACES] += 1
+        elif block_type in (PCAPNG_EPB, PCAPNG_SPB):
+            if total < (32 if block_type == PCAPNG_EPB else 16):
+                return ERR_BLOCK_LENGTH, n, block, block
+            pos = block + total
+            counters[C_FRAMES] += 1
+            if block_type == PCAPNG_EPB:
+                interface_id = _u32_nb(buf, block + 8, big)
+                caplen = _u32_nb(buf, block + 20, big)
+                data = block + 28
+            else:
+                interface_id = np.int64(0)
+                caplen = min(_u32_nb(buf, block + 8, big), total - 16)
+                data = block + 12
+            if interface_id >= section[SEC_INTERFACES]:
+                return ERR_INTERFACE, n, pos, block
+            if data + caplen > body_end:
+                return ERR_CAPTURE_LENGTH, n, pos, block
+            interface = interfaces[interface_id]
+            ts_ns = np.int64(0)
+            if block_type == PCAPNG_EPB:
+                ts_ns = _pcapng_ts_nb(interface, _u32_nb(buf, block + 12, big), _u32_nb(buf, block + 16, big))
+            status, n = _take_frame_nb(
+                buf,
+                data,
+                caplen,
+                interface[IF_LINKTYPE],
+                ts_ns,
+                n,
+                offsets,
+                lengths,
+                stamps,
+                frames,
+                counters,
+            )
+            if status != NEED_MORE:
+                return status, n, pos, block
+            continue
+        pos = block + total
+
+
+# --- reader --------------------------------------------------------------------------------------
+class PcapReader(FeedReader):
+    """MoldUDP64 / ITCH 5.0 events from a pcap or pcapng capture (plain or gzip), in chunks.
+
+    ``ts_local_ns`` of every event is the capture timestamp (ns since the epoch); ``ts_exch_ns`` is
+    ITCH's ns since midnight. Sequence gaps, duplicates and packets go to ``stats``; per-session
+    detail is in ``tracker``; frames that are not IPv4/UDP and IPv4 fragments are counted in
+    ``other_frames`` and ``fragments``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        skip_bad: bool = False,
+        stats: FeedStats | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
+        super().__init__(path, skip_bad=skip_bad, stats=stats)
+        self.chunk_bytes = chunk_bytes
+        self.tracker = mold.SequenceTracker()
+        self.directory = new_stock_directory()
+        self._counters = np.zeros(N_COUNTERS, np.int64)
+        self._offsets = np.zeros(PAYLOAD_CAPACITY, np.int64)
+        self._lengths = np.zeros(PAYLOAD_CAPACITY, np.int64)
+        self._stamps = np.zeros(PAYLOAD_CAPACITY, np.int64)
+        self._frames = np.zeros(PAYLOAD_CAPACITY, np.int64)
+        self._section = np.zeros(2, np.int64)
+        self._interfaces = np.zeros((MAX_INTERFACES, IF_WORDS), np.int64)
+        self._duplicates_reported = 0
+        self._announced = np.zeros(STOCK_LOCATES, np.bool_)
+
+    @property
+    def frames(self) -> int:
+        """Capture records (packets) read."""
+        return int(self._counters[C_FRAMES])
+
+    @property
+    def other_frames(self) -> int:
+        """Frames that were not IPv4/UDP, ignored."""
+        return int(self._counters[C_OTHER])
+
+    @property
+    def fragments(self) -> int:
+        """IPv4 fragments, skipped."""
+        return int(self._counters[C_FRAGMENTS])
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """Yield event arrays (valid until the next iteration) until the capture ends."""
+        out = empty_events(OUT_ROWS)
+        n = 0
+        for buf, base, count in self._payload_segments():
+            first = 0
+            while first < count:
+                status, index, n, seq = mold.decode_packets_nb(
+                    buf, self._offsets, self._lengths, self._stamps, first, count, out, n,
+                    self.stats.type_counts, self.directory, self.tracker.state,
+                )  # fmt: skip
+                self.stats.packets += index - first
+                self._report_sequences()
+                first = index
+                if status == mold.FULL:
+                    if n:
+                        yield out[:n]
+                        n = 0
+                elif status != mold.OK:
+                    self._bad_payload(status, buf, base, index, seq)
+                    first = index + 1
+            self._update_instruments()
+            if n:
+                yield out[:n]
+                n = 0
+
+    def udp_payloads(self) -> Iterator[tuple[int, bytes]]:
+        """``(capture ts_ns, UDP payload)`` of every IPv4/UDP frame, without decoding them."""
+        for buf, _, count in self._payload_segments():
+            for i in range(count):
+                start = int(self._offsets[i])
+                yield int(self._stamps[i]), buf[start : start + int(self._lengths[i])].tobytes()
+
+    # --- container -------------------------------------------------------------------------------
+    def _payload_segments(self) -> Iterator[tuple[np.ndarray, int, int]]:
+        """Yield ``(buffer, stream offset of buffer[0], payloads)`` after every scan call.
+
+        The payload arrays describe ``buffer`` until the next iteration. Partial records are carried
+        into the next chunk, so memory stays at a chunk plus one record.
+        """
+        buf = np.zeros(0, np.uint8)
+        pos = end = base = 0
+        scan = None
+        broken: FeedError | None = None  # a fatal error skipped under skip_bad
+        skipped_bytes = 0
+        for offset, data, raw_position in read_chunks(self.path, self.chunk_bytes):
+            self.bytes_done = raw_position
+            if broken is not None:
+                skipped_bytes += len(data)
+                continue
+            buf, pos, end, base = _refill(buf, pos, end, data, offset)
+            if scan is None:
+                scan, pos = self._open(buf, end)
+                if scan is None:
+                    continue
+            while True:
+                status, count, pos, record = scan(buf, pos, end)
+                if count:
+                    yield buf, base, count
+                if status == NEED_MORE:
+                    break
+                if status == SCAN_FULL:
+                    continue
+                fatal = status <= FATAL_BELOW
+                packet = self.frames + 1 if fatal else self.frames
+                error = FeedError(SCAN_TEXT[status], path=self.path, offset=base + record, packet=packet)
+                if not self.skip_bad:
+                    raise error
+                if not fatal:
+                    self.stats.record_skip(error, 1, pos - record)
+                    continue
+                broken = error
+                skipped_bytes = end - record
+                break
+        if broken is not None:
+            self.stats.record_skip(broken, 1, skipped_bytes)
+            return
+        if scan is None:
+            self._open(buf, end, at_eof=True)
+        elif pos < end:
+            what = "truncated record at the end of the capture"
+            error = FeedError(what, path=self.path, offset=base + pos, packet=self.frames + 1)
+            if not self.skip_bad:
+                raise error
+            self.stats.record_skip(error, 1, end - pos)
+
+    def _open(self, buf: np.ndarray, end: int, at_eof: bool = False):
+        """Parse the file header; returns ``(scan function, first record position)``.
+
+        ``(None, 0)`` while too few bytes have arrived; at the end of the file that is an error.
+        """
+        head = buf[: min(end, PCAP_HEADER_LENGTH)].tobytes()
+        if len(head) >= 4 and head[:4] == _PCAPNG_MAGIC:
+            return self._scan_pcapng, 0
+        if len(head) >= 4 and head[:4] not in _PCAP_MAGICS:
+            raise FeedError(f"not a pcap or pcapng file (magic {head[:4].hex()})", path=self.path, offset=0)
+        if len(head) < PCAP_HEADER_LENGTH:
+            if at_eof:
+                raise FeedError("capture shorter than its file header", path=self.path, offset=0)
+            return None, 0
+        order, frac_ns = _PCAP_MAGICS[head[:4]]
+        linktype = struct.unpack_from(order + "I", head, 20)[0] & 0xFFFF
+        if linktype not in SUPPORTED_LINKTYPES:
+            raise FeedError(f"unsupported link type {linktype}", path=self.path, offset=20)
+        big = order == ">"
+
+        def scan(buf: np.ndarray, pos: int, end: int) -> tuple[int, int, int, int]:
+            return scan_pcap_nb(
+                buf,
+                pos,
+                end,
+                big,
+                frac_ns,
+                linktype,
+                self._offsets,
+                self._lengths,
+                self._stamps,
+                self._frames,
+                self._counters,
+            )
+
+        return scan, PCAP_HEADER_LENGTH
+
+    def _scan_pcapng(self, buf: np.ndarray, pos: int, end: int) -> tuple[int, int, int, int]:
+        return scan_pcapng_nb(
+            buf,
+            pos,
+            end,
+            self._section,
+            self._interfaces,
+            self._offsets,
+            self._lengths,
+            self._stamps,
+            self._frames,
+            self._counters,
+        )
+
+    # --- MoldUDP64 -------------------------------------------------------------------------------
+    def _bad_payload(self, status: int, buf: np.ndarray, base: int, index: int, seq: int) -> None:
+        """Raise, or count under ``skip_bad``, a payload the MoldUDP64 decoder rejected."""
+        start = int(self._offsets[index])
+        length = int(self._lengths[index])
+        what = mold.STATUS_TEXT[status]
+        if status == mold.ERR_MESSAGE:
+            for message_seq, message in mold.iter_messages(buf[start : start + length].tobytes()):
+                if message_seq == seq:
+                    try:
+                        decode_message(message)
+                    except FeedError as reason:
+                        what = f"{what}: {reason.what}"
+        error = FeedError(
+            what,
+            path=self.path,
+            offset=base + start,
+            packet=int(self._frames[index]),
+            seq=seq if seq >= 0 else None,
+        )
+        if not self.skip_bad:
+            raise error
+        self.stats.record_skip(error, 1, length)
+
+    def _report_sequences(self) -> None:
+        """Move new gaps and duplicates from the tracker into ``stats``."""
+        if self.tracker.state[mold.T_GAP_ENTRIES]:
+            for _, first_missing, missing in self.tracker.drain_gaps():
+                self.stats.record_gap(first_missing, missing)
+        duplicates = self.tracker.duplicate_packets
+        self.stats.duplicate_packets += duplicates - self._duplicates_reported
+        self._duplicates_reported = duplicates
+
+    def _update_instruments(self) -> None:
+        """Add an Instrument for each stock locate an R message announced since the last call."""
+        fresh = np.flatnonzero((self.directory["seen"] != 0) & ~self._announced)
+        for locate in fresh:
+            self.instruments[int(locate)] = Instrument(
+                instrument_id=int(locate),
+                symbol=self.directory["symbol"][locate].decode("latin-1"),
+                price_scale=ITCH_PRICE_SCALE,
+                tick_size=ITCH_TICK_SIZE,
+            )
+        self._announced[fresh] = True
+
+
+def _refill(
+    buf: np.ndarray, pos: int, end: int, data: bytes, offset: int
+) -> tuple[np.ndarray, int, int, int]:
+    """Append ``data`` after the unscanned tail ``buf[pos:end]``; returns ``(buf, 0, end, base)``."""
+    keep = end - pos
+    need = keep + len(data)
+    if need > buf.shape[0]:
+        grown = np.empty(max(need, 2 * buf.shape[0]), np.uint8)
+        grown[:keep] = buf[pos:end]
+        buf = grown
+    elif keep:
+        buf[:keep] = buf[pos:end].copy()
+    buf[keep:need] = np.frombuffer(data, np.uint8)
+    return buf, 0, need, offset - keep
+
+
+def iter_udp_payloads(path: str) -> Iterator[tuple[int, bytes]]:
+    """``(capture ts_ns, UDP payload)`` of every IPv4/UDP frame of a capture (tests, tools)."""
+    yield from PcapReader(path).udp_payloads()
