@@ -1,0 +1,244 @@
+"""Feed + book throughput: ITCH 5.0 decode, L3 book apply, and both, beside a pure-Python baseline.
+
+Run as ``hftmm bench feed`` (or ``python -m bench.feed_book``). A synthetic day (``feeds.synth``,
+fixed seed) is generated once into ``replay_data/generated/`` and read into memory, so the figures are
+of the decoder and the book, not of the disk. Before anything is timed, the compiled path and the
+pure-Python baseline process the same prefix and must end with identical books. Each figure is the
+best of ``repeats`` runs on one core; the baseline runs in the same process on the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import machine_info
+from engine.book import Book
+from engine.events import EVENT_DTYPE, SIDE_ASK, SIDE_BID
+from feeds.itch import STATUS_DONE, STATUS_OUT_FULL, decode_flat_nb, new_stock_directory
+from feeds.synth import generate_itch
+
+BATCH_ROWS = 1 << 16  # events per decode call, as the streaming reader uses
+BASELINE_MESSAGES = 300_000  # the pure-Python path is ~100x slower: a prefix is enough
+GENERATED = Path("replay_data/generated")
+
+
+# --- the pure-Python baseline: struct decoding and a dict book -----------------------------------
+_U16 = struct.Struct(">H")
+_ADD = struct.Struct(">HxxxxxxxxQcI8xI")  # locate, (tracking, timestamp), ref, side, shares, stock, price
+_REF_QTY = struct.Struct(">Q I")  # ref, shares (E, C, X)
+_REF = struct.Struct(">Q")
+_REPLACE = struct.Struct(">QQII")  # old ref, new ref, shares, price
+_BODY = 11  # header bytes before a message's own fields
+
+
+def python_decode_and_book(data: bytes, messages: int) -> tuple[dict, int]:
+    """Decode ``messages`` records with ``struct`` and keep a dict book; returns (book, bytes used).
+
+    The book maps (locate, side, price) -> [qty, orders]; orders maps ref -> [key, qty].
+    """
+    levels: dict[tuple[int, int, int], list[int]] = {}
+    orders: dict[int, list] = {}
+    pos = 0
+
+    def take(ref: int, qty: int) -> None:
+        order = orders.get(ref)
+        if order is None:
+            return
+        qty = min(qty, order[1])
+        order[1] -= qty
+        level = levels[order[0]]
+        level[0] -= qty
+        if order[1] == 0:
+            level[1] -= 1
+            if level[1] == 0:
+                del levels[order[0]]
+            del orders[ref]
+
+    def add(ref: int, key: tuple[int, int, int], qty: int) -> None:
+        orders[ref] = [key, qty]
+        level = levels.setdefault(key, [0, 0])
+        level[0] += qty
+        level[1] += 1
+
+    for _ in range(messages):
+        (length,) = _U16.unpack_from(data, pos)
+        start = pos + 2
+        pos = start + length
+        kind = data[start]
+        if kind in (0x41, 0x46):  # A, F
+            locate, ref, side, shares, price = _ADD.unpack_from(data, start + 1)
+            add(ref, (locate, SIDE_BID if side == b"B" else SIDE_ASK, price), shares)
+        elif kind in (0x45, 0x43, 0x58):  # E, C, X
+            ref, shares = _REF_QTY.unpack_from(data, start + _BODY)
+            take(ref, shares)
+        elif kind == 0x44:  # D
+            (ref,) = _REF.unpack_from(data, start + _BODY)
+            if ref in orders:
+                take(ref, orders[ref][1])
+        elif kind == 0x55:  # U
+            old, new, shares, price = _REPLACE.unpack_from(data, start + _BODY)
+            if old in orders:
+                key = orders[old][0]
+                take(old, orders[old][1])
+                add(new, (key[0], key[1], price), shares)
+    return levels, pos
+
+
+# --- the compiled path --------------------------------------------------------------------------
+def decode_all(
+    buf: np.ndarray, end: int, out: np.ndarray | None, counts: np.ndarray, book: Book | None
+) -> int:
+    """Decode ``buf[:end]`` in BATCH_ROWS batches; returns the events decoded.
+
+    Batches land in ``out`` when given (to keep them), else in one reused buffer as the streaming
+    reader does; each batch is applied to ``book`` when given.
+    """
+    directory = new_stock_directory()
+    batch = np.empty(BATCH_ROWS, EVENT_DTYPE)
+    pos, seq, n_events = 0, 0, 0
+    while True:
+        target = batch if out is None else out[n_events : n_events + BATCH_ROWS]
+        pos, n, status, _ = decode_flat_nb(buf, pos, end, target, counts, directory, seq, False)
+        if book is not None:
+            book.apply(target[:n])
+        n_events += n
+        seq += n
+        if status == STATUS_DONE:
+            return n_events
+        if status != STATUS_OUT_FULL:
+            raise RuntimeError(f"decode stopped with status {status} at offset {pos}")
+
+
+def _levels_of(book: Book) -> dict[tuple[int, int, int], list[int]]:
+    out = {}
+    for instrument in book.instruments():
+        bids, asks = book.depth(instrument, 1 << 20)
+        for side, rows in ((SIDE_BID, bids), (SIDE_ASK, asks)):
+            for price, qty, count in rows:
+                out[(instrument, side, int(price))] = [int(qty), int(count)]
+    return out
+
+
+def check_against_baseline(buf: np.ndarray, data: bytes) -> float:
+    """Books from both paths on the same prefix must be identical; returns baseline msgs/s."""
+    t0 = time.perf_counter()
+    levels, end = python_decode_and_book(data, BASELINE_MESSAGES)
+    baseline_rate = BASELINE_MESSAGES / (time.perf_counter() - t0)
+    book = Book()
+    decode_all(buf, end, None, np.zeros(256, np.int64), book)
+    if _levels_of(book) != levels:
+        raise SystemExit("bench: compiled and pure-Python books differ on the same input; not timing")
+    return baseline_rate
+
+
+def _best(repeats: int, func) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def run(messages: int, symbols: int, seed: int, repeats: int, out_dir: str) -> dict:
+    """Generate (once), check, time, and write JSON + Markdown under ``out_dir``; returns the result."""
+    GENERATED.mkdir(parents=True, exist_ok=True)
+    path = GENERATED / f"bench-{messages}-{symbols}-{seed}.itch"
+    if not path.exists():
+        print(f"generating {messages:,} messages over {symbols} symbols -> {path}")
+        generate_itch(str(path), messages=messages, symbols=symbols, seed=seed)
+    data = path.read_bytes()
+    buf = np.frombuffer(data, np.uint8)
+    counts = np.zeros(256, np.int64)
+    events = np.empty(messages, EVENT_DTYPE)
+    n_events = decode_all(buf, len(buf), events, counts, None)  # warm-up, compile, and the input of book-only
+    events = events[:n_events]
+    n_msgs = int(counts.sum())
+    baseline = check_against_baseline(buf, data)
+
+    decode_s = _best(repeats, lambda: decode_all(buf, len(buf), None, np.zeros(256, np.int64), None))
+    book_s = _best(repeats, lambda: Book().apply(events))
+    both_s = _best(repeats, lambda: decode_all(buf, len(buf), None, np.zeros(256, np.int64), Book()))
+    rows = {
+        "decode": decode_s,
+        "book (pre-decoded)": book_s,
+        "decode + book": both_s,
+    }
+    result = {
+        "benchmark": "feed_book",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "input": {
+            "file": str(path),
+            "bytes": len(data),
+            "messages": n_msgs,
+            "events": n_events,
+            "symbols": symbols,
+            "seed": seed,
+        },
+        "repeats": repeats,
+        "results": {
+            name: {
+                "seconds": round(s, 4),
+                "msgs_per_s": round(n_msgs / s),
+                "ns_per_msg": round(s * 1e9 / n_msgs, 1),
+            }
+            for name, s in rows.items()
+        },
+        "baseline_python_msgs_per_s": round(baseline),
+        "speedup_vs_python": round(n_msgs / both_s / baseline, 1),
+    }
+    _write(result, out_dir)
+    return result
+
+
+def _write(result: dict, out_dir: str) -> None:
+    folder = Path(out_dir) / f"{result['date'][:10]}-feed"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "feed.json").write_text(json.dumps(result, indent=2) + "\n")
+    m = result["machine"]
+    lines = [
+        f"# Feed + book throughput ({result['date'][:10]})",
+        "",
+        f"{result['input']['messages']:,} ITCH 5.0 messages over {result['input']['symbols']} symbols "
+        f"(synthetic, seed {result['input']['seed']}), in memory, one core, best of {result['repeats']}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, "
+        f"numba {m['numba']}.",
+        "",
+        "| path | msgs/s | ns/msg |",
+        "|---|---:|---:|",
+    ]
+    for name, r in result["results"].items():
+        lines.append(f"| {name} | {r['msgs_per_s']:,} | {r['ns_per_msg']} |")
+    lines.append(
+        f"| pure-Python decode + dict book (baseline) | {result['baseline_python_msgs_per_s']:,} | "
+        f"{1e9 / result['baseline_python_msgs_per_s']:.0f} |"
+    )
+    lines += ["", f"decode + book is {result['speedup_vs_python']}x the pure-Python baseline."]
+    (folder / "feed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\nresults in {folder}/")
+
+
+def main() -> None:
+    """``python -m bench.feed_book``: same options as ``hftmm bench feed``."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=5_000_000)
+    p.add_argument("--symbols", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default=os.path.join("bench", "results"))
+    a = p.parse_args()
+    run(a.messages, a.symbols, a.seed, a.repeats, a.out)
+
+
+if __name__ == "__main__":
+    main()

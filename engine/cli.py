@@ -1,0 +1,261 @@
+"""The ``hftmm`` command line: one sub-command per job, each a thin layer over a library call.
+
+Bad input never ends in a traceback: a :class:`feeds.FeedError` (or an unreadable file) is printed
+as one line naming the file and the place, and the exit status is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+
+from feeds.errors import FeedError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_DEPTH = 10
+
+
+def _symbols(text: str | None) -> set[str] | None:
+    return {s.strip() for s in text.split(",") if s.strip()} if text else None
+
+
+def _warn(message: str) -> None:
+    print(f"hftmm: warning: {message}", file=sys.stderr)
+
+
+def _report_skips(stats) -> None:
+    if stats.skipped_records or stats.skipped_bytes:
+        _warn(f"skipped {stats.skipped_records} bad records ({stats.skipped_bytes} bytes); first:")
+        for line in stats.errors:
+            print(f"  {line}", file=sys.stderr)
+
+
+# --- replay -------------------------------------------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Decode files into books and report what they held."""
+    from engine.replay import replay
+
+    result = replay(
+        args.files, symbols=_symbols(args.symbols), skip_bad=args.skip_bad, progress=not args.quiet
+    )
+    _report_skips(result.feed.stats)
+    for symbol in result.feed.missing_symbols:
+        _warn(f"symbol {symbol} does not appear in the input")
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    counts = "  ".join(f"{k} {v:,}" for k, v in sorted(summary["counts"].items()))
+    print(f"files        {len(summary['files'])}")
+    print(f"messages     {summary['messages']:,}  ({counts})")
+    print(f"instruments  {summary['instruments']:,}")
+    print(
+        f"book         {summary['resting_orders']:,} resting orders, "
+        f"{summary['unknown_order_refs']:,} unknown order refs, {summary['crossed_books']:,} crossed"
+    )
+    gap_note = f" (first missing seq {summary['first_missing_seq']})" if summary["gaps"] else ""
+    print(
+        f"sequence     {summary['gaps']:,} gaps, {summary['missing_messages']:,} missing messages{gap_note}"
+    )
+    if summary["first_event_ts_ns"] is not None:
+        first, last = _clock(summary["first_event_ts_ns"]), _clock(summary["last_event_ts_ns"])
+        print(f"time         {first} .. {last} (events)")
+    print(f"elapsed      {summary['elapsed_s']:.3f} s  ({summary['msgs_per_s']:,} msgs/s)")
+    return 0
+
+
+def _clock(ts_ns: int) -> str:
+    """HH:MM:SS.nnnnnnnnn of a timestamp's time of day (ITCH stamps are ns since midnight)."""
+    day_ns = ts_ns % 86_400_000_000_000
+    seconds, ns = divmod(day_ns, 1_000_000_000)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{ns:09d}"
+
+
+# --- book ---------------------------------------------------------------------------------------
+def _decimals(price_scale: int, tick_size: float) -> int:
+    """Decimals worth printing: the tick's, or the fixed-point scale's when the tick is unknown."""
+    if tick_size > 0:
+        text = f"{tick_size:.9f}".rstrip("0")
+        return len(text.split(".")[1]) if "." in text else 0
+    return max(0, round(math.log10(price_scale)))
+
+
+def cmd_book(args: argparse.Namespace) -> int:
+    """Print the final book of each symbol."""
+    from engine.events import SIDE_ASK, SIDE_BID
+    from engine.replay import replay
+
+    wanted = _symbols(args.symbol)
+    result = replay(args.files, symbols=wanted, skip_bad=args.skip_bad, progress=not args.quiet)
+    _report_skips(result.feed.stats)
+    if result.feed.missing_symbols:
+        raise FeedError(f"symbol {', '.join(result.feed.missing_symbols)} does not appear in the input")
+    book, out, decimals = result.book, {}, {}
+    for instrument_id in book.instruments():
+        inst = result.feed.instrument(instrument_id)
+        bids, asks = book.depth(instrument_id, args.depth)
+        scale = inst.price_scale
+        out[inst.symbol] = {
+            "instrument_id": instrument_id,
+            "bid_levels": book.level_count(instrument_id, SIDE_BID),
+            "ask_levels": book.level_count(instrument_id, SIDE_ASK),
+            "orders": book.order_count(instrument_id),
+            "bids": [[p / scale, int(q), int(n)] for p, q, n in bids],
+            "asks": [[p / scale, int(q), int(n)] for p, q, n in asks],
+        }
+        decimals[inst.symbol] = _decimals(scale, inst.tick_size)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for symbol, b in out.items():
+        _print_ladder(symbol, b, decimals[symbol])
+    if not out:
+        print("no books: the input holds no orders")
+    return 0
+
+
+def _print_ladder(symbol: str, b: dict, d: int) -> None:
+    print(
+        f"{symbol} (instrument {b['instrument_id']}): {b['orders']:,} orders, "
+        f"{b['bid_levels']:,} bid levels, {b['ask_levels']:,} ask levels"
+    )
+    print(f"  {'orders':>7} {'bid qty':>12} {'bid':>14} | {'ask':<14} {'ask qty':>12} {'orders':>7}")
+    for i in range(max(len(b["bids"]), len(b["asks"]))):
+        left = right = ""
+        if i < len(b["bids"]):
+            p, q, n = b["bids"][i]
+            left = f"{n:>7,} {q:>12,} {p:>14.{d}f}"
+        if i < len(b["asks"]):
+            p, q, n = b["asks"][i]
+            right = f"{p:<14.{d}f} {q:>12,} {n:>7,}"
+        print(f"  {left:>35} | {right}")
+    print()
+
+
+# --- convert ------------------------------------------------------------------------------------
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Write the events of the input files to one event Parquet file."""
+    from engine.eventstore import write_events
+    from engine.replay import FeedPass, read_feeds
+
+    fp = FeedPass(list(args.files))
+    batches = read_feeds(args.files, skip_bad=args.skip_bad, progress=not args.quiet, feed_pass=fp)
+    rows = write_events(args.output, batches, fp.instruments, source=",".join(args.files))
+    _report_skips(fp.stats)
+    print(f"wrote {rows:,} events of {len(fp.instruments):,} instruments to {args.output}")
+    return 0
+
+
+# --- gen-itch -----------------------------------------------------------------------------------
+def cmd_gen_itch(args: argparse.Namespace) -> int:
+    """Write a synthetic, well-formed ITCH 5.0 day."""
+    from feeds.synth import generate_itch
+
+    summary = generate_itch(
+        args.output,
+        messages=args.messages,
+        symbols=args.symbols,
+        seed=args.seed,
+        gzip=args.output.endswith(".gz"),
+    )
+    counts = "  ".join(f"{k} {v:,}" for k, v in sorted(summary["counts"].items()))
+    print(f"wrote {summary['messages']:,} messages ({counts}) for {args.symbols} symbols to {args.output}")
+    return 0
+
+
+# --- bench --------------------------------------------------------------------------------------
+def cmd_bench_feed(args: argparse.Namespace) -> int:
+    """Decode and book throughput (bench/feed_book.py)."""
+    from bench.feed_book import run
+
+    run(messages=args.messages, symbols=args.symbols, seed=args.seed, repeats=args.repeats, out_dir=args.out)
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------
+def _input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="feed files applied in order to the same books: flat ITCH (.itch, .gz), pcap/pcapng of "
+        "MoldUDP64, Databento DBN MBO (.dbn, .dbn.zst), or event Parquet; the format is read from the bytes",
+    )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip bad records (unknown type, wrong length, truncated), count them and go on",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="hftmm",
+        description="Low-latency market-making engine: feeds, L3 books, backtests and live trading.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("replay", help="decode feed files into books and count what they hold")
+    _input_args(p)
+    p.add_argument("--symbols", metavar="S,...", help="keep only these symbols (comma separated)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("book", help="print the final order book of each symbol")
+    _input_args(p)
+    p.add_argument("--symbol", metavar="SYM", help="only this symbol (or a comma-separated list)")
+    p.add_argument("--depth", type=int, default=DEFAULT_DEPTH, metavar="N", help="levels per side (10)")
+    p.add_argument(
+        "--json", action="store_true", help="print {symbol: {bid_levels, ask_levels, orders, bids, asks}}"
+    )
+    p.set_defaults(func=cmd_book)
+
+    p = sub.add_parser("convert", help="convert ITCH or DBN MBO files to event Parquet")
+    _input_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.parquet", help="the Parquet file to write")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("gen-itch", help="write a synthetic but well-formed ITCH 5.0 day")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="flat ITCH file (.gz compresses)")
+    p.add_argument("--messages", type=int, default=1_000_000, metavar="N", help="messages (1,000,000)")
+    p.add_argument("--symbols", type=int, default=50, metavar="K", help="instruments (50)")
+    p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (1)")
+    p.set_defaults(func=cmd_gen_itch)
+
+    p = sub.add_parser("bench", help="benchmarks; results land in bench/results/")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    b = bench.add_parser("feed", help="ITCH decode + book throughput beside a pure-Python baseline")
+    b.add_argument("--messages", type=int, default=5_000_000, metavar="N", help="messages (5,000,000)")
+    b.add_argument("--symbols", type=int, default=50, metavar="K", help="instruments (50)")
+    b.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (1)")
+    b.add_argument("--repeats", type=int, default=5, metavar="R", help="timed runs; the best is kept (5)")
+    b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
+    b.set_defaults(func=cmd_bench_feed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hftmm`` console script."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except FeedError as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"hftmm: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("hftmm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
