@@ -7,8 +7,8 @@ object so that an order is one 64-byte cache line::
     levels   [L, 5]  price, qty, order count, head, tail (FIFO of order rows)
     sides    [2B, 3] per (book, side): start, length, capacity of its segment of the arena
     books    [B, 3]  instrument id, resting orders, crossed flag
-    arena    [A]     level ids; each side's segment sorted by key (price for bids, -price for
-                     asks), so the best level sits at the END and touch activity is an append
+    arena    [A, 2]  (key, level id); each side's segment sorted by key (price for bids, -price
+                     for asks), so the best level sits at the END and touch activity is an append
     o_hash   [H, 2]  open addressing, linear probing: order id -> order row
     i_hash   [I, 2]  instrument id -> book row
 
@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from engine.events import (
     ALL_INSTRUMENTS,
@@ -54,6 +56,8 @@ LV_PRICE, LV_QTY, LV_COUNT, LV_HEAD, LV_TAIL = range(5)
 SD_START, SD_LEN, SD_CAP = range(3)
 BK_INSTR, BK_ORDERS, BK_CROSSED = range(3)
 HK, HV = range(2)  # hash key, hash value (EMPTY when the slot is free)
+AR_KEY, AR_LEVEL = range(2)
+LINEAR_SCAN = 16  # levels searched one by one from the touch before a binary search
 
 # --- meta: scalar state -------------------------------------------------------------------------
 M_ORDER_FREE = 0  # head of the free order-row list (linked through OR_NEXT)
@@ -106,7 +110,7 @@ class BookState(NamedTuple):
     levels: np.ndarray  # i8[L, 5]
     sides: np.ndarray  # i8[2B, 3]
     books: np.ndarray  # i8[B, 3]
-    arena: np.ndarray  # i4[A]
+    arena: np.ndarray  # i8[A, 2]
     o_hash: np.ndarray  # i8[H, 2]
     i_hash: np.ndarray  # i8[I, 2]
     meta: np.ndarray  # i8[N_META]
@@ -140,12 +144,34 @@ def new_state(orders: int = 1 << 16, levels: int = 1 << 12, books: int = 16) -> 
         levels=_pool(levels, 5, LV_HEAD),
         sides=np.zeros((2 * books, 3), np.int64),
         books=np.zeros((books, 3), np.int64),
-        arena=np.full(max(levels, 4 * INITIAL_SEGMENT * books), EMPTY, np.int32),
+        arena=np.zeros((max(levels, 4 * INITIAL_SEGMENT * books), 2), np.int64),
         o_hash=_empty_hash(_pow2(orders * MAX_LOAD_DEN // MAX_LOAD_NUM)),
         i_hash=_empty_hash(_pow2(books * MAX_LOAD_DEN // MAX_LOAD_NUM)),
         meta=meta,
         counters=np.zeros(N_COUNTERS, np.int64),
     )
+
+
+# --- borrowed views -----------------------------------------------------------------------------
+@intrinsic
+def _borrow(typingctx, arr):
+    """A view of ``arr`` without an owner, so that Numba's reference counting skips it.
+
+    Every array a jitted helper receives costs an atomic incref/decref pair; over the dozens of
+    helper calls of one event that was most of the book's time. ``apply_nb`` borrows its tables
+    for the duration of the call while the state tuple keeps them alive.
+    """
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(arr)(context, builder, value=args[0])
+        view = context.make_array(arr)(context, builder)
+        for name in ("nitems", "itemsize", "data", "shape", "strides"):
+            setattr(view, name, getattr(src, name))
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return arr(arr), codegen
 
 
 # --- hashing ------------------------------------------------------------------------------------
@@ -214,18 +240,22 @@ def _key(side, price):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _find_pos_nb(levels, sides, arena, s, key):
-    """Position of the first level in segment ``s`` whose key is >= ``key`` (binary search)."""
+def _find_pos_nb(sides, arena, s, key):
+    """Position of the first level in segment ``s`` whose key is >= ``key``.
+
+    Activity is near the touch, at the end of the segment: scan from there, then bisect.
+    """
     start = sides[s, SD_START]
-    side = s & 1
-    lo = 0
     hi = sides[s, SD_LEN]
-    # fast path: activity is near the touch, at the end of the segment
-    if hi > 0 and _key(side, levels[arena[start + hi - 1], LV_PRICE]) < key:
-        return hi
+    stop = max(0, hi - LINEAR_SCAN)
+    while hi > stop:
+        if arena[start + hi - 1, AR_KEY] < key:
+            return hi
+        hi -= 1
+    lo = 0
     while lo < hi:
         mid = (lo + hi) >> 1
-        if _key(side, levels[arena[start + mid], LV_PRICE]) < key:
+        if arena[start + mid, AR_KEY] < key:
             lo = mid + 1
         else:
             hi = mid
@@ -240,7 +270,8 @@ def _relocate_nb(sides, arena, meta, s):
     old = sides[s, SD_START]
     cap = max(2 * sides[s, SD_CAP], INITIAL_SEGMENT)
     for j in range(n):
-        arena[top + j] = arena[old + j]
+        arena[top + j, AR_KEY] = arena[old + j, AR_KEY]
+        arena[top + j, AR_LEVEL] = arena[old + j, AR_LEVEL]
     sides[s, SD_START] = top
     sides[s, SD_CAP] = cap
     meta[M_ARENA_TOP] = top + cap
@@ -252,19 +283,19 @@ def _relocate_nb(sides, arena, meta, s):
 def _level_for_nb(levels, sides, arena, meta, b, side, price, create):
     """Level id of ``price`` on (book, side); a new empty level is inserted when ``create``."""
     s = 2 * b + side
-    pos = _find_pos_nb(levels, sides, arena, s, _key(side, price))
+    key = _key(side, price)
+    pos = _find_pos_nb(sides, arena, s, key)
     n = sides[s, SD_LEN]
-    if pos < n:
-        lvl = arena[sides[s, SD_START] + pos]
-        if levels[lvl, LV_PRICE] == price:
-            return lvl
+    if pos < n and arena[sides[s, SD_START] + pos, AR_KEY] == key:
+        return arena[sides[s, SD_START] + pos, AR_LEVEL]
     if not create:
         return EMPTY
     if n == sides[s, SD_CAP]:
         _relocate_nb(sides, arena, meta, s)
     start = sides[s, SD_START]
     for j in range(start + n, start + pos, -1):  # open a hole at pos (memmove up)
-        arena[j] = arena[j - 1]
+        arena[j, AR_KEY] = arena[j - 1, AR_KEY]
+        arena[j, AR_LEVEL] = arena[j - 1, AR_LEVEL]
     lvl = meta[M_LEVEL_FREE]
     meta[M_LEVEL_FREE] = levels[lvl, LV_HEAD]
     meta[M_LEVELS] += 1
@@ -273,7 +304,8 @@ def _level_for_nb(levels, sides, arena, meta, b, side, price, create):
     levels[lvl, LV_COUNT] = 0
     levels[lvl, LV_HEAD] = EMPTY
     levels[lvl, LV_TAIL] = EMPTY
-    arena[start + pos] = lvl
+    arena[start + pos, AR_KEY] = key
+    arena[start + pos, AR_LEVEL] = lvl
     sides[s, SD_LEN] = n + 1
     return lvl
 
@@ -282,11 +314,12 @@ def _level_for_nb(levels, sides, arena, meta, b, side, price, create):
 def _remove_level_nb(levels, sides, arena, meta, b, side, lvl):
     """Take an empty level out of its segment and back to the free list."""
     s = 2 * b + side
-    pos = _find_pos_nb(levels, sides, arena, s, _key(side, levels[lvl, LV_PRICE]))
+    pos = _find_pos_nb(sides, arena, s, _key(side, levels[lvl, LV_PRICE]))
     start = sides[s, SD_START]
     n = sides[s, SD_LEN]
     for j in range(start + pos, start + n - 1):  # close the hole at pos (memmove down)
-        arena[j] = arena[j + 1]
+        arena[j, AR_KEY] = arena[j + 1, AR_KEY]
+        arena[j, AR_LEVEL] = arena[j + 1, AR_LEVEL]
     sides[s, SD_LEN] = n - 1
     levels[lvl, LV_HEAD] = meta[M_LEVEL_FREE]
     meta[M_LEVEL_FREE] = lvl
@@ -294,13 +327,13 @@ def _remove_level_nb(levels, sides, arena, meta, b, side, lvl):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _check_crossed_nb(levels, sides, arena, books, counters, b):
+def _check_crossed_nb(sides, arena, books, counters, b):
     nb_ = sides[2 * b, SD_LEN]
     na = sides[2 * b + 1, SD_LEN]
     crossed = 0
     if nb_ > 0 and na > 0:
-        bid = levels[arena[sides[2 * b, SD_START] + nb_ - 1], LV_PRICE]
-        ask = levels[arena[sides[2 * b + 1, SD_START] + na - 1], LV_PRICE]
+        bid = arena[sides[2 * b, SD_START] + nb_ - 1, AR_KEY]
+        ask = -arena[sides[2 * b + 1, SD_START] + na - 1, AR_KEY]
         crossed = 1 if bid >= ask else 0
     if crossed and not books[b, BK_CROSSED]:
         counters[C_CROSSED] += 1
@@ -399,7 +432,7 @@ def _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b):
         s = 2 * b + side
         start = sides[s, SD_START]
         for p in range(sides[s, SD_LEN]):
-            lvl = arena[start + p]
+            lvl = arena[start + p, AR_LEVEL]
             o = levels[lvl, LV_HEAD]
             while o != EMPTY:
                 nxt = orders[o, OR_NEXT]
@@ -445,7 +478,14 @@ def apply_nb(st, events, start):
 
     Stops early, before touching the event, only when the state needs to grow.
     """
-    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = st
+    orders, levels, sides = _borrow(st.orders), _borrow(st.levels), _borrow(st.sides)
+    books, arena, o_hash, i_hash = (
+        _borrow(st.books),
+        _borrow(st.arena),
+        _borrow(st.o_hash),
+        _borrow(st.i_hash),
+    )
+    meta, counters, events = _borrow(st.meta), _borrow(st.counters), _borrow(events)
     hash_cap, books_cap, instr_cap, arena_cap = (
         o_hash.shape[0],
         books.shape[0],
@@ -472,7 +512,7 @@ def apply_nb(st, events, start):
                     orders, levels, sides, arena, books, o_hash, meta, b, side, order_id, ev.price, ev.qty
                 )
                 counters[C_ADDS] += 1
-                _check_crossed_nb(levels, sides, arena, books, counters, b)
+                _check_crossed_nb(sides, arena, books, counters, b)
         elif kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_CANCEL, KIND_DELETE):
             o = hash_find_nb(o_hash, np.int64(ev.order_id))
             if o == EMPTY:
@@ -488,7 +528,7 @@ def apply_nb(st, events, start):
             else:
                 _reduce_order_nb(orders, levels, sides, arena, books, o_hash, meta, counters, o, ev.qty)
                 counters[C_CANCELS if kind == KIND_CANCEL else C_EXECUTES] += 1
-            _check_crossed_nb(levels, sides, arena, books, counters, b)
+            _check_crossed_nb(sides, arena, books, counters, b)
         elif kind == KIND_REPLACE:
             _replace_nb(orders, levels, sides, arena, books, o_hash, meta, counters, ev)
         elif kind == KIND_LEVEL:
@@ -535,7 +575,7 @@ def _replace_nb(orders, levels, sides, arena, books, o_hash, meta, counters, ev)
             _add_order_nb(
                 orders, levels, sides, arena, books, o_hash, meta, b, side, new_id, ev.price, ev.qty
             )
-    _check_crossed_nb(levels, sides, arena, books, counters, b)
+    _check_crossed_nb(sides, arena, books, counters, b)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -556,7 +596,7 @@ def _set_level_nb(levels, sides, arena, books, i_hash, meta, counters, ev):
         return
     levels[lvl, LV_QTY] = ev.qty
     levels[lvl, LV_COUNT] = ev.order_id
-    _check_crossed_nb(levels, sides, arena, books, counters, b)
+    _check_crossed_nb(sides, arena, books, counters, b)
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -568,7 +608,7 @@ def depth_nb(levels, sides, arena, b, side, out):
     n = sides[s, SD_LEN]
     k = min(n, out.shape[0])
     for j in range(k):
-        lvl = arena[start + n - 1 - j]
+        lvl = arena[start + n - 1 - j, AR_LEVEL]
         out[j, 0] = levels[lvl, LV_PRICE]
         out[j, 1] = levels[lvl, LV_QTY]
         out[j, 2] = levels[lvl, LV_COUNT]
@@ -603,8 +643,7 @@ def _compact_arena_nb(sides, arena, new_arena, books_used):
     for s in range(2 * books_used):
         n = sides[s, SD_LEN]
         start = sides[s, SD_START]
-        for j in range(n):
-            new_arena[top + j] = arena[start + j]
+        new_arena[top : top + n] = arena[start : start + n]
         sides[s, SD_START] = top
         top += sides[s, SD_CAP]
     return top
@@ -645,7 +684,7 @@ def grow_state(st: BookState) -> BookState:
         size = len(arena)
         while used + 2 * meta[M_MAX_SEG_CAP] > size // 2:
             size *= 2
-        new_arena = np.full(size, EMPTY, np.int32)
+        new_arena = np.zeros((size, 2), np.int64)
         meta[M_ARENA_TOP] = _compact_arena_nb(sides, arena, new_arena, meta[M_BOOKS])
         arena = new_arena
     return BookState(orders, levels, sides, books, arena, o_hash, i_hash, meta, counters)
