@@ -508,9 +508,7 @@ def apply_nb(st, events, start):
                 counters[C_DUPLICATE_ORDER] += 1
             else:
                 b = _book_of_nb(books, sides, i_hash, meta, np.int64(ev.instrument))
-                _add_order_nb(
-                    orders, levels, sides, arena, books, o_hash, meta, b, side, order_id, ev.price, ev.qty
-                )
+                _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, order_id, ev.price, ev.qty)
                 counters[C_ADDS] += 1
                 _check_crossed_nb(sides, arena, books, counters, b)
         elif kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_CANCEL, KIND_DELETE):
@@ -528,7 +526,8 @@ def apply_nb(st, events, start):
             else:
                 _reduce_order_nb(orders, levels, sides, arena, books, o_hash, meta, counters, o, ev.qty)
                 counters[C_CANCELS if kind == KIND_CANCEL else C_EXECUTES] += 1
-            _check_crossed_nb(sides, arena, books, counters, b)
+            if books[b, BK_CROSSED]:  # taking liquidity away can only uncross a book
+                _check_crossed_nb(sides, arena, books, counters, b)
         elif kind == KIND_REPLACE:
             _replace_nb(orders, levels, sides, arena, books, o_hash, meta, counters, ev)
         elif kind == KIND_LEVEL:
@@ -572,9 +571,7 @@ def _replace_nb(orders, levels, sides, arena, books, o_hash, meta, counters, ev)
     else:
         _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o)
         if ev.qty > 0:
-            _add_order_nb(
-                orders, levels, sides, arena, books, o_hash, meta, b, side, new_id, ev.price, ev.qty
-            )
+            _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, new_id, ev.price, ev.qty)
     _check_crossed_nb(sides, arena, books, counters, b)
 
 

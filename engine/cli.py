@@ -39,9 +39,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Decode files into books and report what they held."""
     from engine.replay import replay
 
-    result = replay(
-        args.files, symbols=_symbols(args.symbols), skip_bad=args.skip_bad, progress=not args.quiet
-    )
+    result = replay(args.files, symbols=_symbols(args.symbols), skip_bad=args.skip_bad, progress=not args.quiet)
     _report_skips(result.feed.stats)
     for symbol in result.feed.missing_symbols:
         _warn(f"symbol {symbol} does not appear in the input")
@@ -58,9 +56,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{summary['unknown_order_refs']:,} unknown order refs, {summary['crossed_books']:,} crossed"
     )
     gap_note = f" (first missing seq {summary['first_missing_seq']})" if summary["gaps"] else ""
-    print(
-        f"sequence     {summary['gaps']:,} gaps, {summary['missing_messages']:,} missing messages{gap_note}"
-    )
+    print(f"sequence     {summary['gaps']:,} gaps, {summary['missing_messages']:,} missing messages{gap_note}")
     if summary["first_event_ts_ns"] is not None:
         first, last = _clock(summary["first_event_ts_ns"]), _clock(summary["last_event_ts_ns"])
         print(f"time         {first} .. {last} (events)")
@@ -155,13 +151,17 @@ def cmd_gen_itch(args: argparse.Namespace) -> int:
     """Write a synthetic, well-formed ITCH 5.0 day."""
     from feeds.synth import generate_itch
 
-    summary = generate_itch(
-        args.output,
-        messages=args.messages,
-        symbols=args.symbols,
-        seed=args.seed,
-        gzip=args.output.endswith(".gz"),
-    )
+    try:
+        summary = generate_itch(
+            args.output,
+            messages=args.messages,
+            symbols=args.symbols,
+            seed=args.seed,
+            gzip=args.output.endswith(".gz"),
+        )
+    except ValueError as exc:  # sizes the generator cannot honour
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     counts = "  ".join(f"{k} {v:,}" for k, v in sorted(summary["counts"].items()))
     print(f"wrote {summary['messages']:,} messages ({counts}) for {args.symbols} symbols to {args.output}")
     return 0
@@ -177,6 +177,14 @@ def cmd_bench_feed(args: argparse.Namespace) -> int:
 
 
 # --- parser -------------------------------------------------------------------------------------
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "files",
@@ -210,10 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("book", help="print the final order book of each symbol")
     _input_args(p)
     p.add_argument("--symbol", metavar="SYM", help="only this symbol (or a comma-separated list)")
-    p.add_argument("--depth", type=int, default=DEFAULT_DEPTH, metavar="N", help="levels per side (10)")
-    p.add_argument(
-        "--json", action="store_true", help="print {symbol: {bid_levels, ask_levels, orders, bids, asks}}"
-    )
+    p.add_argument("--depth", type=_positive, default=DEFAULT_DEPTH, metavar="N", help="levels per side (10)")
+    p.add_argument("--json", action="store_true", help="print {symbol: {bid_levels, ask_levels, orders, bids, asks}}")
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("convert", help="convert ITCH or DBN MBO files to event Parquet")
@@ -223,18 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gen-itch", help="write a synthetic but well-formed ITCH 5.0 day")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="flat ITCH file (.gz compresses)")
-    p.add_argument("--messages", type=int, default=1_000_000, metavar="N", help="messages (1,000,000)")
-    p.add_argument("--symbols", type=int, default=50, metavar="K", help="instruments (50)")
+    p.add_argument("--messages", type=_positive, default=1_000_000, metavar="N", help="messages (1,000,000)")
+    p.add_argument("--symbols", type=_positive, default=50, metavar="K", help="instruments (50)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (1)")
     p.set_defaults(func=cmd_gen_itch)
 
     p = sub.add_parser("bench", help="benchmarks; results land in bench/results/")
     bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     b = bench.add_parser("feed", help="ITCH decode + book throughput beside a pure-Python baseline")
-    b.add_argument("--messages", type=int, default=5_000_000, metavar="N", help="messages (5,000,000)")
-    b.add_argument("--symbols", type=int, default=50, metavar="K", help="instruments (50)")
+    b.add_argument("--messages", type=_positive, default=5_000_000, metavar="N", help="messages (5,000,000)")
+    b.add_argument("--symbols", type=_positive, default=50, metavar="K", help="instruments (50)")
     b.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (1)")
-    b.add_argument("--repeats", type=int, default=5, metavar="R", help="timed runs; the best is kept (5)")
+    b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs; the best is kept (5)")
     b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
     b.set_defaults(func=cmd_bench_feed)
     return parser
@@ -250,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hftmm: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
-        print(f"hftmm: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"hftmm: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("hftmm: interrupted", file=sys.stderr)

@@ -68,12 +68,14 @@ def read_feeds(
         leave=False,
     )
     with bar:
-        for reader in readers:
+        for previous, reader in zip([None, *readers], readers, strict=False):
+            if previous is not None:
+                reader.continue_from(previous)
             done = 0
             for batch in reader.batches():
                 bar.update(reader.bytes_done - done)
                 done = reader.bytes_done
-                events = batch if symbols is None else _only(batch, reader, symbols)
+                events = batch if symbols is None else _only(batch, {**fp.instruments, **reader.instruments}, symbols)
                 if len(events):
                     fp.events += len(events)
                     if fp.first_ts_ns is None:
@@ -88,8 +90,8 @@ def read_feeds(
         fp.missing_symbols = sorted(symbols - seen)
 
 
-def _only(batch: np.ndarray, reader: FeedReader, symbols: set[str]) -> np.ndarray:
-    wanted = [i for i, inst in reader.instruments.items() if inst.symbol in symbols]
+def _only(batch: np.ndarray, instruments: dict[int, Instrument], symbols: set[str]) -> np.ndarray:
+    wanted = [i for i, inst in instruments.items() if inst.symbol in symbols]
     return batch[np.isin(batch["instrument"], np.asarray(wanted, dtype=np.uint32))]
 
 

@@ -111,8 +111,15 @@ def _lookup(pairs: dict[str, int], dtype: str) -> np.ndarray:
 
 
 KIND_BY_ACTION = _lookup(
-    {"A": KIND_ADD, "C": KIND_CANCEL, "M": KIND_REPLACE, "R": KIND_CLEAR, "T": KIND_TRADE, "F": KIND_TRADE,
-     "N": KIND_NONE},
+    {
+        "A": KIND_ADD,
+        "C": KIND_CANCEL,
+        "M": KIND_REPLACE,
+        "R": KIND_CLEAR,
+        "T": KIND_TRADE,
+        "F": KIND_TRADE,
+        "N": KIND_NONE,
+    },
     "u1",
 )
 SIDE_BY_CHAR = _lookup({"B": SIDE_BID, "A": SIDE_ASK, "N": SIDE_NONE}, "i1")
@@ -265,11 +272,7 @@ def find_definitions(path: str) -> str | None:
     folder = os.path.dirname(os.path.abspath(path))
     for name in sorted(os.listdir(folder)):
         candidate = os.path.join(folder, name)
-        if (
-            "definition" in name
-            and name.endswith((".dbn", ".dbn.zst"))
-            and not os.path.samefile(candidate, path)
-        ):
+        if "definition" in name and name.endswith((".dbn", ".dbn.zst")) and not os.path.samefile(candidate, path):
             return candidate
     return None
 

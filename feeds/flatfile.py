@@ -14,7 +14,6 @@ from collections.abc import Generator, Iterator
 import numpy as np
 
 from engine.events import EVENT_DTYPE
-from engine.instruments import Instrument
 from feeds.errors import FeedError
 from feeds.itch import (
     ERR_UNKNOWN_TYPE,
@@ -24,15 +23,12 @@ from feeds.itch import (
     STATUS_DONE,
     STATUS_NEED_MORE,
     STATUS_OUT_FULL,
-    STOCK_LOCATES,
+    StockDirectory,
     decode_flat_nb,
-    new_stock_directory,
 )
 from feeds.source import CHUNK_BYTES, MAX_KEPT_ERRORS, FeedReader, FeedStats, read_chunks
 
 BATCH_ROWS = 1 << 16  # events per yielded batch (4 MiB of rows)
-ITCH_PRICE_SCALE = 10_000  # Price(4): 4 implied decimals
-ITCH_TICK_SIZE = 0.01
 _FRAMED_LENGTHS = MESSAGE_LENGTHS + 2  # bytes of a good record of each type, length prefix included
 _R = ord("R")
 
@@ -57,10 +53,22 @@ class FlatItchReader(FeedReader):
         if chunk_bytes <= 0 or batch_rows <= 0:
             raise ValueError("chunk_bytes and batch_rows must be positive")
         self.chunk_bytes = chunk_bytes
-        self.directory = new_stock_directory()
-        self._announced = np.zeros(STOCK_LOCATES, np.bool_)
+        self.stocks = StockDirectory()
+        self.instruments = self.stocks.instruments
         self._buf = np.empty(chunk_bytes + MAX_RECORD_BYTES, np.uint8)
         self._out = np.empty(batch_rows, EVENT_DTYPE)
+
+    @property
+    def directory(self) -> np.ndarray:
+        """The stock directory table as the session has announced it so far."""
+        return self.stocks.table
+
+    def continue_from(self, previous: FeedReader) -> None:
+        """Go on with the stock directory of the previous ITCH file of the same session."""
+        stocks = getattr(previous, "stocks", None)
+        if isinstance(stocks, StockDirectory):
+            self.stocks = stocks
+            self.instruments = stocks.instruments
 
     def batches(self) -> Iterator[np.ndarray]:
         """Yield event arrays (views of one reused buffer) until the file ends."""
@@ -108,7 +116,8 @@ class FlatItchReader(FeedReader):
             bulk = self.skip_bad and len(self.stats.errors) >= MAX_KEPT_ERRORS
             before = counts.copy()
             start = pos
-            pos, n, status, bad = decode_flat_nb(buf, pos, end, self._out, counts, self.directory, seq, bulk)
+            table = self.stocks.table
+            pos, n, status, bad = decode_flat_nb(buf, pos, end, self._out, counts, table, seq, bulk)
             decoded = counts - before
             seq += int(decoded.sum()) + bad
             if bad:
@@ -116,7 +125,7 @@ class FlatItchReader(FeedReader):
                 error = FeedError(f"{bad} bad records skipped", path=self.path, offset=base + start)
                 self.stats.record_skip(error, records=bad, nbytes=pos - start - good_bytes)
             if decoded[_R]:
-                self._announce()
+                self.stocks.announce()
             if n:
                 yield self._out[:n]
             if status in (STATUS_DONE, STATUS_NEED_MORE, STATUS_OUT_FULL):
@@ -153,17 +162,3 @@ class FlatItchReader(FeedReader):
         if not self.skip_bad:
             raise error
         self.stats.record_skip(error, nbytes=carry)
-
-    def _announce(self) -> None:
-        """Add an Instrument for each locate the directory gained since the last call."""
-        fresh = np.flatnonzero((self.directory["seen"] != 0) & ~self._announced)
-        for locate in fresh:
-            symbol = self.directory["symbol"][locate].decode("latin-1")
-            self.instruments[int(locate)] = Instrument(
-                instrument_id=int(locate),
-                symbol=symbol,
-                price_scale=ITCH_PRICE_SCALE,
-                tick_size=ITCH_TICK_SIZE,
-                lot_size=1,
-            )
-        self._announced[fresh] = True

@@ -39,6 +39,7 @@ from engine.events import (
     SIDE_BID,
     SIDE_NONE,
 )
+from engine.instruments import Instrument
 from feeds.errors import FeedError
 
 SPEC_VERSION = "5.0"
@@ -315,6 +316,35 @@ def new_stock_directory() -> np.ndarray:
     return np.zeros(STOCK_LOCATES, dtype=STOCK_DIRECTORY_DTYPE)
 
 
+ITCH_PRICE_SCALE = 10_000  # Price(4): 4 implied decimals
+ITCH_TICK_SIZE = 0.01  # Reg NMS minimum increment for stocks at or above $1
+
+
+class StockDirectory:
+    """The stocks a session has announced (R messages): the Numba ``table`` plus its Instruments.
+
+    One session split across files shares one directory, so that a later file's orders still know
+    the symbols the first file announced.
+    """
+
+    def __init__(self) -> None:
+        self.table = new_stock_directory()
+        self.instruments: dict[int, Instrument] = {}
+
+    def announce(self) -> None:
+        """Add an Instrument for every locate the table gained since the last call."""
+        fresh = np.flatnonzero(self.table["seen"] != 0)
+        for locate in fresh:
+            if int(locate) not in self.instruments:
+                self.instruments[int(locate)] = Instrument(
+                    instrument_id=int(locate),
+                    symbol=self.table["symbol"][locate].decode("latin-1"),
+                    price_scale=ITCH_PRICE_SCALE,
+                    tick_size=ITCH_TICK_SIZE,
+                    lot_size=1,
+                )
+
+
 # --- Python codec (tests, tools, the simulated exchange; not the hot path) ------------------------
 _TIMESTAMP_PARTS = ("timestamp_hi", "timestamp_lo")
 
@@ -410,12 +440,7 @@ def _u16_nb(buf, p):
 
 @njit(cache=True, nogil=True, inline=_INLINE)
 def _u32_nb(buf, p):
-    return (
-        (np.int64(buf[p]) << 24)
-        | (np.int64(buf[p + 1]) << 16)
-        | (np.int64(buf[p + 2]) << 8)
-        | np.int64(buf[p + 3])
-    )
+    return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])
 
 
 @njit(cache=True, nogil=True, inline=_INLINE)
@@ -438,8 +463,7 @@ def _side_nb(c):
 
 
 @njit(cache=True, nogil=True, inline=_INLINE)
-def _put_nb(out, n, kind, ts, ts_local, seq, instrument, src_type, order_id, new_order_id, price, qty,
-            side, flags):
+def _put_nb(out, n, kind, ts, ts_local, seq, instrument, src_type, order_id, new_order_id, price, qty, side, flags):
     row = out[n]
     row.ts_exch_ns = ts
     row.ts_local_ns = ts_local
@@ -494,40 +518,163 @@ def _decode_one_nb(buf, pos, length, out, n, counts, directory, seq, ts_local_ns
     ts_local = ts_local_ns if ts_local_ns > 0 else ts
     zero = np.uint64(0)
     if t in (_A, _F):
-        _put_nb(out, n, KIND_ADD, ts, ts_local, seq, locate, t, _u64_nb(buf, pos + _ORDER_REF), zero,
-                _u32_nb(buf, pos + _ADD_PRICE), _u32_nb(buf, pos + _ADD_SHARES),
-                _side_nb(buf[pos + _ADD_SIDE]), 0)
+        _put_nb(
+            out,
+            n,
+            KIND_ADD,
+            ts,
+            ts_local,
+            seq,
+            locate,
+            t,
+            _u64_nb(buf, pos + _ORDER_REF),
+            zero,
+            _u32_nb(buf, pos + _ADD_PRICE),
+            _u32_nb(buf, pos + _ADD_SHARES),
+            _side_nb(buf[pos + _ADD_SIDE]),
+            0,
+        )
     elif t == _D:
-        _put_nb(out, n, KIND_DELETE, ts, ts_local, seq, locate, t, _u64_nb(buf, pos + _ORDER_REF), zero,
-                0, 0, SIDE_NONE, 0)
+        _put_nb(
+            out,
+            n,
+            KIND_DELETE,
+            ts,
+            ts_local,
+            seq,
+            locate,
+            t,
+            _u64_nb(buf, pos + _ORDER_REF),
+            zero,
+            0,
+            0,
+            SIDE_NONE,
+            0,
+        )
     elif t == _U:
-        _put_nb(out, n, KIND_REPLACE, ts, ts_local, seq, locate, t, _u64_nb(buf, pos + _ORDER_REF),
-                _u64_nb(buf, pos + _U_NEW_REF), _u32_nb(buf, pos + _U_PRICE), _u32_nb(buf, pos + _U_SHARES),
-                SIDE_NONE, 0)
+        _put_nb(
+            out,
+            n,
+            KIND_REPLACE,
+            ts,
+            ts_local,
+            seq,
+            locate,
+            t,
+            _u64_nb(buf, pos + _ORDER_REF),
+            _u64_nb(buf, pos + _U_NEW_REF),
+            _u32_nb(buf, pos + _U_PRICE),
+            _u32_nb(buf, pos + _U_SHARES),
+            SIDE_NONE,
+            0,
+        )
     elif t == _E:
-        _put_nb(out, n, KIND_EXECUTE, ts, ts_local, seq, locate, t, _u64_nb(buf, pos + _ORDER_REF), zero,
-                0, _u32_nb(buf, pos + _EXEC_SHARES), SIDE_NONE, 0)
+        _put_nb(
+            out,
+            n,
+            KIND_EXECUTE,
+            ts,
+            ts_local,
+            seq,
+            locate,
+            t,
+            _u64_nb(buf, pos + _ORDER_REF),
+            zero,
+            0,
+            _u32_nb(buf, pos + _EXEC_SHARES),
+            SIDE_NONE,
+            0,
+        )
     elif t == _X:
-        _put_nb(out, n, KIND_CANCEL, ts, ts_local, seq, locate, t, _u64_nb(buf, pos + _ORDER_REF), zero,
-                0, _u32_nb(buf, pos + _X_SHARES), SIDE_NONE, 0)
+        _put_nb(
+            out,
+            n,
+            KIND_CANCEL,
+            ts,
+            ts_local,
+            seq,
+            locate,
+            t,
+            _u64_nb(buf, pos + _ORDER_REF),
+            zero,
+            0,
+            _u32_nb(buf, pos + _X_SHARES),
+            SIDE_NONE,
+            0,
+        )
     elif t == _C:
         flags = FLAG_NON_PRINTABLE if buf[pos + _C_PRINTABLE] == _NO else 0
-        _put_nb(out, n, KIND_EXECUTE_PRICE, ts, ts_local, seq, locate, t, _u64_nb(buf, pos + _ORDER_REF),
-                zero, _u32_nb(buf, pos + _C_PRICE), _u32_nb(buf, pos + _EXEC_SHARES), SIDE_NONE, flags)
+        _put_nb(
+            out,
+            n,
+            KIND_EXECUTE_PRICE,
+            ts,
+            ts_local,
+            seq,
+            locate,
+            t,
+            _u64_nb(buf, pos + _ORDER_REF),
+            zero,
+            _u32_nb(buf, pos + _C_PRICE),
+            _u32_nb(buf, pos + _EXEC_SHARES),
+            SIDE_NONE,
+            flags,
+        )
     elif t == _P:
-        _put_nb(out, n, KIND_TRADE, ts, ts_local, seq, locate, t, _u64_nb(buf, pos + _ORDER_REF), zero,
-                _u32_nb(buf, pos + _ADD_PRICE), _u32_nb(buf, pos + _ADD_SHARES),
-                _side_nb(buf[pos + _ADD_SIDE]), 0)
+        _put_nb(
+            out,
+            n,
+            KIND_TRADE,
+            ts,
+            ts_local,
+            seq,
+            locate,
+            t,
+            _u64_nb(buf, pos + _ORDER_REF),
+            zero,
+            _u32_nb(buf, pos + _ADD_PRICE),
+            _u32_nb(buf, pos + _ADD_SHARES),
+            _side_nb(buf[pos + _ADD_SIDE]),
+            0,
+        )
     elif t == _Q:
-        _put_nb(out, n, KIND_TRADE, ts, ts_local, seq, locate, t, zero, zero,
-                _u32_nb(buf, pos + _Q_PRICE), np.int64(_u64_nb(buf, pos + _Q_SHARES)), SIDE_NONE, 0)
+        _put_nb(
+            out,
+            n,
+            KIND_TRADE,
+            ts,
+            ts_local,
+            seq,
+            locate,
+            t,
+            zero,
+            zero,
+            _u32_nb(buf, pos + _Q_PRICE),
+            np.int64(_u64_nb(buf, pos + _Q_SHARES)),
+            SIDE_NONE,
+            0,
+        )
     elif t == _H:
         state = buf[pos + _H_TRADING_STATE]
         directory.view(np.uint8)[locate * _DIR_ITEMSIZE + _DIR_TRADING_STATE] = state
         _put_nb(out, n, KIND_STATUS, ts, ts_local, seq, locate, t, zero, zero, 0, 0, SIDE_NONE, state)
     elif t == _S:
-        _put_nb(out, n, KIND_STATUS, ts, ts_local, seq, ALL_INSTRUMENTS, t, zero, zero, 0, 0, SIDE_NONE,
-                buf[pos + _S_EVENT_CODE])
+        _put_nb(
+            out,
+            n,
+            KIND_STATUS,
+            ts,
+            ts_local,
+            seq,
+            ALL_INSTRUMENTS,
+            t,
+            zero,
+            zero,
+            0,
+            0,
+            SIDE_NONE,
+            buf[pos + _S_EVENT_CODE],
+        )
     else:
         if t == _R:
             _stock_directory_nb(buf, pos, directory, locate)

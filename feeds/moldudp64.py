@@ -277,9 +277,7 @@ def decode_packet_nb(buf, start, length, out, n, counts, directory, tracker, ts_
         message_length = _be16_nb(buf, pos)
         pos += BLOCK_LENGTH_SIZE
         if index >= skip:
-            rows = decode_message_nb(
-                buf, pos, message_length, out, n, counts, directory, seq + index, ts_local_ns
-            )
+            rows = decode_message_nb(buf, pos, message_length, out, n, counts, directory, seq + index, ts_local_ns)
             if rows < 0:
                 tracker[base + S_NEXT_SEQ] = seq + index
                 tracker[base + S_MESSAGES] += index - skip
@@ -300,9 +298,7 @@ def decode_packets_nb(buf, offsets, lengths, ts_ns, first, stop, out, n, counts,
     :func:`decode_packet_nb`); the caller drains or reports it and resumes there (or after it).
     """
     for i in range(first, stop):
-        status, n, seq = decode_packet_nb(
-            buf, offsets[i], lengths[i], out, n, counts, directory, tracker, ts_ns[i]
-        )
+        status, n, seq = decode_packet_nb(buf, offsets[i], lengths[i], out, n, counts, directory, tracker, ts_ns[i])
         if status != OK:
             return status, i, n, seq
     return OK, stop, n, np.int64(-1)

@@ -31,11 +31,9 @@ import numpy as np
 from numba import njit
 
 from engine.events import empty_events
-from engine.instruments import Instrument
 from feeds import moldudp64 as mold
 from feeds.errors import FeedError
-from feeds.flatfile import ITCH_PRICE_SCALE, ITCH_TICK_SIZE
-from feeds.itch import STOCK_LOCATES, decode_message, new_stock_directory
+from feeds.itch import StockDirectory, decode_message
 from feeds.source import CHUNK_BYTES, FeedReader, FeedStats, read_chunks
 
 # --- file formats --------------------------------------------------------------------------------
@@ -452,7 +450,8 @@ class PcapReader(FeedReader):
         super().__init__(path, skip_bad=skip_bad, stats=stats)
         self.chunk_bytes = chunk_bytes
         self.tracker = mold.SequenceTracker()
-        self.directory = new_stock_directory()
+        self.stocks = StockDirectory()
+        self.instruments = self.stocks.instruments
         self._counters = np.zeros(N_COUNTERS, np.int64)
         self._offsets = np.zeros(PAYLOAD_CAPACITY, np.int64)
         self._lengths = np.zeros(PAYLOAD_CAPACITY, np.int64)
@@ -461,7 +460,23 @@ class PcapReader(FeedReader):
         self._section = np.zeros(2, np.int64)
         self._interfaces = np.zeros((MAX_INTERFACES, IF_WORDS), np.int64)
         self._duplicates_reported = 0
-        self._announced = np.zeros(STOCK_LOCATES, np.bool_)
+
+    @property
+    def directory(self) -> np.ndarray:
+        """The stock directory table as the session has announced it so far."""
+        return self.stocks.table
+
+    def continue_from(self, previous: FeedReader) -> None:
+        """Go on with the stock directory of the previous ITCH file of the same session.
+
+        Sequence tracking starts afresh in every capture file: captures given together are often
+        samples from different moments, and carrying the expectation over would drop their packets
+        as duplicates.
+        """
+        stocks = getattr(previous, "stocks", None)
+        if isinstance(stocks, StockDirectory):
+            self.stocks = stocks
+            self.instruments = stocks.instruments
 
     @property
     def frames(self) -> int:
@@ -487,7 +502,7 @@ class PcapReader(FeedReader):
             while first < count:
                 status, index, n, seq = mold.decode_packets_nb(
                     buf, self._offsets, self._lengths, self._stamps, first, count, out, n,
-                    self.stats.type_counts, self.directory, self.tracker.state,
+                    self.stats.type_counts, self.stocks.table, self.tracker.state,
                 )  # fmt: skip
                 self.stats.packets += index - first
                 self._report_sequences()
@@ -499,7 +514,7 @@ class PcapReader(FeedReader):
                 elif status != mold.OK:
                     self._bad_payload(status, buf, base, index, seq)
                     first = index + 1
-            self._update_instruments()
+            self.stocks.announce()
             if n:
                 yield out[:n]
                 n = 0
@@ -648,22 +663,8 @@ class PcapReader(FeedReader):
         self.stats.duplicate_packets += duplicates - self._duplicates_reported
         self._duplicates_reported = duplicates
 
-    def _update_instruments(self) -> None:
-        """Add an Instrument for each stock locate an R message announced since the last call."""
-        fresh = np.flatnonzero((self.directory["seen"] != 0) & ~self._announced)
-        for locate in fresh:
-            self.instruments[int(locate)] = Instrument(
-                instrument_id=int(locate),
-                symbol=self.directory["symbol"][locate].decode("latin-1"),
-                price_scale=ITCH_PRICE_SCALE,
-                tick_size=ITCH_TICK_SIZE,
-            )
-        self._announced[fresh] = True
 
-
-def _refill(
-    buf: np.ndarray, pos: int, end: int, data: bytes, offset: int
-) -> tuple[np.ndarray, int, int, int]:
+def _refill(buf: np.ndarray, pos: int, end: int, data: bytes, offset: int) -> tuple[np.ndarray, int, int, int]:
     """Append ``data`` after the unscanned tail ``buf[pos:end]``; returns ``(buf, 0, end, base)``."""
     keep = end - pos
     need = keep + len(data)

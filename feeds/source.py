@@ -6,12 +6,12 @@ keeps :class:`FeedStats` as it goes. ``feeds.open_feed`` picks the reader from t
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from feeds.errors import FeedError
 
 CHUNK_BYTES = 8 << 20  # read size: large enough to amortise a jitted call, small enough for any RAM
 GZIP_MAGIC = b"\x1f\x8b"
+GZIP_WBITS = 31  # zlib window bits that expect a gzip header and trailer
+GZIP_STEP = 64 << 10  # compressed bytes inflated per step: what a corruption can cost at most
 MAX_KEPT_ERRORS = 20  # with skip_bad, how many skip messages are kept for the report
 
 
@@ -80,12 +82,11 @@ class FeedReader(ABC):
         self.total_bytes = os.path.getsize(path)
         self.bytes_done = 0
 
-    def instrument(self, instrument_id: int) -> Instrument:
-        """The instrument's metadata, or a placeholder named by its id when the file never announced it."""
-        known = self.instruments.get(instrument_id)
-        if known is not None:
-            return known
-        return Instrument(instrument_id, str(instrument_id), self.default_price_scale)
+    def continue_from(self, previous: FeedReader) -> None:  # noqa: B027 - a hook, empty by default
+        """Carry session state over from the file read before this one (a session split in files).
+
+        Formats with session state (the ITCH stock directory, MoldUDP64 sequence numbers) override it.
+        """
 
     @abstractmethod
     def batches(self) -> Iterator[np.ndarray]:
@@ -93,24 +94,58 @@ class FeedReader(ABC):
 
 
 def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes, int]]:
-    """Yield ``(offset, data, raw_position)`` chunks of a plain or gzip file.
+    """Yield ``(offset, data, raw_position)`` chunks of at most ``chunk_bytes`` of a plain or gzip file.
 
     ``offset`` is the position of ``data`` in the (decompressed) stream, ``raw_position`` how far
-    into the file on disk the reader is (for progress). A corrupt or truncated gzip stream raises a
-    :class:`FeedError` naming the decompressed offset where it broke.
+    into the file on disk the reader is (for progress). A corrupt or truncated gzip stream first
+    yields everything that decompressed cleanly, then raises a :class:`FeedError` naming the
+    decompressed offset where it broke.
     """
     with open(path, "rb") as raw:
         is_gzip = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
+        if is_gzip:
+            yield from _gunzip_chunks(path, raw, chunk_bytes)
+            return
         offset = 0
-        while True:
-            try:
-                data = stream.read(chunk_bytes)
-            except (OSError, EOFError, zlib.error) as exc:
-                reason = str(exc) or type(exc).__name__
-                raise FeedError(f"corrupt gzip stream ({reason})", path=path, offset=offset) from None
-            if not data:
-                return
+        while data := raw.read(chunk_bytes):
             yield offset, data, raw.tell()
             offset += len(data)
+
+
+def _gunzip_chunks(path: str, raw: BinaryIO, chunk_bytes: int) -> Iterator[tuple[int, bytes, int]]:
+    """Inflate gzip member after member in small steps, so that a corruption loses no good data."""
+    inflate = zlib.decompressobj(GZIP_WBITS)
+    fed = False  # the current member has been given input
+    pending = b""  # compressed input not yet inflated
+    out = bytearray()
+    offset = 0
+    while True:
+        if not pending:
+            pending = raw.read(GZIP_STEP)
+            if not pending:
+                break
+        try:
+            out += inflate.decompress(pending, chunk_bytes - len(out))
+        except zlib.error as exc:
+            if out:
+                yield offset, bytes(out), raw.tell()
+                offset += len(out)
+            raise FeedError(f"corrupt gzip stream ({exc})", path=path, offset=offset) from None
+        fed = True
+        if inflate.eof:  # one member ends; another may follow
+            pending = inflate.unused_data
+            inflate = zlib.decompressobj(GZIP_WBITS)
+            fed = False
+        else:
+            pending = inflate.unconsumed_tail
+        if len(out) >= chunk_bytes:
+            yield offset, bytes(out), raw.tell()
+            offset += len(out)
+            out = bytearray()
+    out += inflate.flush()
+    for start in range(0, len(out), chunk_bytes):
+        yield offset + start, bytes(out[start : start + chunk_bytes]), raw.tell()
+    offset += len(out)
+    if fed and not inflate.eof:
+        raise FeedError("corrupt gzip stream (truncated: the file ends inside a member)", path=path, offset=offset)

@@ -64,8 +64,16 @@ CROSS_LOTS_MAX = 100  # a cross prints ROUND_LOT * uniform(1, this) shares
 LIVE_ORDERS_MIN, LIVE_ORDERS_MAX = 16, 256  # per stock; at the cap an add becomes a delete
 FLOW_PER_LIVE_ORDER = 20  # the cap is flow messages per stock / this, within the bounds above
 # The order-flow mix: letter and share of the flow (D also takes the adds refused at the cap).
-FLOW_MIX = (("A", 0.425), ("F", 0.012), ("D", 0.395), ("U", 0.075), ("X", 0.02), ("E", 0.05),
-            ("C", 0.003), ("P", 0.02))
+FLOW_MIX = (
+    ("A", 0.425),
+    ("F", 0.012),
+    ("D", 0.395),
+    ("U", 0.075),
+    ("X", 0.02),
+    ("E", 0.05),
+    ("C", 0.003),
+    ("P", 0.02),
+)
 MPIDS = ("ALFA", "BRVO", "CHLY", "DLTX", "ECHM", "FXTR")  # made-up attributions of F adds
 FIRST_REF = 1_000  # order references and match numbers start here and only increase
 CHUNK_BYTES = 4 << 20  # the reused output buffer
@@ -260,10 +268,7 @@ def _remove_order_nb(orders, stocks, s, i):
 @njit(cache=True, nogil=True)
 def _quote_price_nb(rng, stocks, s, side):
     """A passive price for a new order: some ticks behind the fair touch, never crossing the book."""
-    if rng.random() < P_DEEP_ADD:
-        depth = rng.integers(0, DEEP_ADD_TICKS + 1)
-    else:
-        depth = rng.geometric(P_DEPTH_GEOMETRIC) - 1
+    depth = rng.integers(0, DEEP_ADD_TICKS + 1) if rng.random() < P_DEEP_ADD else rng.geometric(P_DEPTH_GEOMETRIC) - 1
     fair2 = stocks[s, K_FAIR2]
     if side > 0:  # bid touch: the tick at or below fair minus half a tick
         price = ((fair2 - 1) // 2 - depth) * TICK
@@ -417,34 +422,70 @@ def _opening_messages(tickers: list[str], prices: np.ndarray, rng: np.random.Gen
     """System start events, stock directory, trading actions, market open and opening crosses."""
     out = [encode("S", timestamp=START_OF_MESSAGES_NS, event_code="O")]
     for locate, ticker in enumerate(tickers, 1):
-        out.append(encode("R", stock_locate=locate, timestamp=START_OF_MESSAGES_NS + locate * SPACING_NS,
-                          stock=ticker, market_category="Q", financial_status_indicator="N",
-                          round_lot_size=ROUND_LOT, round_lots_only="N", issue_classification="C",
-                          issue_sub_type="Z", authenticity="P", short_sale_threshold_indicator="N",
-                          ipo_flag="N", luld_reference_price_tier="1", etp_flag="N",
-                          inverse_indicator="N"))
+        out.append(
+            encode(
+                "R",
+                stock_locate=locate,
+                timestamp=START_OF_MESSAGES_NS + locate * SPACING_NS,
+                stock=ticker,
+                market_category="Q",
+                financial_status_indicator="N",
+                round_lot_size=ROUND_LOT,
+                round_lots_only="N",
+                issue_classification="C",
+                issue_sub_type="Z",
+                authenticity="P",
+                short_sale_threshold_indicator="N",
+                ipo_flag="N",
+                luld_reference_price_tier="1",
+                etp_flag="N",
+                inverse_indicator="N",
+            )
+        )
     out.append(encode("S", timestamp=START_OF_SYSTEM_HOURS_NS, event_code="S"))
     for locate, ticker in enumerate(tickers, 1):
-        out.append(encode("H", stock_locate=locate, timestamp=START_OF_SYSTEM_HOURS_NS + locate * SPACING_NS,
-                          stock=ticker, trading_state="T"))
+        out.append(
+            encode(
+                "H",
+                stock_locate=locate,
+                timestamp=START_OF_SYSTEM_HOURS_NS + locate * SPACING_NS,
+                stock=ticker,
+                trading_state="T",
+            )
+        )
     out.append(encode("S", timestamp=START_OF_MARKET_HOURS_NS, event_code="Q"))
     out += _crosses(tickers, prices, rng, START_OF_MARKET_HOURS_NS, "O", FIRST_REF)
     return out
 
 
-def _crosses(tickers: list[str], prices: np.ndarray, rng: np.random.Generator, ts_ns: int, cross_type: str,
-             first_match: int) -> list[bytes]:
+def _crosses(
+    tickers: list[str],
+    prices: np.ndarray,
+    rng: np.random.Generator,
+    ts_ns: int,
+    cross_type: str,
+    first_match: int,
+) -> list[bytes]:
     """One cross trade (Q) per stock at its fair price, spaced after ``ts_ns``."""
     lots = rng.integers(1, CROSS_LOTS_MAX + 1, size=len(tickers))
-    return [encode("Q", stock_locate=locate, timestamp=ts_ns + locate * SPACING_NS,
-                   shares=int(lots[locate - 1]) * ROUND_LOT, stock=ticker,
-                   cross_price=int(prices[locate - 1]), match_number=first_match + locate - 1,
-                   cross_type=cross_type)
-            for locate, ticker in enumerate(tickers, 1)]
+    return [
+        encode(
+            "Q",
+            stock_locate=locate,
+            timestamp=ts_ns + locate * SPACING_NS,
+            shares=int(lots[locate - 1]) * ROUND_LOT,
+            stock=ticker,
+            cross_price=int(prices[locate - 1]),
+            match_number=first_match + locate - 1,
+            cross_type=cross_type,
+        )
+        for locate, ticker in enumerate(tickers, 1)
+    ]
 
 
-def _closing_messages(tickers: list[str], prices: np.ndarray, rng: np.random.Generator,
-                      first_match: int) -> list[bytes]:
+def _closing_messages(
+    tickers: list[str], prices: np.ndarray, rng: np.random.Generator, first_match: int
+) -> list[bytes]:
     """Closing crosses and the end-of-day system events."""
     out = _crosses(tickers, prices, rng, END_OF_MARKET_HOURS_NS, "C", first_match)
     end_crosses = END_OF_MARKET_HOURS_NS + (len(tickers) + 1) * SPACING_NS
@@ -511,7 +552,9 @@ def generate_itch(
     opening = _opening_messages(tickers, fair_prices(), rng)
     _count_types(opening, counts)
     done = len(opening)
-    with gzip_module.open(path, "wb", compresslevel=GZIP_LEVEL) if gzip else open(path, "wb") as out:
+    # mtime=0 keeps a seed's .gz bytes reproducible
+    sink = gzip_module.GzipFile(path, "wb", compresslevel=GZIP_LEVEL, mtime=0) if gzip else open(path, "wb")  # noqa: SIM115
+    with sink as out:
         total_bytes = out.write(frame(opening))
         while st[ST_DONE] < n_flow:
             n = fill_flow_nb(buf, rng, st, n_flow, counts, orders, stocks, ticker_bytes, cum_weight, mix_cum)

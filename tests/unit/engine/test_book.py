@@ -57,9 +57,7 @@ class ReferenceBook:
             self.orders[oid][3] = left - qty
 
     def depth(self, instrument: int, side: int) -> list[tuple[int, int, int]]:
-        rows = [
-            (p, sum(self.orders[o][3] for o in q), len(q)) for p, q in self._levels(instrument, side).items()
-        ]
+        rows = [(p, sum(self.orders[o][3] for o in q), len(q)) for p, q in self._levels(instrument, side).items()]
         rows += [(p, q, c) for p, (q, c) in self.l2.get((instrument, side), {}).items()]
         return sorted(rows, key=lambda r: -r[0] if side == SIDE_BID else r[0])
 
@@ -243,9 +241,7 @@ def test_modify_with_larger_size_loses_queue_priority():
 
 def test_reference_to_unknown_order_is_counted_not_fatal():
     book = Book()
-    book.apply(
-        make((KIND_DELETE, 5, 0, 0, 0, 0), (KIND_EXECUTE, 6, 0, 0, 0, 3), (KIND_REPLACE, 7, 8, 0, 1, 1))
-    )
+    book.apply(make((KIND_DELETE, 5, 0, 0, 0, 0), (KIND_EXECUTE, 6, 0, 0, 0, 3), (KIND_REPLACE, 7, 8, 0, 1, 1)))
     assert book.counters["unknown_order_refs"] == 3
     assert book.total_orders == 0
 
@@ -255,9 +251,7 @@ def test_crossing_add_is_counted_once_per_crossing():
     book.apply(make((KIND_ADD, 1, 0, SIDE_ASK, 100, 5), (KIND_ADD, 2, 0, SIDE_BID, 101, 5)))
     book.apply(make((KIND_ADD, 3, 0, SIDE_BID, 102, 5)))
     assert book.counters["crossed_books"] == 1
-    book.apply(
-        make((KIND_DELETE, 2, 0, 0, 0, 0), (KIND_DELETE, 3, 0, 0, 0, 0), (KIND_ADD, 4, 0, SIDE_BID, 100, 1))
-    )
+    book.apply(make((KIND_DELETE, 2, 0, 0, 0, 0), (KIND_DELETE, 3, 0, 0, 0, 0), (KIND_ADD, 4, 0, SIDE_BID, 100, 1)))
     assert book.counters["crossed_books"] == 2
 
 

@@ -33,8 +33,15 @@ ESM4_DEFINITION = "dbn/esm4_mbo/orderbooks_definition.dbn.zst"
 XNAS = "dbn/databento_tests/XNAS.ITCH/test_data.{}.dbn.zst"
 GLBX = "dbn/databento_tests/GLBX.MDP3/test_data.{}.dbn.zst"
 
-KIND_OF = {"A": KIND_ADD, "C": KIND_CANCEL, "M": KIND_REPLACE, "R": KIND_CLEAR, "T": KIND_TRADE,
-           "F": KIND_TRADE, "N": KIND_NONE}
+KIND_OF = {
+    "A": KIND_ADD,
+    "C": KIND_CANCEL,
+    "M": KIND_REPLACE,
+    "R": KIND_CLEAR,
+    "T": KIND_TRADE,
+    "F": KIND_TRADE,
+    "N": KIND_NONE,
+}
 SIDE_OF = {"B": SIDE_BID, "A": SIDE_ASK, "N": SIDE_NONE}
 
 
@@ -64,21 +71,28 @@ def mbo(
 ) -> bytes:
     """One MBO record of instrument 7, encoded by databento-dbn."""
     extra = {} if ts_out is None else {"ts_out": ts_out}
-    msg = dbn.MBOMsg(1, 7, ts, order_id, price, size, dbn.Action(action), dbn.Side(side), ts + 5,
-                     flags=flags, sequence=seq, **extra)
+    msg = dbn.MBOMsg(
+        1, 7, ts, order_id, price, size, dbn.Action(action), dbn.Side(side), ts + 5, flags=flags, sequence=seq, **extra
+    )
     return bytes(msg)
 
 
-def stream(
-    records: list[bytes], *, schema: dbn.Schema | None = dbn.Schema.MBO, ts_out: bool = False
-) -> bytes:
+def stream(records: list[bytes], *, schema: dbn.Schema | None = dbn.Schema.MBO, ts_out: bool = False) -> bytes:
     """An uncompressed DBN stream: metadata (symbol ABC = instrument 7) then the records."""
     mapping = SimpleNamespace(
         raw_symbol="ABC",
         intervals=[SimpleNamespace(start_date=dt.date(2024, 1, 2), end_date=dt.date(2024, 1, 3), symbol="7")],
     )
-    metadata = dbn.Metadata("XNAS.ITCH", 0, dbn.SType.RAW_SYMBOL, dbn.SType.INSTRUMENT_ID, schema,
-                            symbols=["ABC"], mappings=[mapping], ts_out=ts_out)
+    metadata = dbn.Metadata(
+        "XNAS.ITCH",
+        0,
+        dbn.SType.RAW_SYMBOL,
+        dbn.SType.INSTRUMENT_ID,
+        schema,
+        symbols=["ABC"],
+        mappings=[mapping],
+        ts_out=ts_out,
+    )
     return bytes(metadata) + b"".join(records)
 
 
@@ -119,8 +133,7 @@ def test_esm4_matches_databento_decoder_field_by_field(replay_data: Path) -> Non
     np.testing.assert_array_equal(events["new_order_id"][replace], events["order_id"][replace])
     assert not events["new_order_id"][~replace].any()
     expected_flags = [
-        (FLAG_LAST if r.flags & dbn.F_LAST else 0) | (FLAG_SNAPSHOT if r.flags & dbn.F_SNAPSHOT else 0)
-        for r in records
+        (FLAG_LAST if r.flags & dbn.F_LAST else 0) | (FLAG_SNAPSHOT if r.flags & dbn.F_SNAPSHOT else 0) for r in records
     ]
     np.testing.assert_array_equal(events["flags"], expected_flags)
 
@@ -184,8 +197,15 @@ def test_synthetic_stream_maps_every_action(tmp_path: Path) -> None:
     path.write_bytes(stream(records))
     reader = DbnReader(str(path))
     events = read_all(reader)
-    assert events["kind"].tolist() == [KIND_ADD, KIND_REPLACE, KIND_CANCEL, KIND_TRADE, KIND_TRADE, KIND_NONE,
-                                       KIND_CLEAR]
+    assert events["kind"].tolist() == [
+        KIND_ADD,
+        KIND_REPLACE,
+        KIND_CANCEL,
+        KIND_TRADE,
+        KIND_TRADE,
+        KIND_NONE,
+        KIND_CLEAR,
+    ]
     assert events["side"].tolist() == [SIDE_BID, SIDE_BID, SIDE_ASK, SIDE_ASK, SIDE_BID, SIDE_NONE, SIDE_NONE]
     assert events["flags"].tolist() == [FLAG_SNAPSHOT, 0, FLAG_LAST, 0, 0, 0, 0]
     assert int(events["order_id"][0]) == big_id

@@ -71,20 +71,14 @@ def write_pcap(
     out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 262144, linktype)]
     for ts_ns, frame in frames:
         seconds, frac = divmod(ts_ns, 1_000_000_000)
-        out.append(
-            struct.pack(order + "IIII", seconds, frac if nanos else frac // 1000, len(frame), len(frame))
-        )
+        out.append(struct.pack(order + "IIII", seconds, frac if nanos else frac // 1000, len(frame), len(frame)))
         out.append(frame)
     return _write(path, b"".join(out))
 
 
 def _block(order: str, block_type: int, body: bytes) -> bytes:
     body += bytes(-len(body) % 4)
-    return (
-        struct.pack(order + "II", block_type, len(body) + 12)
-        + body
-        + struct.pack(order + "I", len(body) + 12)
-    )
+    return struct.pack(order + "II", block_type, len(body) + 12) + body + struct.pack(order + "I", len(body) + 12)
 
 
 def write_pcapng(
@@ -107,9 +101,7 @@ def write_pcapng(
             continue
         binary = tsresol & 0x80
         units = (ts_ns << (tsresol & 0x7F)) // 10**9 if binary else ts_ns // 10 ** (9 - tsresol)
-        body = (
-            struct.pack(order + "IIIII", 0, units >> 32, units & 0xFFFFFFFF, len(frame), len(frame)) + frame
-        )
+        body = struct.pack(order + "IIIII", 0, units >> 32, units & 0xFFFFFFFF, len(frame), len(frame)) + frame
         out.append(_block(order, 6, body))
     return _write(path, b"".join(out))
 
@@ -137,9 +129,7 @@ def feed_packets() -> list[bytes]:
         )
         for k in range(1, 6)
     ]
-    e = encode(
-        "E", stock_locate=5, order_reference_number=1, executed_shares=50, match_number=1, timestamp=ts + 30
-    )
+    e = encode("E", stock_locate=5, order_reference_number=1, executed_shares=50, match_number=1, timestamp=ts + 30)
     u = encode(
         "U",
         stock_locate=5,

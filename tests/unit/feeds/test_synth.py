@@ -31,8 +31,7 @@ SEED = 11
 @pytest.fixture(scope="module")
 def day(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One generated day shared by the read-only tests."""
-    return generate_itch(tmp_path_factory.mktemp("synth") / "day.itch", messages=MESSAGES, symbols=SYMBOLS,
-                         seed=SEED)
+    return generate_itch(tmp_path_factory.mktemp("synth") / "day.itch", messages=MESSAGES, symbols=SYMBOLS, seed=SEED)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +90,7 @@ class _Replay:
         if not level[price]:
             del level[price]
 
-    def apply(self, kind: int, instrument: int, ref: int, new_ref: int, price: int, qty: int,
-              side: int) -> None:
+    def apply(self, kind: int, instrument: int, ref: int, new_ref: int, price: int, qty: int, side: int) -> None:
         """Apply the fields of one event row."""
         if kind == KIND_ADD:
             assert side in (SIDE_BID, SIDE_ASK)
@@ -204,8 +202,13 @@ def test_bytes_do_not_depend_on_the_chunk_size(tmp_path: Path, monkeypatch: pyte
     big = generate_itch(tmp_path / "big.itch", messages=20_000, symbols=7, seed=3)
     monkeypatch.setattr(synth, "CHUNK_BYTES", 4096)
     calls: list[tuple[int, int]] = []
-    small = generate_itch(tmp_path / "small.itch", messages=20_000, symbols=7, seed=3,
-                          progress=lambda done, total: calls.append((done, total)))
+    small = generate_itch(
+        tmp_path / "small.itch",
+        messages=20_000,
+        symbols=7,
+        seed=3,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert Path(big["path"]).read_bytes() == Path(small["path"]).read_bytes()
     assert len(calls) > 100, "one progress call per chunk"
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
