@@ -22,10 +22,10 @@ import numpy as np
 from bench.machine import machine_info
 from engine.book import Book
 from engine.events import EVENT_DTYPE, SIDE_ASK, SIDE_BID
+from feeds.flatfile import BATCH_ROWS  # events per decode call, as the streaming reader uses
 from feeds.itch import STATUS_DONE, STATUS_OUT_FULL, decode_flat_nb, new_stock_directory
 from feeds.synth import generate_itch
 
-BATCH_ROWS = 1 << 16  # events per decode call, as the streaming reader uses
 BASELINE_MESSAGES = 300_000  # the pure-Python path is ~100x slower: a prefix is enough
 GENERATED = Path("replay_data/generated")
 

@@ -12,12 +12,11 @@ object so that an order is one 64-byte cache line::
     o_hash   [H, 2]  open addressing, linear probing: order id -> order row
     i_hash   [I, 2]  instrument id -> book row
 
-``apply_nb`` unpacks the tuple once and hands single tables to inlined helpers: every access to a
-tuple member costs an atomic reference-count pair in Numba, which per event would cost more than
-the book work itself. It never allocates: before each event it checks that one more order, level,
-book and a segment relocation fit, and otherwise returns the event's index so that :class:`Book`
-can double the exhausted tables (off the hot path) and resume. An order's queue position is a
-walk along its level's FIFO.
+``apply_nb`` unpacks the tuple once into borrowed views (``engine.borrow``) and hands single
+tables to inlined helpers, so that no reference counting happens per event. It never allocates:
+before each event it checks that one more order, level, book and a segment relocation fit, and
+otherwise returns the event's index so that :class:`Book` can double the exhausted tables (off the
+hot path) and resume. An order's queue position is a walk along its level's FIFO.
 """
 
 from __future__ import annotations
@@ -26,9 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
-from numba.core import cgutils
-from numba.extending import intrinsic
 
+from engine.borrow import borrow
 from engine.events import (
     ALL_INSTRUMENTS,
     KIND_ADD,
@@ -152,28 +150,6 @@ def new_state(orders: int = 1 << 16, levels: int = 1 << 12, books: int = 16) -> 
     )
 
 
-# --- borrowed views -----------------------------------------------------------------------------
-@intrinsic
-def _borrow(typingctx, arr):
-    """A view of ``arr`` without an owner, so that Numba's reference counting skips it.
-
-    Every array a jitted helper receives costs an atomic incref/decref pair; over the dozens of
-    helper calls of one event that was most of the book's time. ``apply_nb`` borrows its tables
-    for the duration of the call while the state tuple keeps them alive.
-    """
-
-    def codegen(context, builder, signature, args):
-        src = context.make_array(arr)(context, builder, value=args[0])
-        view = context.make_array(arr)(context, builder)
-        for name in ("nitems", "itemsize", "data", "shape", "strides"):
-            setattr(view, name, getattr(src, name))
-        view.meminfo = cgutils.get_null_value(view.meminfo.type)
-        view.parent = cgutils.get_null_value(view.parent.type)
-        return view._getvalue()
-
-    return arr(arr), codegen
-
-
 # --- hashing ------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True, inline="always")
 def _slot_of(key, mask):
@@ -185,40 +161,33 @@ def _slot_of(key, mask):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def hash_find_nb(table, key):
-    """Value stored for ``key``, or EMPTY."""
+def hash_slot_nb(table, key):
+    """The slot holding ``key``, or the free slot ending its probe chain (where it would go)."""
     mask = table.shape[0] - 1
     i = _slot_of(key, mask)
-    while table[i, HV] != EMPTY:
-        if table[i, HK] == key:
-            return table[i, HV]
+    while table[i, HV] != EMPTY and table[i, HK] != key:
         i = (i + 1) & mask
-    return EMPTY
+    return i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def hash_find_nb(table, key):
+    """Value stored for ``key``, or EMPTY."""
+    return table[hash_slot_nb(table, key), HV]
 
 
 @njit(cache=True, nogil=True, inline="always")
 def hash_insert_nb(table, key, val):
     """Insert or overwrite ``key``; the caller keeps the table at most half full."""
-    mask = table.shape[0] - 1
-    i = _slot_of(key, mask)
-    while table[i, HV] != EMPTY:
-        if table[i, HK] == key:
-            table[i, HV] = val
-            return
-        i = (i + 1) & mask
+    i = hash_slot_nb(table, key)
     table[i, HK] = key
     table[i, HV] = val
 
 
 @njit(cache=True, nogil=True, inline="always")
-def hash_delete_nb(table, key):
-    """Remove ``key`` with backward-shift deletion (no tombstones, probe chains stay short)."""
+def _hash_free_nb(table, i):
+    """Empty slot ``i`` by backward-shift deletion (no tombstones, probe chains stay short)."""
     mask = table.shape[0] - 1
-    i = _slot_of(key, mask)
-    while table[i, HK] != key or table[i, HV] == EMPTY:
-        if table[i, HV] == EMPTY:
-            return
-        i = (i + 1) & mask
     j = i
     while True:
         j = (j + 1) & mask
@@ -231,6 +200,16 @@ def hash_delete_nb(table, key):
             table[i, HV] = table[j, HV]
             i = j
     table[i, HV] = EMPTY
+
+
+@njit(cache=True, nogil=True, inline="always")
+def hash_take_nb(table, key):
+    """Remove ``key`` and return its value (EMPTY when absent): one probe for find-and-delete."""
+    i = hash_slot_nb(table, key)
+    val = table[i, HV]
+    if val != EMPTY:
+        _hash_free_nb(table, i)
+    return val
 
 
 # --- levels inside a side segment ---------------------------------------------------------------
@@ -361,7 +340,8 @@ def _book_of_nb(books, sides, i_hash, meta, instrument):
 
 # --- orders -------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True, inline="always")
-def _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, order_id, price, qty):
+def _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, order_id, price, qty, slot):
+    """Rest a new order at the back of its level; ``slot`` is its free slot in the order hash."""
     lvl = _level_for_nb(levels, sides, arena, meta, b, side, price, True)
     o = meta[M_ORDER_FREE]
     meta[M_ORDER_FREE] = orders[o, OR_NEXT]
@@ -383,12 +363,20 @@ def _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, or
     levels[lvl, LV_QTY] += qty
     levels[lvl, LV_COUNT] += 1
     books[b, BK_ORDERS] += 1
-    hash_insert_nb(o_hash, order_id, o)
+    o_hash[slot, HK] = order_id
+    o_hash[slot, HV] = o
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o):
-    """Unlink order row ``o`` from its level, the hash and its book; free the row."""
+    """Take order row ``o`` out of the order hash and the book."""
+    hash_take_nb(o_hash, orders[o, OR_ID])
+    _unlink_order_nb(orders, levels, sides, arena, books, meta, o)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _unlink_order_nb(orders, levels, sides, arena, books, meta, o):
+    """Unlink order row ``o`` from its level and its book and free the row (the hash is the caller's)."""
     lvl = orders[o, OR_LEVEL]
     prev = orders[o, OR_PREV]
     nxt = orders[o, OR_NEXT]
@@ -406,7 +394,6 @@ def _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o):
     books[b, BK_ORDERS] -= 1
     if levels[lvl, LV_COUNT] == 0:
         _remove_level_nb(levels, sides, arena, meta, b, orders[o, OR_SIDE], lvl)
-    hash_delete_nb(o_hash, orders[o, OR_ID])
     orders[o, OR_LEVEL] = EMPTY
     orders[o, OR_NEXT] = meta[M_ORDER_FREE]
     meta[M_ORDER_FREE] = o
@@ -436,7 +423,7 @@ def _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b):
             o = levels[lvl, LV_HEAD]
             while o != EMPTY:
                 nxt = orders[o, OR_NEXT]
-                hash_delete_nb(o_hash, orders[o, OR_ID])
+                hash_take_nb(o_hash, orders[o, OR_ID])
                 orders[o, OR_LEVEL] = EMPTY
                 orders[o, OR_NEXT] = meta[M_ORDER_FREE]
                 meta[M_ORDER_FREE] = o
@@ -478,14 +465,14 @@ def apply_nb(st, events, start):
 
     Stops early, before touching the event, only when the state needs to grow.
     """
-    orders, levels, sides = _borrow(st.orders), _borrow(st.levels), _borrow(st.sides)
+    orders, levels, sides = borrow(st.orders), borrow(st.levels), borrow(st.sides)
     books, arena, o_hash, i_hash = (
-        _borrow(st.books),
-        _borrow(st.arena),
-        _borrow(st.o_hash),
-        _borrow(st.i_hash),
+        borrow(st.books),
+        borrow(st.arena),
+        borrow(st.o_hash),
+        borrow(st.i_hash),
     )
-    meta, counters, events = _borrow(st.meta), _borrow(st.counters), _borrow(events)
+    meta, counters, events = borrow(st.meta), borrow(st.counters), borrow(events)
     hash_cap, books_cap, instr_cap, arena_cap = (
         o_hash.shape[0],
         books.shape[0],
@@ -504,23 +491,34 @@ def apply_nb(st, events, start):
             order_id = np.int64(ev.order_id)
             if side == EMPTY or ev.qty <= 0:
                 counters[C_BAD_EVENT] += 1
-            elif hash_find_nb(o_hash, order_id) != EMPTY:
-                counters[C_DUPLICATE_ORDER] += 1
             else:
+                slot = hash_slot_nb(o_hash, order_id)
+                if o_hash[slot, HV] != EMPTY:
+                    counters[C_DUPLICATE_ORDER] += 1
+                    continue
                 b = _book_of_nb(books, sides, i_hash, meta, np.int64(ev.instrument))
-                _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, order_id, ev.price, ev.qty)
+                _add_order_nb(
+                    orders, levels, sides, arena, books, o_hash, meta, b, side, order_id, ev.price, ev.qty, slot
+                )
                 counters[C_ADDS] += 1
                 _check_crossed_nb(sides, arena, books, counters, b)
-        elif kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_CANCEL, KIND_DELETE):
+        elif kind == KIND_DELETE:
+            o = hash_take_nb(o_hash, np.int64(ev.order_id))
+            if o == EMPTY:
+                counters[C_UNKNOWN_ORDER] += 1
+                continue
+            b = orders[o, OR_BOOK]
+            _unlink_order_nb(orders, levels, sides, arena, books, meta, o)
+            counters[C_DELETES] += 1
+            if books[b, BK_CROSSED]:  # taking liquidity away can only uncross a book
+                _check_crossed_nb(sides, arena, books, counters, b)
+        elif kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_CANCEL):
             o = hash_find_nb(o_hash, np.int64(ev.order_id))
             if o == EMPTY:
                 counters[C_UNKNOWN_ORDER] += 1
                 continue
             b = orders[o, OR_BOOK]
-            if kind == KIND_DELETE:
-                _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o)
-                counters[C_DELETES] += 1
-            elif ev.qty <= 0:
+            if ev.qty <= 0:
                 counters[C_BAD_EVENT] += 1
                 continue
             else:
@@ -571,7 +569,8 @@ def _replace_nb(orders, levels, sides, arena, books, o_hash, meta, counters, ev)
     else:
         _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o)
         if ev.qty > 0:
-            _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, new_id, ev.price, ev.qty)
+            slot = hash_slot_nb(o_hash, new_id)
+            _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, new_id, ev.price, ev.qty, slot)
     _check_crossed_nb(sides, arena, books, counters, b)
 
 
@@ -696,7 +695,7 @@ class Book:
     >>> book.depth(instrument, 5)     # best five bid and ask levels
     """
 
-    def __init__(self, orders: int = 1 << 16, levels: int = 1 << 12, instruments: int = 16) -> None:
+    def __init__(self, orders: int = 1 << 12, levels: int = 1 << 10, instruments: int = 16) -> None:
         self.state = new_state(orders, levels, instruments)
 
     def apply(self, events: np.ndarray) -> None:

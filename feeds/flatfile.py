@@ -28,7 +28,7 @@ from feeds.itch import (
 )
 from feeds.source import CHUNK_BYTES, MAX_KEPT_ERRORS, FeedReader, FeedStats, read_chunks
 
-BATCH_ROWS = 1 << 16  # events per yielded batch (4 MiB of rows)
+BATCH_ROWS = 1 << 12  # events per yielded batch: 256 KiB of rows, still in L2 when the book reads them
 _FRAMED_LENGTHS = MESSAGE_LENGTHS + 2  # bytes of a good record of each type, length prefix included
 _R = ord("R")
 

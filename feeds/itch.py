@@ -24,6 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 from numba import njit
 
+from engine.borrow import borrow
 from engine.events import (
     ALL_INSTRUMENTS,
     FLAG_NON_PRINTABLE,
@@ -704,6 +705,7 @@ def decode_flat_nb(buf, start, end, out, counts, directory, seq0, skip_bad):
     """
     if end > buf.shape[0]:
         end = buf.shape[0]
+    buf, out, counts, directory = borrow(buf), borrow(out), borrow(counts), borrow(directory)
     cap = out.shape[0]
     pos = start
     n = 0
