@@ -166,11 +166,7 @@ def run(messages: int, symbols: int, seed: int, repeats: int, out_dir: str) -> d
     decode_s = _best(repeats, lambda: decode_all(buf, len(buf), None, np.zeros(256, np.int64), None))
     book_s = _best(repeats, lambda: Book().apply(events))
     both_s = _best(repeats, lambda: decode_all(buf, len(buf), None, np.zeros(256, np.int64), Book()))
-    rows = {
-        "decode": decode_s,
-        "book (pre-decoded)": book_s,
-        "decode + book": both_s,
-    }
+    rows = {"decode": decode_s, "book (pre-decoded)": book_s, "decode + book": both_s}
     result = {
         "benchmark": "feed_book",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -185,11 +181,7 @@ def run(messages: int, symbols: int, seed: int, repeats: int, out_dir: str) -> d
         },
         "repeats": repeats,
         "results": {
-            name: {
-                "seconds": round(s, 4),
-                "msgs_per_s": round(n_msgs / s),
-                "ns_per_msg": round(s * 1e9 / n_msgs, 1),
-            }
+            name: {"seconds": round(s, 4), "msgs_per_s": round(n_msgs / s), "ns_per_msg": round(s * 1e9 / n_msgs, 1)}
             for name, s in rows.items()
         },
         "baseline_python_msgs_per_s": round(baseline),

@@ -153,11 +153,7 @@ def cmd_gen_itch(args: argparse.Namespace) -> int:
 
     try:
         summary = generate_itch(
-            args.output,
-            messages=args.messages,
-            symbols=args.symbols,
-            seed=args.seed,
-            gzip=args.output.endswith(".gz"),
+            args.output, messages=args.messages, symbols=args.symbols, seed=args.seed, gzip=args.output.endswith(".gz")
         )
     except ValueError as exc:  # sizes the generator cannot honour
         print(f"hftmm: error: {exc}", file=sys.stderr)
@@ -204,8 +200,7 @@ def _input_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(
-        prog="hftmm",
-        description="Low-latency market-making engine: feeds, L3 books, backtests and live trading.",
+        prog="hftmm", description="Low-latency market-making engine: feeds, L3 books, backtests and live trading."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -43,11 +43,7 @@ def _record_batch(events: np.ndarray) -> pa.RecordBatch:
 
 
 def write_events(
-    path: str | Path,
-    events: np.ndarray | Iterable[np.ndarray],
-    instruments: dict[int, Instrument],
-    *,
-    source: str = "",
+    path: str | Path, events: np.ndarray | Iterable[np.ndarray], instruments: dict[int, Instrument], *, source: str = ""
 ) -> int:
     """Write events (one array or an iterable of batches) to a Parquet file; return rows written.
 
@@ -99,8 +95,7 @@ def open_event_file(path: str | Path) -> tuple[pq.ParquetFile, dict[int, Instrum
     version = meta[META_VERSION].decode()
     if version != str(EVENT_SCHEMA_VERSION):
         raise FeedError(
-            f"event schema version {version} is not supported (this build reads {EVENT_SCHEMA_VERSION})",
-            path=name,
+            f"event schema version {version} is not supported (this build reads {EVENT_SCHEMA_VERSION})", path=name
         )
     columns = pfile.schema_arrow.remove_metadata()
     if not columns.equals(ARROW_SCHEMA):
@@ -154,12 +149,7 @@ class ParquetEventReader(FeedReader):
     """
 
     def __init__(
-        self,
-        path: str,
-        *,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
-        skip_bad: bool = False,
-        stats: FeedStats | None = None,
+        self, path: str, *, batch_rows: int = DEFAULT_BATCH_ROWS, skip_bad: bool = False, stats: FeedStats | None = None
     ) -> None:
         super().__init__(path, skip_bad=skip_bad, stats=stats)
         self.batch_rows = batch_rows

@@ -132,11 +132,7 @@ class ReplayResult:
 
 
 def replay(
-    paths: list[str],
-    *,
-    symbols: set[str] | None = None,
-    skip_bad: bool = False,
-    progress: bool = True,
+    paths: list[str], *, symbols: set[str] | None = None, skip_bad: bool = False, progress: bool = True
 ) -> ReplayResult:
     """Decode ``paths`` in order into one :class:`Book`; bad input raises ``FeedError``."""
     fp = FeedPass(list(paths))

@@ -11,13 +11,7 @@ class FeedError(Exception):
     """
 
     def __init__(
-        self,
-        what: str,
-        *,
-        path: str = "",
-        offset: int | None = None,
-        packet: int | None = None,
-        seq: int | None = None,
+        self, what: str, *, path: str = "", offset: int | None = None, packet: int | None = None, seq: int | None = None
     ) -> None:
         self.what = what
         self.path = path

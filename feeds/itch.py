@@ -171,13 +171,7 @@ _BODIES: dict[str, list[tuple[str, str]]] = {
     ],
     # Q Cross Trade: 11 shares u64 19 stock(8) 27 cross_price Price(4) 31 match_number u64
     #   39 cross_type(1) = 40
-    "Q": [
-        ("shares", ">u8"),
-        ("stock", "S8"),
-        ("cross_price", ">u4"),
-        ("match_number", ">u8"),
-        ("cross_type", "S1"),
-    ],
+    "Q": [("shares", ">u8"), ("stock", "S8"), ("cross_price", ">u4"), ("match_number", ">u8"), ("cross_type", "S1")],
     # B Broken Trade: 11 match_number u64 = 19
     "B": [("match_number", ">u8")],
     # I Net Order Imbalance Indicator: 11 paired_shares u64 19 imbalance_shares u64
@@ -517,169 +511,57 @@ def _decode_one_nb(buf, pos, length, out, n, counts, directory, seq, ts_local_ns
     locate = _u16_nb(buf, pos + LOCATE_OFFSET)
     ts = _u48_nb(buf, pos + TIMESTAMP_OFFSET)
     ts_local = ts_local_ns if ts_local_ns > 0 else ts
-    zero = np.uint64(0)
-    if t in (_A, _F):
-        _put_nb(
-            out,
-            n,
-            KIND_ADD,
-            ts,
-            ts_local,
-            seq,
-            locate,
-            t,
-            _u64_nb(buf, pos + _ORDER_REF),
-            zero,
-            _u32_nb(buf, pos + _ADD_PRICE),
-            _u32_nb(buf, pos + _ADD_SHARES),
-            _side_nb(buf[pos + _ADD_SIDE]),
-            0,
-        )
+    # the row's fields; a message type sets what it carries
+    instrument = np.uint32(locate)
+    ref = np.uint64(0)
+    new_ref = np.uint64(0)
+    price = np.int64(0)
+    qty = np.int64(0)
+    side = SIDE_NONE
+    flags = 0
+    if t in (_A, _F, _P):
+        kind = KIND_TRADE if t == _P else KIND_ADD
+        ref = _u64_nb(buf, pos + _ORDER_REF)
+        price = _u32_nb(buf, pos + _ADD_PRICE)
+        qty = _u32_nb(buf, pos + _ADD_SHARES)
+        side = _side_nb(buf[pos + _ADD_SIDE])
     elif t == _D:
-        _put_nb(
-            out,
-            n,
-            KIND_DELETE,
-            ts,
-            ts_local,
-            seq,
-            locate,
-            t,
-            _u64_nb(buf, pos + _ORDER_REF),
-            zero,
-            0,
-            0,
-            SIDE_NONE,
-            0,
-        )
+        kind = KIND_DELETE
+        ref = _u64_nb(buf, pos + _ORDER_REF)
     elif t == _U:
-        _put_nb(
-            out,
-            n,
-            KIND_REPLACE,
-            ts,
-            ts_local,
-            seq,
-            locate,
-            t,
-            _u64_nb(buf, pos + _ORDER_REF),
-            _u64_nb(buf, pos + _U_NEW_REF),
-            _u32_nb(buf, pos + _U_PRICE),
-            _u32_nb(buf, pos + _U_SHARES),
-            SIDE_NONE,
-            0,
-        )
-    elif t == _E:
-        _put_nb(
-            out,
-            n,
-            KIND_EXECUTE,
-            ts,
-            ts_local,
-            seq,
-            locate,
-            t,
-            _u64_nb(buf, pos + _ORDER_REF),
-            zero,
-            0,
-            _u32_nb(buf, pos + _EXEC_SHARES),
-            SIDE_NONE,
-            0,
-        )
+        kind = KIND_REPLACE
+        ref = _u64_nb(buf, pos + _ORDER_REF)
+        new_ref = _u64_nb(buf, pos + _U_NEW_REF)
+        price = _u32_nb(buf, pos + _U_PRICE)
+        qty = _u32_nb(buf, pos + _U_SHARES)
+    elif t in (_E, _C):
+        kind = KIND_EXECUTE if t == _E else KIND_EXECUTE_PRICE
+        ref = _u64_nb(buf, pos + _ORDER_REF)
+        qty = _u32_nb(buf, pos + _EXEC_SHARES)
+        if t == _C:
+            price = _u32_nb(buf, pos + _C_PRICE)
+            flags = FLAG_NON_PRINTABLE if buf[pos + _C_PRINTABLE] == _NO else 0
     elif t == _X:
-        _put_nb(
-            out,
-            n,
-            KIND_CANCEL,
-            ts,
-            ts_local,
-            seq,
-            locate,
-            t,
-            _u64_nb(buf, pos + _ORDER_REF),
-            zero,
-            0,
-            _u32_nb(buf, pos + _X_SHARES),
-            SIDE_NONE,
-            0,
-        )
-    elif t == _C:
-        flags = FLAG_NON_PRINTABLE if buf[pos + _C_PRINTABLE] == _NO else 0
-        _put_nb(
-            out,
-            n,
-            KIND_EXECUTE_PRICE,
-            ts,
-            ts_local,
-            seq,
-            locate,
-            t,
-            _u64_nb(buf, pos + _ORDER_REF),
-            zero,
-            _u32_nb(buf, pos + _C_PRICE),
-            _u32_nb(buf, pos + _EXEC_SHARES),
-            SIDE_NONE,
-            flags,
-        )
-    elif t == _P:
-        _put_nb(
-            out,
-            n,
-            KIND_TRADE,
-            ts,
-            ts_local,
-            seq,
-            locate,
-            t,
-            _u64_nb(buf, pos + _ORDER_REF),
-            zero,
-            _u32_nb(buf, pos + _ADD_PRICE),
-            _u32_nb(buf, pos + _ADD_SHARES),
-            _side_nb(buf[pos + _ADD_SIDE]),
-            0,
-        )
+        kind = KIND_CANCEL
+        ref = _u64_nb(buf, pos + _ORDER_REF)
+        qty = _u32_nb(buf, pos + _X_SHARES)
     elif t == _Q:
-        _put_nb(
-            out,
-            n,
-            KIND_TRADE,
-            ts,
-            ts_local,
-            seq,
-            locate,
-            t,
-            zero,
-            zero,
-            _u32_nb(buf, pos + _Q_PRICE),
-            np.int64(_u64_nb(buf, pos + _Q_SHARES)),
-            SIDE_NONE,
-            0,
-        )
+        kind = KIND_TRADE
+        price = _u32_nb(buf, pos + _Q_PRICE)
+        qty = np.int64(_u64_nb(buf, pos + _Q_SHARES))
     elif t == _H:
-        state = buf[pos + _H_TRADING_STATE]
-        directory.view(np.uint8)[locate * _DIR_ITEMSIZE + _DIR_TRADING_STATE] = state
-        _put_nb(out, n, KIND_STATUS, ts, ts_local, seq, locate, t, zero, zero, 0, 0, SIDE_NONE, state)
+        kind = KIND_STATUS
+        flags = buf[pos + _H_TRADING_STATE]
+        directory.view(np.uint8)[locate * _DIR_ITEMSIZE + _DIR_TRADING_STATE] = flags
     elif t == _S:
-        _put_nb(
-            out,
-            n,
-            KIND_STATUS,
-            ts,
-            ts_local,
-            seq,
-            ALL_INSTRUMENTS,
-            t,
-            zero,
-            zero,
-            0,
-            0,
-            SIDE_NONE,
-            buf[pos + _S_EVENT_CODE],
-        )
-    else:
+        kind = KIND_STATUS
+        instrument = np.uint32(ALL_INSTRUMENTS)
+        flags = buf[pos + _S_EVENT_CODE]
+    else:  # validated and counted, but no book event
         if t == _R:
             _stock_directory_nb(buf, pos, directory, locate)
         return 0
+    _put_nb(out, n, kind, ts, ts_local, seq, instrument, t, ref, new_ref, price, qty, side, flags)
     return 1
 
 

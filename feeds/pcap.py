@@ -59,13 +59,7 @@ LINKTYPE_RAW = 101
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_LINUX_SLL2 = 276
-SUPPORTED_LINKTYPES = (
-    LINKTYPE_ETHERNET,
-    LINKTYPE_RAW,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_IPV4,
-    LINKTYPE_LINUX_SLL2,
-)
+SUPPORTED_LINKTYPES = (LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL2)
 ETHERNET_HEADER_LENGTH = 14
 SLL_HEADER_LENGTH = 16
 SLL2_HEADER_LENGTH = 20
@@ -411,17 +405,7 @@ def scan_pcapng_nb(buf, pos, end, section, interfaces, offsets, lengths, stamps,
             if block_type == PCAPNG_EPB:
                 ts_ns = _pcapng_ts_nb(interface, _u32_nb(buf, block + 12, big), _u32_nb(buf, block + 16, big))
             status, n = _take_frame_nb(
-                buf,
-                data,
-                caplen,
-                interface[IF_LINKTYPE],
-                ts_ns,
-                n,
-                offsets,
-                lengths,
-                stamps,
-                frames,
-                counters,
+                buf, data, caplen, interface[IF_LINKTYPE], ts_ns, n, offsets, lengths, stamps, frames, counters
             )
             if status != NEED_MORE:
                 return status, n, pos, block
@@ -440,12 +424,7 @@ class PcapReader(FeedReader):
     """
 
     def __init__(
-        self,
-        path: str,
-        *,
-        skip_bad: bool = False,
-        stats: FeedStats | None = None,
-        chunk_bytes: int = CHUNK_BYTES,
+        self, path: str, *, skip_bad: bool = False, stats: FeedStats | None = None, chunk_bytes: int = CHUNK_BYTES
     ) -> None:
         super().__init__(path, skip_bad=skip_bad, stats=stats)
         self.chunk_bytes = chunk_bytes
@@ -644,11 +623,7 @@ class PcapReader(FeedReader):
                     except FeedError as reason:
                         what = f"{what}: {reason.what}"
         error = FeedError(
-            what,
-            path=self.path,
-            offset=base + start,
-            packet=int(self._frames[index]),
-            seq=seq if seq >= 0 else None,
+            what, path=self.path, offset=base + start, packet=int(self._frames[index]), seq=seq if seq >= 0 else None
         )
         if not self.skip_bad:
             raise error

@@ -64,16 +64,7 @@ CROSS_LOTS_MAX = 100  # a cross prints ROUND_LOT * uniform(1, this) shares
 LIVE_ORDERS_MIN, LIVE_ORDERS_MAX = 16, 256  # per stock; at the cap an add becomes a delete
 FLOW_PER_LIVE_ORDER = 20  # the cap is flow messages per stock / this, within the bounds above
 # The order-flow mix: letter and share of the flow (D also takes the adds refused at the cap).
-FLOW_MIX = (
-    ("A", 0.425),
-    ("F", 0.012),
-    ("D", 0.395),
-    ("U", 0.075),
-    ("X", 0.02),
-    ("E", 0.05),
-    ("C", 0.003),
-    ("P", 0.02),
-)
+FLOW_MIX = (("A", 0.425), ("F", 0.012), ("D", 0.395), ("U", 0.075), ("X", 0.02), ("E", 0.05), ("C", 0.003), ("P", 0.02))
 MPIDS = ("ALFA", "BRVO", "CHLY", "DLTX", "ECHM", "FXTR")  # made-up attributions of F adds
 FIRST_REF = 1_000  # order references and match numbers start here and only increase
 CHUNK_BYTES = 4 << 20  # the reused output buffer
@@ -459,12 +450,7 @@ def _opening_messages(tickers: list[str], prices: np.ndarray, rng: np.random.Gen
 
 
 def _crosses(
-    tickers: list[str],
-    prices: np.ndarray,
-    rng: np.random.Generator,
-    ts_ns: int,
-    cross_type: str,
-    first_match: int,
+    tickers: list[str], prices: np.ndarray, rng: np.random.Generator, ts_ns: int, cross_type: str, first_match: int
 ) -> list[bytes]:
     """One cross trade (Q) per stock at its fair price, spaced after ``ts_ns``."""
     lots = rng.integers(1, CROSS_LOTS_MAX + 1, size=len(tickers))

@@ -49,12 +49,7 @@ DEEP = "100000"  # a --depth that takes every level of the generated books
 def run(*args: object, cwd: Path, command: list[str] | None = None) -> subprocess.CompletedProcess:
     """Run ``hftmm ARGS`` in ``cwd`` and capture its output (never raises on a non-zero exit)."""
     return subprocess.run(
-        [*(command or CLI), *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
+        [*(command or CLI), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
     )
 
 
@@ -414,10 +409,7 @@ def make_bad_input(name: str, folder: Path, body: bytes, request: pytest.Fixture
     path = folder / f"{name}.itch"
     if name == "unknown_type":
         data, cut = _insert_bad_record(body, b"\x00\x05Zabcd")
-        patterns, messages = (
-            [rf"offset {cut}\b", rf"seq {BAD_ITCH_CUT_RECORD}\b", "unknown message type 'Z'"],
-            30_000,
-        )
+        patterns, messages = ([rf"offset {cut}\b", rf"seq {BAD_ITCH_CUT_RECORD}\b", "unknown message type 'Z'"], 30_000)
     elif name == "wrong_length":  # an S message (12 bytes) framed as 15
         s_message = b"S" + bytes(10) + b"O"
         data, cut = _insert_bad_record(body, (15).to_bytes(2, "big") + s_message + b"xyz")

@@ -195,10 +195,7 @@ def test_one_batch_equals_event_by_event(rows):
 
 
 level_tuple = st.tuples(
-    st.sampled_from(INSTRUMENTS),
-    st.sampled_from((SIDE_BID, SIDE_ASK)),
-    st.integers(90, 110),
-    st.integers(0, 9),
+    st.sampled_from(INSTRUMENTS), st.sampled_from((SIDE_BID, SIDE_ASK)), st.integers(90, 110), st.integers(0, 9)
 )
 
 

@@ -54,12 +54,7 @@ SPEC_LENGTHS = {
 }  # fmt: skip
 
 # Fields whose values the decoder interprets: draw them from the spec's code sets.
-CODE_SETS = {
-    "buy_sell_indicator": "BS",
-    "printable": "YN",
-    "event_code": "OSQMEC",
-    "trading_state": "HPQT",
-}
+CODE_SETS = {"buy_sell_indicator": "BS", "printable": "YN", "event_code": "OSQMEC", "trading_state": "HPQT"}
 ALPHA = string.ascii_uppercase + string.digits + ".-"
 SIDES = {"B": SIDE_BID, "S": SIDE_ASK}
 

@@ -38,15 +38,7 @@ class Decoder:
     def feed(self, packet: bytes, ts_local_ns: int = 1) -> tuple[int, int]:
         buf = np.frombuffer(packet, np.uint8)
         status, self.n, seq = mold.decode_packet_nb(
-            buf,
-            0,
-            len(packet),
-            self.out,
-            self.n,
-            self.counts,
-            self.directory,
-            self.tracker.state,
-            ts_local_ns,
+            buf, 0, len(packet), self.out, self.n, self.counts, self.directory, self.tracker.state, ts_local_ns
         )
         return status, seq
 

@@ -9,15 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.events import (
-    EVENT_DTYPE,
-    KIND_ADD,
-    KIND_DELETE,
-    KIND_EXECUTE,
-    KIND_REPLACE,
-    KIND_STATUS,
-    empty_events,
-)
+from engine.events import EVENT_DTYPE, KIND_ADD, KIND_DELETE, KIND_EXECUTE, KIND_REPLACE, KIND_STATUS, empty_events
 from feeds import moldudp64 as mold
 from feeds.errors import FeedError
 from feeds.itch import decode_message, encode, new_stock_directory
@@ -224,12 +216,7 @@ def test_real_capture_decodes_to_its_one_message(replay_data: Path, name: str) -
     reader = PcapReader(str(path))
     events = read_all(reader)
     assert reader.stats.counts() == {msg_type: 1}
-    assert (reader.stats.packets, reader.frames, reader.stats.gaps, reader.stats.duplicate_packets) == (
-        1,
-        1,
-        0,
-        0,
-    )
+    assert (reader.stats.packets, reader.frames, reader.stats.gaps, reader.stats.duplicate_packets) == (1, 1, 0, 0)
     (state,) = reader.tracker.sessions()
     assert (state.session, state.next_seq) == (session.decode(), seq + 1)
     if kind is None:  # L and I do not touch the book: no event row
@@ -264,13 +251,7 @@ def _eth(p: bytes) -> bytes:
         (".pcap", write_pcap, {"order": "<", "nanos": True}, _eth, True),
         (".pcap", write_pcap, {"order": ">", "nanos": True}, _eth, True),
         (".pcap", write_pcap, {"order": "<", "nanos": False}, _eth, True),
-        (
-            ".pcap",
-            write_pcap,
-            {"order": ">", "nanos": False},
-            lambda p: ethernet(ipv4_udp(p), tags=(0x8100,)),
-            True,
-        ),
+        (".pcap", write_pcap, {"order": ">", "nanos": False}, lambda p: ethernet(ipv4_udp(p), tags=(0x8100,)), True),
         (".pcap.gz", write_pcap, {}, lambda p: ethernet(ipv4_udp(p), tags=(0x88A8, 0x8100)), True),
         (".pcap", write_pcap, {"linktype": 113}, lambda p: sll(ipv4_udp(p)), True),
         (".pcap", write_pcap, {"linktype": 276}, lambda p: sll2(ipv4_udp(p)), True),
