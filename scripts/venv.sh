@@ -34,7 +34,12 @@ if [ ! -x "$VENV/bin/python" ] || ! is_ok "$VENV/bin/python"; then
 fi
 
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  echo "installing hftmm and its dependencies into $VENV (log: $VENV/install.log)" >&2
+  if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+         "$VENV/bin/python" -m pip install --disable-pip-version-check -e '.[dev]'; } > "$VENV/install.log" 2>&1; then
+    tail -n 30 "$VENV/install.log" >&2
+    echo "installing into $VENV failed; the whole log is $VENV/install.log" >&2
+    exit 1
+  fi
   touch "$STAMP"
 fi
