@@ -18,6 +18,7 @@ from engine.book_nb import (
     M_BOOKS,
     M_ORDERS,
     OR_BOOK,
+    OR_ID,
     OR_PRICE,
     OR_QTY,
     OR_SIDE,
@@ -55,7 +56,7 @@ class Book:
         return [int(x) for x in self.state.books[: self.state.meta[M_BOOKS], BK_INSTR]]
 
     def _book(self, instrument: int) -> int:
-        return int(hash_find_nb(self.state.i_hash, np.int64(instrument)))
+        return int(hash_find_nb(self.state.i_hash, self.state.books, BK_INSTR, np.int64(instrument)))
 
     def depth(self, instrument: int, levels: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Best ``levels`` bids and asks as int64 arrays of rows (price, qty, orders), best first."""
@@ -82,7 +83,7 @@ class Book:
     def order(self, order_id: int) -> dict | None:
         """A resting order with its queue position, or None when it is not in the book."""
         st = self.state
-        o = int(hash_find_nb(st.o_hash, np.uint64(order_id).astype(np.int64)))
+        o = int(hash_find_nb(st.o_hash, st.orders, OR_ID, np.uint64(order_id).astype(np.int64)))
         if o == EMPTY:
             return None
         ahead_orders, ahead_qty = queue_ahead_nb(st.orders, o)

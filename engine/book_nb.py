@@ -9,8 +9,11 @@ object so that an order is one 64-byte cache line::
     books    [B, 3]  instrument id, resting orders, crossed flag
     arena    [A, 2]  (key, level id); each side's segment sorted by key (price for bids, -price
                      for asks), so the best level sits at the END and touch activity is an append
-    o_hash   [H, 2]  open addressing, linear probing: order id -> order row
-    i_hash   [I, 2]  instrument id -> book row
+    o_hash   [H]     open addressing, linear probing: order row, keyed by the row's order id
+    i_hash   [I]     book row, keyed by the book's instrument id
+
+The hashes hold row numbers only (4 bytes a slot, so the order hash stays in L2) and compare keys
+in the rows they point at, which the operation reads next anyway.
 
 ``apply_nb`` unpacks the tuple once into borrowed views (``engine.borrow``) and hands single
 tables to inlined helpers, so that no reference counting happens per event. It never allocates:
@@ -53,7 +56,6 @@ OR_ID, OR_BOOK, OR_SIDE, OR_PRICE, OR_QTY, OR_PREV, OR_NEXT, OR_LEVEL = range(8)
 LV_PRICE, LV_QTY, LV_COUNT, LV_HEAD, LV_TAIL = range(5)
 SD_START, SD_LEN, SD_CAP = range(3)
 BK_INSTR, BK_ORDERS, BK_CROSSED = range(3)
-HK, HV = range(2)  # hash key, hash value (EMPTY when the slot is free)
 AR_KEY, AR_LEVEL = range(2)
 LINEAR_SCAN = 16  # levels searched one by one from the touch before a binary search
 
@@ -109,8 +111,8 @@ class BookState(NamedTuple):
     sides: np.ndarray  # i8[2B, 3]
     books: np.ndarray  # i8[B, 3]
     arena: np.ndarray  # i8[A, 2]
-    o_hash: np.ndarray  # i8[H, 2]
-    i_hash: np.ndarray  # i8[I, 2]
+    o_hash: np.ndarray  # i4[H], EMPTY when free
+    i_hash: np.ndarray  # i4[I], EMPTY when free
     meta: np.ndarray  # i8[N_META]
     counters: np.ndarray  # i8[N_COUNTERS]
 
@@ -120,9 +122,7 @@ def _pow2(n: int) -> int:
 
 
 def _empty_hash(n: int) -> np.ndarray:
-    table = np.zeros((n, 2), np.int64)
-    table[:, HV] = EMPTY
-    return table
+    return np.full(n, EMPTY, np.int32)
 
 
 def _pool(rows: int, cols: int, link: int, start: int = 0) -> np.ndarray:
@@ -161,55 +161,46 @@ def _slot_of(key, mask):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def hash_slot_nb(table, key):
-    """The slot holding ``key``, or the free slot ending its probe chain (where it would go)."""
+def hash_slot_nb(table, rows, col, key):
+    """The slot holding the row whose ``rows[row, col]`` is ``key``, or the free slot ending its chain."""
     mask = table.shape[0] - 1
     i = _slot_of(key, mask)
-    while table[i, HV] != EMPTY and table[i, HK] != key:
+    while table[i] != EMPTY and rows[table[i], col] != key:
         i = (i + 1) & mask
     return i
 
 
 @njit(cache=True, nogil=True, inline="always")
-def hash_find_nb(table, key):
-    """Value stored for ``key``, or EMPTY."""
-    return table[hash_slot_nb(table, key), HV]
+def hash_find_nb(table, rows, col, key):
+    """The row keyed ``key``, or EMPTY."""
+    return table[hash_slot_nb(table, rows, col, key)]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def hash_insert_nb(table, key, val):
-    """Insert or overwrite ``key``; the caller keeps the table at most half full."""
-    i = hash_slot_nb(table, key)
-    table[i, HK] = key
-    table[i, HV] = val
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _hash_free_nb(table, i):
+def _hash_free_nb(table, rows, col, i):
     """Empty slot ``i`` by backward-shift deletion (no tombstones, probe chains stay short)."""
     mask = table.shape[0] - 1
     j = i
     while True:
         j = (j + 1) & mask
-        if table[j, HV] == EMPTY:
+        if table[j] == EMPTY:
             break
-        home = _slot_of(table[j, HK], mask)
+        home = _slot_of(rows[table[j], col], mask)
         # move j back into the hole at i unless its home lies cyclically in (i, j]
         if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
-            table[i, HK] = table[j, HK]
-            table[i, HV] = table[j, HV]
+            table[i] = table[j]
             i = j
-    table[i, HV] = EMPTY
+    table[i] = EMPTY
 
 
 @njit(cache=True, nogil=True, inline="always")
-def hash_take_nb(table, key):
-    """Remove ``key`` and return its value (EMPTY when absent): one probe for find-and-delete."""
-    i = hash_slot_nb(table, key)
-    val = table[i, HV]
-    if val != EMPTY:
-        _hash_free_nb(table, i)
-    return val
+def hash_take_nb(table, rows, col, key):
+    """Remove the row keyed ``key`` and return it (EMPTY when absent): find and delete in one probe."""
+    i = hash_slot_nb(table, rows, col, key)
+    row = table[i]
+    if row != EMPTY:
+        _hash_free_nb(table, rows, col, i)
+    return row
 
 
 # --- levels inside a side segment ---------------------------------------------------------------
@@ -323,7 +314,7 @@ def _check_crossed_nb(sides, arena, books, counters, b):
 @njit(cache=True, nogil=True, inline="always")
 def _book_of_nb(books, sides, i_hash, meta, instrument):
     """Book index of an instrument, created on first sight (capacity checked beforehand)."""
-    b = hash_find_nb(i_hash, instrument)
+    b = hash_find_nb(i_hash, books, BK_INSTR, instrument)
     if b != EMPTY:
         return b
     b = meta[M_BOOKS]
@@ -334,7 +325,7 @@ def _book_of_nb(books, sides, i_hash, meta, instrument):
     for s in (2 * b, 2 * b + 1):
         sides[s, SD_LEN] = 0
         sides[s, SD_CAP] = 0
-    hash_insert_nb(i_hash, instrument, b)
+    i_hash[hash_slot_nb(i_hash, books, BK_INSTR, instrument)] = b
     return b
 
 
@@ -363,14 +354,13 @@ def _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, or
     levels[lvl, LV_QTY] += qty
     levels[lvl, LV_COUNT] += 1
     books[b, BK_ORDERS] += 1
-    o_hash[slot, HK] = order_id
-    o_hash[slot, HV] = o
+    o_hash[slot] = o
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o):
     """Take order row ``o`` out of the order hash and the book."""
-    hash_take_nb(o_hash, orders[o, OR_ID])
+    hash_take_nb(o_hash, orders, OR_ID, orders[o, OR_ID])
     _unlink_order_nb(orders, levels, sides, arena, books, meta, o)
 
 
@@ -423,7 +413,7 @@ def _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b):
             o = levels[lvl, LV_HEAD]
             while o != EMPTY:
                 nxt = orders[o, OR_NEXT]
-                hash_take_nb(o_hash, orders[o, OR_ID])
+                hash_take_nb(o_hash, orders, OR_ID, orders[o, OR_ID])
                 orders[o, OR_LEVEL] = EMPTY
                 orders[o, OR_NEXT] = meta[M_ORDER_FREE]
                 meta[M_ORDER_FREE] = o
@@ -482,8 +472,8 @@ def apply_nb(st, events, start):
             if side == EMPTY or ev.qty <= 0:
                 counters[C_BAD_EVENT] += 1
             else:
-                slot = hash_slot_nb(o_hash, order_id)
-                if o_hash[slot, HV] != EMPTY:
+                slot = hash_slot_nb(o_hash, orders, OR_ID, order_id)
+                if o_hash[slot] != EMPTY:
                     counters[C_DUPLICATE_ORDER] += 1
                     continue
                 b = _book_of_nb(books, sides, i_hash, meta, np.int64(ev.instrument))
@@ -493,7 +483,7 @@ def apply_nb(st, events, start):
                 counters[C_ADDS] += 1
                 _check_crossed_nb(sides, arena, books, counters, b)
         elif kind == KIND_DELETE:
-            o = hash_take_nb(o_hash, np.int64(ev.order_id))
+            o = hash_take_nb(o_hash, orders, OR_ID, np.int64(ev.order_id))
             if o == EMPTY:
                 counters[C_UNKNOWN_ORDER] += 1
                 continue
@@ -503,7 +493,7 @@ def apply_nb(st, events, start):
             if books[b, BK_CROSSED]:  # taking liquidity away can only uncross a book
                 _check_crossed_nb(sides, arena, books, counters, b)
         elif kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_CANCEL):
-            o = hash_find_nb(o_hash, np.int64(ev.order_id))
+            o = hash_find_nb(o_hash, orders, OR_ID, np.int64(ev.order_id))
             if o == EMPTY:
                 counters[C_UNKNOWN_ORDER] += 1
                 continue
@@ -526,7 +516,7 @@ def apply_nb(st, events, start):
                 for b in range(meta[M_BOOKS]):
                     _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b)
             else:
-                b = hash_find_nb(i_hash, np.int64(ev.instrument))
+                b = hash_find_nb(i_hash, books, BK_INSTR, np.int64(ev.instrument))
                 if b != EMPTY:
                     _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b)
         else:
@@ -539,14 +529,14 @@ def _replace_nb(orders, levels, sides, arena, books, o_hash, meta, counters, ev)
     """ITCH U (new id, priority lost) and DBN M (same id; a same-price size cut keeps priority)."""
     old_id = np.int64(ev.order_id)
     new_id = np.int64(ev.new_order_id)
-    o = hash_find_nb(o_hash, old_id)
+    o = hash_find_nb(o_hash, orders, OR_ID, old_id)
     if o == EMPTY:
         counters[C_UNKNOWN_ORDER] += 1
         return
     if ev.qty < 0:
         counters[C_BAD_EVENT] += 1
         return
-    if new_id != old_id and hash_find_nb(o_hash, new_id) != EMPTY:
+    if new_id != old_id and hash_find_nb(o_hash, orders, OR_ID, new_id) != EMPTY:
         counters[C_DUPLICATE_ORDER] += 1
         return
     counters[C_REPLACES] += 1
@@ -559,7 +549,7 @@ def _replace_nb(orders, levels, sides, arena, books, o_hash, meta, counters, ev)
     else:
         _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o)
         if ev.qty > 0:
-            slot = hash_slot_nb(o_hash, new_id)
+            slot = hash_slot_nb(o_hash, orders, OR_ID, new_id)
             _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, new_id, ev.price, ev.qty, slot)
     _check_crossed_nb(sides, arena, books, counters, b)
 
@@ -616,10 +606,10 @@ def queue_ahead_nb(orders, o):
 
 # --- growth (off the hot path) ------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _rehash_nb(table, new_table):
+def _rehash_nb(table, rows, col, new_table):
     for i in range(table.shape[0]):
-        if table[i, HV] != EMPTY:
-            hash_insert_nb(new_table, table[i, HK], table[i, HV])
+        if table[i] != EMPTY:
+            new_table[hash_slot_nb(new_table, rows, col, rows[table[i], col])] = table[i]
 
 
 @njit(cache=True, nogil=True)
@@ -641,9 +631,9 @@ def _grown_rows(table: np.ndarray, rows: int) -> np.ndarray:
     return out
 
 
-def _rehashed(table: np.ndarray) -> np.ndarray:
+def _rehashed(table: np.ndarray, rows: np.ndarray, col: int) -> np.ndarray:
     new = _empty_hash(2 * len(table))
-    _rehash_nb(table, new)
+    _rehash_nb(table, rows, col, new)
     return new
 
 
@@ -659,12 +649,12 @@ def grow_state(st: BookState) -> BookState:
         levels = np.concatenate([levels, _pool(old, 5, LV_HEAD, old)])
         meta[M_LEVEL_FREE] = old
     if meta[M_ORDERS] * MAX_LOAD_DEN >= len(o_hash) * MAX_LOAD_NUM:
-        o_hash = _rehashed(o_hash)
+        o_hash = _rehashed(o_hash, orders, OR_ID)
     if meta[M_BOOKS] >= len(books):
         books = _grown_rows(books, 2 * len(books))
         sides = _grown_rows(sides, 2 * len(sides))
     if (meta[M_BOOKS] + 1) * MAX_LOAD_DEN > len(i_hash) * MAX_LOAD_NUM:
-        i_hash = _rehashed(i_hash)
+        i_hash = _rehashed(i_hash, books, BK_INSTR)
     if meta[M_ARENA_TOP] + 2 * meta[M_MAX_SEG_CAP] > len(arena):
         used = int(sides[: 2 * meta[M_BOOKS], SD_CAP].sum())
         size = len(arena)
