@@ -6,6 +6,7 @@ counters, so the second file's executions find the first file's orders.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from tqdm import tqdm
 from engine.book import Book
 from engine.instruments import Instrument
 from engine.jit import CompileWatch, tell_compiling
-from feeds import FeedReader, FeedStats, open_feed
+from feeds import FeedError, FeedReader, FeedStats, open_feed
 
 PROGRESS_MIN_BYTES = 4 << 20  # files smaller than this replay too fast to need a progress bar
 
@@ -57,7 +58,14 @@ def read_feeds(
     afterwards). A progress bar on stderr follows the bytes read when the input is large.
     """
     fp = feed_pass if feed_pass is not None else FeedPass(list(paths))
-    readers: list[FeedReader] = [open_feed(p, skip_bad=skip_bad, stats=fp.stats) for p in paths]
+    readers: list[FeedReader] = []
+    for path in paths:
+        try:
+            readers.append(open_feed(path, skip_bad=skip_bad, stats=fp.stats))
+        except FeedError as exc:  # not a feed file at all: with skip_bad, the whole file is skipped
+            if not skip_bad or not os.path.isfile(path):  # a missing file is never skipped quietly
+                raise
+            fp.stats.record_skip(exc, records=1, nbytes=os.path.getsize(path))
     total = sum(r.total_bytes for r in readers)
     bar = tqdm(
         total=total,

@@ -16,6 +16,7 @@ PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 DBN_MAGIC = b"DBN"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PARQUET_MAGIC = b"PAR1"
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 SNIFF_BYTES = 8
 
 __all__ = ["FeedError", "FeedReader", "FeedStats", "open_feed", "sniff"]
@@ -39,6 +40,8 @@ def sniff(path: str) -> str:
             raise FeedError(f"corrupt gzip stream ({exc})", path=path, offset=0) from None
     if head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_MAGIC:
         return "pcap"
+    if path.removesuffix(".gz").endswith(CAPTURE_SUFFIXES):  # named a capture, but is not one
+        raise FeedError(f"not a pcap or pcapng file (magic 0x{head[:4].hex()})", path=path, offset=0)
     if head.startswith(DBN_MAGIC) or head.startswith(ZSTD_MAGIC):
         return "dbn"
     if head.startswith(PARQUET_MAGIC):
