@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REPLAY_DATA = REPO.parent / "shared" / "replay_data"
+_NETNS_IDS = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +29,33 @@ def real_file(root: Path, relative: str) -> Path:
     if not path.is_file():
         pytest.skip(f"real data file {path} is absent")
     return path
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """Run the test's thread inside a fresh network namespace with only ``lo`` up.
+
+    Multicast tests live here so that no datagram ever reaches the host's interfaces. Sockets and
+    threads created while the fixture is active belong to the namespace; skips with the reason when
+    namespaces cannot be made (not root, no iproute2).
+    """
+    name = f"hftmm-test-{os.getpid()}-{next(_NETNS_IDS)}"
+    try:
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot create a network namespace here ({exc})")
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True, timeout=10)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        try:
+            os.setns(target, os.CLONE_NEWNET)
+            try:
+                yield name
+            finally:
+                os.setns(home, os.CLONE_NEWNET)
+        finally:
+            os.close(target)
+            os.close(home)
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
