@@ -1,0 +1,516 @@
+"""Compiled kernels of the simulated exchange's matching engine (``engine.matching`` is the Python face).
+
+Price-time priority over the L3 tables of ``engine.book_nb`` (one book per instrument, created at
+start-up in the order the instruments are listed, so book row == instrument index), plus:
+
+    refs      [O, 2]  owner, client reference of each order row (parallel to the book's orders)
+    inst      [B, 3]  tick (price units), lot (shares), halted flag of each instrument
+    symbols   [B, 8]  ITCH stock symbol bytes, space padded
+    mpid_own  [K]     owners whose adds carry an MPID (ITCH F instead of A) ...
+    mpid_code [K, 4]  ... and that MPID
+    meta      [3]     next exchange order reference, last match number, post-only mode
+
+``submit_nb`` handles a batch of ``REQUEST_DTYPE`` rows; each state change becomes report rows and
+``[u16 len][msg]`` ITCH 5.0 records. It never allocates: before a request it checks that the book
+tables, the reports and the ITCH buffer hold the worst case of that request (every resting order of
+the instrument filled) and otherwise returns a ``NEED_*`` status with the request's index, so that
+the caller grows what ran out (off the hot path) and resumes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from engine.book_nb import (
+    AR_LEVEL,
+    ASK,
+    BID,
+    BK_INSTR,
+    BK_ORDERS,
+    EMPTY,
+    LV_HEAD,
+    LV_PRICE,
+    M_ORDER_FREE,
+    OR_BOOK,
+    OR_ID,
+    OR_PRICE,
+    OR_QTY,
+    OR_SIDE,
+    SD_LEN,
+    SD_START,
+    _add_order_nb,
+    _book_of_nb,
+    _has_room_nb,
+    _reduce_order_nb,
+    _remove_order_nb,
+    hash_find_nb,
+    hash_slot_nb,
+)
+from engine.borrow import borrow
+from engine.events import SIDE_ASK, SIDE_BID
+from feeds.itch import LOCATE_OFFSET, MESSAGE_DTYPES, TIMESTAMP_OFFSET
+
+# --- requests ------------------------------------------------------------------------------------
+REQUEST_DTYPE = np.dtype(
+    [
+        ("owner", "<i8"),  # session id
+        ("order_ref", "<u8"),  # cancel / replace: the exchange reference of the order
+        ("price", "<i8"),  # new / replace: 1e-4 units (ITCH Price(4))
+        ("qty", "<i8"),  # new / replace: size; cancel: the size left after it (0 cancels all)
+        ("client_ref", "<u4"),
+        ("instrument", "<u4"),  # new: stock locate
+        ("kind", "u1"),  # REQ_*
+        ("side", "i1"),  # new: SIDE_BID / SIDE_ASK
+        ("tif", "u1"),  # new: TIF_*
+        ("post_only", "u1"),  # new / replace: 1 never takes liquidity
+    ]
+)
+REQ_NEW, REQ_CANCEL, REQ_REPLACE = 1, 2, 3
+TIF_DAY, TIF_IOC = 0, 1
+
+# --- reports -------------------------------------------------------------------------------------
+REPORT_DTYPE = np.dtype(
+    [
+        ("owner", "<i8"),
+        ("order_ref", "<u8"),  # the order's exchange reference (replaced: the new one; rejects: the request's)
+        ("orig_ref", "<u8"),  # replaced: the reference it replaced
+        ("match_number", "<u8"),  # executed
+        ("price", "<i8"),  # accepted / replaced: resting price; executed: fill price
+        ("qty", "<i8"),  # accepted / replaced: size; executed: filled; canceled: canceled amount
+        ("leaves", "<i8"),  # open size after this report
+        ("client_ref", "<u4"),
+        ("instrument", "<u4"),
+        ("kind", "u1"),  # RPT_*
+        ("side", "i1"),
+        ("reason", "u1"),  # rejected: REJ_*
+        ("liquidity", "u1"),  # executed: LIQ_ADDED (resting side) or LIQ_REMOVED (aggressor)
+    ]
+)
+RPT_ACCEPTED, RPT_REJECTED, RPT_CANCELED, RPT_REPLACED, RPT_EXECUTED = 1, 2, 3, 4, 5
+LIQ_ADDED, LIQ_REMOVED = 1, 2
+
+# --- reject reasons ------------------------------------------------------------------------------
+REJ_NONE = 0
+REJ_BAD_TICK = 1  # price not a multiple of the instrument's tick
+REJ_BAD_LOT = 2  # size not a multiple of the instrument's lot
+REJ_BAD_PRICE = 3  # price <= 0 or beyond ITCH Price(4)
+REJ_BAD_QTY = 4  # size <= 0 (cancel: < 0) or beyond u32
+REJ_UNKNOWN_ORDER = 5  # no live order with that reference for that owner
+REJ_POST_ONLY_CROSS = 6  # post-only would take liquidity (or could not be repriced)
+REJ_HALTED = 7  # instrument not trading
+REJ_UNKNOWN_INSTRUMENT = 8
+REJ_BAD_REQUEST = 9  # unknown request kind, side or time in force
+REJECT_NAMES = {
+    REJ_BAD_TICK: "bad_tick",
+    REJ_BAD_LOT: "bad_lot",
+    REJ_BAD_PRICE: "bad_price",
+    REJ_BAD_QTY: "bad_qty",
+    REJ_UNKNOWN_ORDER: "unknown_order",
+    REJ_POST_ONLY_CROSS: "post_only_would_cross",
+    REJ_HALTED: "instrument_halted",
+    REJ_UNKNOWN_INSTRUMENT: "unknown_instrument",
+    REJ_BAD_REQUEST: "bad_request",
+}
+
+POST_ONLY_REJECT, POST_ONLY_REPRICE = 0, 1
+PRICE_MAX = 0xFFFFFFFF  # ITCH Price(4)
+QTY_MAX = 0xFFFFFFFF  # ITCH shares u32
+
+# --- submit_nb statuses --------------------------------------------------------------------------
+DONE, NEED_STATE, NEED_REPORTS, NEED_ITCH = 0, 1, 2, 3
+
+# --- matcher tables ------------------------------------------------------------------------------
+RF_OWNER, RF_CLIENT = range(2)
+IN_TICK, IN_LOT, IN_HALTED = range(3)
+MM_NEXT_REF, MM_MATCH, MM_POST_ONLY = range(3)
+
+
+class MatchState(NamedTuple):
+    """The matcher's tables beside the book's; numba receives the whole tuple in one argument."""
+
+    refs: np.ndarray  # i8[O, 2]
+    inst: np.ndarray  # i8[B, 3]
+    symbols: np.ndarray  # u1[B, 8]
+    mpid_own: np.ndarray  # i8[K]
+    mpid_code: np.ndarray  # u1[K, 4]
+    meta: np.ndarray  # i8[3]
+
+
+# --- ITCH layouts --------------------------------------------------------------------------------
+def _off(msg_type: str, name: str) -> int:
+    return int(MESSAGE_DTYPES[msg_type].fields[name][1])
+
+
+_A_LEN, _F_LEN, _E_LEN, _X_LEN, _D_LEN, _U_LEN = (MESSAGE_DTYPES[t].itemsize for t in "AFEXDU")
+_REF = _off("A", "order_reference_number")  # A, F, E, X, D; U's original reference
+_ADD_SIDE, _ADD_SHARES = _off("A", "buy_sell_indicator"), _off("A", "shares")
+_ADD_STOCK, _ADD_PRICE, _F_MPID = _off("A", "stock"), _off("A", "price"), _off("F", "attribution")
+_E_SHARES, _E_MATCH = _off("E", "executed_shares"), _off("E", "match_number")
+_X_SHARES = _off("X", "cancelled_shares")
+_U_NEW, _U_SHARES, _U_PRICE = _off("U", "new_order_reference_number"), _off("U", "shares"), _off("U", "price")
+_TRACKING = _off("A", "tracking_number")
+assert {_off(t, "order_reference_number") for t in "AFEXD"} == {_off("U", "original_order_reference_number")}
+assert (_off("F", "price"), _off("F", "stock")) == (_ADD_PRICE, _ADD_STOCK)
+_T_A, _T_F, _T_E, _T_X, _T_D, _T_U = (ord(c) for c in "AFEXDU")
+_BUY, _SELL = ord("B"), ord("S")
+RECORD_MAX = 2 + max(_F_LEN, _U_LEN)  # the longest record one request writes besides executions
+RECORD_E = 2 + _E_LEN
+
+
+# --- byte writers --------------------------------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _be_nb(buf, p, value, nbytes):
+    """Write the low ``nbytes`` of ``value`` big-endian at buf[p]."""
+    for k in range(nbytes):
+        buf[p + nbytes - 1 - k] = np.uint8((value >> (8 * k)) & 0xFF)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _begin_nb(itch, p, length, msg_type, locate, now_ns):
+    """The u16 length and the 11-byte header of a record at itch[p]; returns the message's offset."""
+    _be_nb(itch, p, length, 2)
+    m = p + 2
+    itch[m] = np.uint8(msg_type)
+    _be_nb(itch, m + LOCATE_OFFSET, locate, 2)
+    _be_nb(itch, m + _TRACKING, 0, 2)
+    _be_nb(itch, m + TIMESTAMP_OFFSET, now_ns, 6)
+    return m
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _emit_add_nb(itch, p, locate, now_ns, ref, side, qty, price, symbols, b, mpid_own, mpid_code, owner):
+    """A (or F when ``owner`` has an MPID) at itch[p]; returns the next free offset."""
+    k = EMPTY
+    for j in range(mpid_own.shape[0]):
+        if mpid_own[j] == owner:
+            k = j
+            break
+    length = _A_LEN if k == EMPTY else _F_LEN
+    m = _begin_nb(itch, p, length, _T_A if k == EMPTY else _T_F, locate, now_ns)
+    _be_nb(itch, m + _REF, ref, 8)
+    itch[m + _ADD_SIDE] = np.uint8(_BUY if side == BID else _SELL)
+    _be_nb(itch, m + _ADD_SHARES, qty, 4)
+    for j in range(8):
+        itch[m + _ADD_STOCK + j] = symbols[b, j]
+    _be_nb(itch, m + _ADD_PRICE, price, 4)
+    if k != EMPTY:
+        for j in range(4):
+            itch[m + _F_MPID + j] = mpid_code[k, j]
+    return p + 2 + length
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _emit_ref_qty_nb(itch, p, msg_type, length, locate, now_ns, ref, qty, qty_at):
+    """E, X or D (``qty_at`` < 0: no size field) at itch[p]; returns the next free offset."""
+    m = _begin_nb(itch, p, length, msg_type, locate, now_ns)
+    _be_nb(itch, m + _REF, ref, 8)
+    if qty_at >= 0:
+        _be_nb(itch, m + qty_at, qty, 4)
+    return p + 2 + length
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _emit_replace_nb(itch, p, locate, now_ns, old_ref, new_ref, qty, price):
+    m = _begin_nb(itch, p, _U_LEN, _T_U, locate, now_ns)
+    _be_nb(itch, m + _REF, old_ref, 8)
+    _be_nb(itch, m + _U_NEW, new_ref, 8)
+    _be_nb(itch, m + _U_SHARES, qty, 4)
+    _be_nb(itch, m + _U_PRICE, price, 4)
+    return p + 2 + _U_LEN
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _report_nb(reports, n, kind, owner, client_ref, instrument, side, ref, orig_ref, price, qty, leaves):
+    """Fill reports[n] (match number, reason and liquidity zero); returns n + 1."""
+    r = reports[n]
+    r.kind = kind
+    r.owner = owner
+    r.client_ref = client_ref
+    r.instrument = instrument
+    r.side = side
+    r.order_ref = ref
+    r.orig_ref = orig_ref
+    r.match_number = 0
+    r.price = price
+    r.qty = qty
+    r.leaves = leaves
+    r.reason = REJ_NONE
+    r.liquidity = 0
+    return n + 1
+
+
+# --- book reads ----------------------------------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _best_level_nb(sides, arena, b, side):
+    """Level id of the best price on (book, side index), or EMPTY."""
+    s = 2 * b + side
+    n = sides[s, SD_LEN]
+    if n == 0:
+        return EMPTY
+    return arena[sides[s, SD_START] + n - 1, AR_LEVEL]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _marketable_nb(levels, sides, arena, b, side, price):
+    """Whether an order of ``side`` at ``price`` meets the contra side's best level."""
+    lvl = _best_level_nb(sides, arena, b, 1 - side)
+    if lvl == EMPTY:
+        return False
+    best = levels[lvl, LV_PRICE]
+    return best <= price if side == BID else best >= price
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _check_price_qty_nb(inst, b, price, qty):
+    """Reject reason of a price and size for book ``b`` (REJ_NONE when valid)."""
+    if price <= 0 or price > PRICE_MAX:
+        return REJ_BAD_PRICE
+    if qty <= 0 or qty > QTY_MAX:
+        return REJ_BAD_QTY
+    if price % inst[b, IN_TICK] != 0:
+        return REJ_BAD_TICK
+    if qty % inst[b, IN_LOT] != 0:
+        return REJ_BAD_LOT
+    return REJ_NONE
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _post_only_price_nb(levels, sides, arena, inst, b, side, price, mode):
+    """The price a post-only order rests at: as given, repriced a tick off the contra best, or -1 (reject)."""
+    if not _marketable_nb(levels, sides, arena, b, side, price):
+        return price
+    if mode == POST_ONLY_REJECT:
+        return -1
+    best = levels[_best_level_nb(sides, arena, b, 1 - side), LV_PRICE]
+    repriced = best - inst[b, IN_TICK] if side == BID else best + inst[b, IN_TICK]
+    return repriced if 0 < repriced <= PRICE_MAX else -1
+
+
+# --- matching ------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def init_books_nb(st, locates):
+    """Create one book per instrument, book row i for locates[i] (capacity sized by the caller)."""
+    books, sides, i_hash, meta = st.books, st.sides, st.i_hash, st.meta
+    for i in range(locates.shape[0]):
+        _book_of_nb(books, sides, i_hash, meta, locates[i])
+
+
+@njit(cache=True, nogil=True)
+def submit_nb(st, ms, requests, start, now_ns, reports, n_rep, itch, n_itch):
+    """Handle ``requests[start:]``; returns ``(index reached, reports used, itch bytes used, status)``.
+
+    Status DONE, or NEED_STATE / NEED_REPORTS / NEED_ITCH when request ``index`` was not touched
+    because that store lacks room for its worst case.
+    """
+    orders, levels, sides = borrow(st.orders), borrow(st.levels), borrow(st.sides)
+    books, arena, o_hash, i_hash = borrow(st.books), borrow(st.arena), borrow(st.o_hash), borrow(st.i_hash)
+    meta, counters = borrow(st.meta), borrow(st.counters)
+    refs, inst, symbols = borrow(ms.refs), borrow(ms.inst), borrow(ms.symbols)
+    mpid_own, mpid_code, mm = borrow(ms.mpid_own), borrow(ms.mpid_code), borrow(ms.meta)
+    requests, reports, itch = borrow(requests), borrow(reports), borrow(itch)
+    hash_cap, books_cap, instr_cap, arena_cap = o_hash.shape[0], books.shape[0], i_hash.shape[0], arena.shape[0]
+    mode = mm[MM_POST_ONLY]
+    for i in range(start, requests.shape[0]):
+        if not _has_room_nb(meta, hash_cap, books_cap, instr_cap, arena_cap):
+            return i, n_rep, n_itch, NEED_STATE
+        rq = requests[i]
+        kind = rq.kind
+        owner = rq.owner
+        client_ref = rq.client_ref
+        if kind == REQ_NEW:
+            b = hash_find_nb(i_hash, books, BK_INSTR, np.int64(rq.instrument))
+            o = EMPTY
+        else:
+            o = hash_find_nb(o_hash, orders, OR_ID, np.int64(rq.order_ref))
+            if o != EMPTY and refs[o, RF_OWNER] != owner:
+                o = EMPTY  # another session's order is unknown to this one
+            b = orders[o, OR_BOOK] if o != EMPTY else EMPTY
+        depth = books[b, BK_ORDERS] if b != EMPTY else 0
+        if n_rep + 3 + 2 * depth > reports.shape[0]:
+            return i, n_rep, n_itch, NEED_REPORTS
+        if n_itch + 2 * RECORD_MAX + RECORD_E * depth > itch.shape[0]:
+            return i, n_rep, n_itch, NEED_ITCH
+        if kind == REQ_NEW:
+            side = BID if rq.side == SIDE_BID else ASK
+            reason = REJ_NONE
+            if b == EMPTY:
+                reason = REJ_UNKNOWN_INSTRUMENT
+            elif inst[b, IN_HALTED]:
+                reason = REJ_HALTED
+            elif (rq.side != SIDE_BID and rq.side != SIDE_ASK) or rq.tif > TIF_IOC:
+                reason = REJ_BAD_REQUEST
+            else:
+                reason = _check_price_qty_nb(inst, b, rq.price, rq.qty)
+            price = rq.price
+            if reason == REJ_NONE and rq.post_only:
+                price = _post_only_price_nb(levels, sides, arena, inst, b, side, price, mode)
+                if price < 0:
+                    reason = REJ_POST_ONLY_CROSS
+            if reason != REJ_NONE:
+                n_rep = _reject_nb(reports, n_rep, owner, client_ref, rq.instrument, rq.side, rq.order_ref, reason)
+                continue
+            ref = mm[MM_NEXT_REF]
+            mm[MM_NEXT_REF] = ref + 1
+            n_rep = _report_nb(
+                reports, n_rep, RPT_ACCEPTED, owner, client_ref, rq.instrument, rq.side, ref, 0, price, rq.qty, rq.qty
+            )
+            n_rep, n_itch = _execute_nb(
+                orders, levels, sides, arena, books, o_hash, meta, counters, refs, symbols, mpid_own, mpid_code,
+                mm, reports, n_rep, itch, n_itch, now_ns, b, side, ref, owner, client_ref, price, rq.qty,
+                rq.tif == TIF_IOC,
+            )  # fmt: skip
+        elif kind != REQ_CANCEL and kind != REQ_REPLACE:
+            n_rep = _reject_nb(reports, n_rep, owner, client_ref, 0, 0, rq.order_ref, REJ_BAD_REQUEST)
+        elif o == EMPTY:
+            n_rep = _reject_nb(reports, n_rep, owner, client_ref, 0, 0, rq.order_ref, REJ_UNKNOWN_ORDER)
+        elif kind == REQ_CANCEL:
+            n_rep, n_itch = _cancel_nb(
+                orders, levels, sides, arena, books, o_hash, meta, counters, refs, inst, reports, n_rep, itch,
+                n_itch, now_ns, o, rq.qty,
+            )  # fmt: skip
+        else:
+            n_rep, n_itch = _replace_nb(
+                orders, levels, sides, arena, books, o_hash, meta, counters, refs, inst, symbols, mpid_own,
+                mpid_code, mm, reports, n_rep, itch, n_itch, now_ns, o, client_ref, rq.price, rq.qty,
+                rq.post_only, mode,
+            )  # fmt: skip
+    return requests.shape[0], n_rep, n_itch, DONE
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reject_nb(reports, n, owner, client_ref, instrument, side, ref, reason):
+    n = _report_nb(reports, n, RPT_REJECTED, owner, client_ref, instrument, side, ref, 0, 0, 0, 0)
+    reports[n - 1].reason = reason
+    return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _execute_nb(
+    orders, levels, sides, arena, books, o_hash, meta, counters, refs, symbols, mpid_own, mpid_code,
+    mm, reports, n_rep, itch, n_itch, now_ns, b, side, ref, owner, client_ref, price, qty, ioc,
+):  # fmt: skip
+    """Match an accepted order against the contra side, then rest it (A/F) or cancel the rest (IOC)."""
+    locate = books[b, BK_INSTR]
+    ev_side = SIDE_BID if side == BID else SIDE_ASK
+    while qty > 0 and _marketable_nb(levels, sides, arena, b, side, price):
+        lvl = _best_level_nb(sides, arena, b, 1 - side)
+        fill_price = levels[lvl, LV_PRICE]
+        o = levels[lvl, LV_HEAD]
+        fill = min(qty, orders[o, OR_QTY])
+        match = mm[MM_MATCH] + 1
+        mm[MM_MATCH] = match
+        rest_ref = orders[o, OR_ID]
+        rest_leaves = orders[o, OR_QTY] - fill
+        n_itch = _emit_ref_qty_nb(itch, n_itch, _T_E, _E_LEN, locate, now_ns, rest_ref, fill, _E_SHARES)
+        _be_nb(itch, n_itch - _E_LEN + _E_MATCH, match, 8)
+        n_rep = _report_nb(
+            reports, n_rep, RPT_EXECUTED, refs[o, RF_OWNER], refs[o, RF_CLIENT], locate, -ev_side, rest_ref, 0,
+            fill_price, fill, rest_leaves,
+        )  # fmt: skip
+        reports[n_rep - 1].match_number = match
+        reports[n_rep - 1].liquidity = LIQ_ADDED
+        _reduce_order_nb(orders, levels, sides, arena, books, o_hash, meta, counters, o, fill)
+        qty -= fill
+        n_rep = _report_nb(
+            reports, n_rep, RPT_EXECUTED, owner, client_ref, locate, ev_side, ref, 0, fill_price, fill, qty
+        )
+        reports[n_rep - 1].match_number = match
+        reports[n_rep - 1].liquidity = LIQ_REMOVED
+    if qty > 0:
+        if ioc:
+            n_rep = _report_nb(reports, n_rep, RPT_CANCELED, owner, client_ref, locate, ev_side, ref, 0, price, qty, 0)
+        else:
+            slot = hash_slot_nb(o_hash, orders, OR_ID, ref)
+            o = meta[M_ORDER_FREE]  # the row _add_order_nb takes
+            _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, ref, price, qty, slot)
+            refs[o, RF_OWNER] = owner
+            refs[o, RF_CLIENT] = client_ref
+            n_itch = _emit_add_nb(
+                itch, n_itch, locate, now_ns, ref, side, qty, price, symbols, b, mpid_own, mpid_code, owner
+            )
+    return n_rep, n_itch
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cancel_nb(
+    orders, levels, sides, arena, books, o_hash, meta, counters, refs, inst, reports, n_rep, itch, n_itch, now_ns,
+    o, new_qty,
+):  # fmt: skip
+    """Cancel order row ``o`` down to ``new_qty`` shares (0: entirely); X or D on the feed."""
+    b = orders[o, OR_BOOK]
+    locate = books[b, BK_INSTR]
+    ref = orders[o, OR_ID]
+    owner, client_ref = refs[o, RF_OWNER], refs[o, RF_CLIENT]
+    ev_side = SIDE_BID if orders[o, OR_SIDE] == BID else SIDE_ASK
+    price = orders[o, OR_PRICE]
+    leaves = orders[o, OR_QTY]
+    if new_qty < 0:
+        return _reject_nb(reports, n_rep, owner, client_ref, locate, ev_side, ref, REJ_BAD_QTY), n_itch
+    if new_qty % inst[b, IN_LOT] != 0:
+        return _reject_nb(reports, n_rep, owner, client_ref, locate, ev_side, ref, REJ_BAD_LOT), n_itch
+    cut = leaves - new_qty if new_qty < leaves else 0
+    if new_qty == 0:
+        n_itch = _emit_ref_qty_nb(itch, n_itch, _T_D, _D_LEN, locate, now_ns, ref, 0, -1)
+        _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o)
+    elif cut > 0:
+        n_itch = _emit_ref_qty_nb(itch, n_itch, _T_X, _X_LEN, locate, now_ns, ref, cut, _X_SHARES)
+        _reduce_order_nb(orders, levels, sides, arena, books, o_hash, meta, counters, o, cut)
+    n_rep = _report_nb(
+        reports, n_rep, RPT_CANCELED, owner, client_ref, locate, ev_side, ref, 0, price, cut, leaves - cut
+    )
+    return n_rep, n_itch
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _replace_nb(
+    orders, levels, sides, arena, books, o_hash, meta, counters, refs, inst, symbols, mpid_own, mpid_code,
+    mm, reports, n_rep, itch, n_itch, now_ns, o, client_ref, price, qty, post_only, mode,
+):  # fmt: skip
+    """Cancel-replace order row ``o``: a same-price size cut keeps its reference and priority (X on
+    the feed); otherwise a new reference at the back of the queue (U), or, when the new price is
+    marketable, D then matching as a new order."""
+    b = orders[o, OR_BOOK]
+    locate = books[b, BK_INSTR]
+    old_ref = orders[o, OR_ID]
+    owner = refs[o, RF_OWNER]
+    side = orders[o, OR_SIDE]
+    ev_side = SIDE_BID if side == BID else SIDE_ASK
+    leaves = orders[o, OR_QTY]
+    reason = REJ_HALTED if inst[b, IN_HALTED] else _check_price_qty_nb(inst, b, price, qty)
+    if reason == REJ_NONE and post_only:
+        price = _post_only_price_nb(levels, sides, arena, inst, b, side, price, mode)
+        if price < 0:
+            reason = REJ_POST_ONLY_CROSS
+    if reason != REJ_NONE:
+        return _reject_nb(reports, n_rep, owner, client_ref, locate, ev_side, old_ref, reason), n_itch
+    if price == orders[o, OR_PRICE] and qty <= leaves:
+        if qty < leaves:
+            n_itch = _emit_ref_qty_nb(itch, n_itch, _T_X, _X_LEN, locate, now_ns, old_ref, leaves - qty, _X_SHARES)
+            _reduce_order_nb(orders, levels, sides, arena, books, o_hash, meta, counters, o, leaves - qty)
+        refs[o, RF_CLIENT] = client_ref
+        n_rep = _report_nb(
+            reports, n_rep, RPT_REPLACED, owner, client_ref, locate, ev_side, old_ref, old_ref, price, qty, qty
+        )
+        return n_rep, n_itch
+    new_ref = mm[MM_NEXT_REF]
+    mm[MM_NEXT_REF] = new_ref + 1
+    _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o)
+    n_rep = _report_nb(
+        reports, n_rep, RPT_REPLACED, owner, client_ref, locate, ev_side, new_ref, old_ref, price, qty, qty
+    )
+    if _marketable_nb(levels, sides, arena, b, side, price):
+        n_itch = _emit_ref_qty_nb(itch, n_itch, _T_D, _D_LEN, locate, now_ns, old_ref, 0, -1)
+        return _execute_nb(
+            orders, levels, sides, arena, books, o_hash, meta, counters, refs, symbols, mpid_own, mpid_code,
+            mm, reports, n_rep, itch, n_itch, now_ns, b, side, new_ref, owner, client_ref, price, qty, False,
+        )  # fmt: skip
+    slot = hash_slot_nb(o_hash, orders, OR_ID, new_ref)
+    o = meta[M_ORDER_FREE]
+    _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, new_ref, price, qty, slot)
+    refs[o, RF_OWNER] = owner
+    refs[o, RF_CLIENT] = client_ref
+    n_itch = _emit_replace_nb(itch, n_itch, locate, now_ns, old_ref, new_ref, qty, price)
+    return n_rep, n_itch
