@@ -51,6 +51,7 @@ from engine.book_nb import (
 )
 from engine.borrow import borrow
 from engine.events import SIDE_ASK, SIDE_BID
+from feeds.bytes_nb import put_be_nb
 from feeds.itch import LOCATE_OFFSET, MESSAGE_DTYPES, TIMESTAMP_OFFSET
 
 # --- requests ------------------------------------------------------------------------------------
@@ -162,21 +163,14 @@ RECORD_E = 2 + _E_LEN
 
 # --- byte writers --------------------------------------------------------------------------------
 @njit(cache=True, nogil=True, inline="always")
-def _be_nb(buf, p, value, nbytes):
-    """Write the low ``nbytes`` of ``value`` big-endian at buf[p]."""
-    for k in range(nbytes):
-        buf[p + nbytes - 1 - k] = np.uint8((value >> (8 * k)) & 0xFF)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _begin_nb(itch, p, length, msg_type, locate, now_ns):
     """The u16 length and the 11-byte header of a record at itch[p]; returns the message's offset."""
-    _be_nb(itch, p, length, 2)
+    put_be_nb(itch, p, length, 2)
     m = p + 2
     itch[m] = np.uint8(msg_type)
-    _be_nb(itch, m + LOCATE_OFFSET, locate, 2)
-    _be_nb(itch, m + _TRACKING, 0, 2)
-    _be_nb(itch, m + TIMESTAMP_OFFSET, now_ns, 6)
+    put_be_nb(itch, m + LOCATE_OFFSET, locate, 2)
+    put_be_nb(itch, m + _TRACKING, 0, 2)
+    put_be_nb(itch, m + TIMESTAMP_OFFSET, now_ns, 6)
     return m
 
 
@@ -190,12 +184,12 @@ def _emit_add_nb(itch, p, locate, now_ns, ref, side, qty, price, symbols, b, mpi
             break
     length = _A_LEN if k == EMPTY else _F_LEN
     m = _begin_nb(itch, p, length, _T_A if k == EMPTY else _T_F, locate, now_ns)
-    _be_nb(itch, m + _REF, ref, 8)
+    put_be_nb(itch, m + _REF, ref, 8)
     itch[m + _ADD_SIDE] = np.uint8(_BUY if side == BID else _SELL)
-    _be_nb(itch, m + _ADD_SHARES, qty, 4)
+    put_be_nb(itch, m + _ADD_SHARES, qty, 4)
     for j in range(8):
         itch[m + _ADD_STOCK + j] = symbols[b, j]
-    _be_nb(itch, m + _ADD_PRICE, price, 4)
+    put_be_nb(itch, m + _ADD_PRICE, price, 4)
     if k != EMPTY:
         for j in range(4):
             itch[m + _F_MPID + j] = mpid_code[k, j]
@@ -206,19 +200,19 @@ def _emit_add_nb(itch, p, locate, now_ns, ref, side, qty, price, symbols, b, mpi
 def _emit_ref_qty_nb(itch, p, msg_type, length, locate, now_ns, ref, qty, qty_at):
     """E, X or D (``qty_at`` < 0: no size field) at itch[p]; returns the next free offset."""
     m = _begin_nb(itch, p, length, msg_type, locate, now_ns)
-    _be_nb(itch, m + _REF, ref, 8)
+    put_be_nb(itch, m + _REF, ref, 8)
     if qty_at >= 0:
-        _be_nb(itch, m + qty_at, qty, 4)
+        put_be_nb(itch, m + qty_at, qty, 4)
     return p + 2 + length
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _emit_replace_nb(itch, p, locate, now_ns, old_ref, new_ref, qty, price):
     m = _begin_nb(itch, p, _U_LEN, _T_U, locate, now_ns)
-    _be_nb(itch, m + _REF, old_ref, 8)
-    _be_nb(itch, m + _U_NEW, new_ref, 8)
-    _be_nb(itch, m + _U_SHARES, qty, 4)
-    _be_nb(itch, m + _U_PRICE, price, 4)
+    put_be_nb(itch, m + _REF, old_ref, 8)
+    put_be_nb(itch, m + _U_NEW, new_ref, 8)
+    put_be_nb(itch, m + _U_SHARES, qty, 4)
+    put_be_nb(itch, m + _U_PRICE, price, 4)
     return p + 2 + _U_LEN
 
 
@@ -405,7 +399,7 @@ def _execute_nb(
         rest_ref = orders[o, OR_ID]
         rest_leaves = orders[o, OR_QTY] - fill
         n_itch = _emit_ref_qty_nb(itch, n_itch, _T_E, _E_LEN, locate, now_ns, rest_ref, fill, _E_SHARES)
-        _be_nb(itch, n_itch - _E_LEN + _E_MATCH, match, 8)
+        put_be_nb(itch, n_itch - _E_LEN + _E_MATCH, match, 8)
         n_rep = _report_nb(
             reports, n_rep, RPT_EXECUTED, refs[o, RF_OWNER], refs[o, RF_CLIENT], locate, -ev_side, rest_ref, 0,
             fill_price, fill, rest_leaves,

@@ -41,6 +41,7 @@ from engine.events import (
     SIDE_NONE,
 )
 from engine.instruments import Instrument
+from feeds.bytes_nb import u16_nb, u32_nb, u48_nb, u64_nb
 from feeds.errors import FeedError
 
 SPEC_VERSION = "5.0"
@@ -429,26 +430,6 @@ _INLINE = "always"
 
 
 @njit(cache=True, nogil=True, inline=_INLINE)
-def _u16_nb(buf, p):
-    return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
-
-
-@njit(cache=True, nogil=True, inline=_INLINE)
-def _u32_nb(buf, p):
-    return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])
-
-
-@njit(cache=True, nogil=True, inline=_INLINE)
-def _u48_nb(buf, p):
-    return (_u16_nb(buf, p) << 32) | _u32_nb(buf, p + 2)
-
-
-@njit(cache=True, nogil=True, inline=_INLINE)
-def _u64_nb(buf, p):
-    return (np.uint64(_u32_nb(buf, p)) << np.uint64(32)) | np.uint64(_u32_nb(buf, p + 4))
-
-
-@njit(cache=True, nogil=True, inline=_INLINE)
 def _side_nb(c):
     if c == _BUY:
         return SIDE_BID
@@ -478,8 +459,8 @@ def _put_nb(out, n, kind, ts, ts_local, seq, instrument, src_type, order_id, new
 def _stock_directory_nb(buf, p, directory, locate):
     """Fill the directory row of ``locate`` from the R message at buf[p]."""
     row = directory[locate]
-    row.round_lot = _u32_nb(buf, p + _R_ROUND_LOT)
-    row.etp_leverage_factor = _u32_nb(buf, p + _R_ETP_LEVERAGE)
+    row.round_lot = u32_nb(buf, p + _R_ROUND_LOT)
+    row.etp_leverage_factor = u32_nb(buf, p + _R_ETP_LEVERAGE)
     row.seen = 1
     raw = directory.view(np.uint8)
     base = locate * _DIR_ITEMSIZE
@@ -508,8 +489,8 @@ def _decode_one_nb(buf, pos, length, out, n, counts, directory, seq, ts_local_ns
     if length != expected:
         return ERR_BAD_LENGTH
     counts[t] += 1
-    locate = _u16_nb(buf, pos + LOCATE_OFFSET)
-    ts = _u48_nb(buf, pos + TIMESTAMP_OFFSET)
+    locate = u16_nb(buf, pos + LOCATE_OFFSET)
+    ts = u48_nb(buf, pos + TIMESTAMP_OFFSET)
     ts_local = ts_local_ns if ts_local_ns > 0 else ts
     # the row's fields; a message type sets what it carries
     instrument = np.uint32(locate)
@@ -521,34 +502,34 @@ def _decode_one_nb(buf, pos, length, out, n, counts, directory, seq, ts_local_ns
     flags = 0
     if t in (_A, _F, _P):
         kind = KIND_TRADE if t == _P else KIND_ADD
-        ref = _u64_nb(buf, pos + _ORDER_REF)
-        price = _u32_nb(buf, pos + _ADD_PRICE)
-        qty = _u32_nb(buf, pos + _ADD_SHARES)
+        ref = u64_nb(buf, pos + _ORDER_REF)
+        price = u32_nb(buf, pos + _ADD_PRICE)
+        qty = u32_nb(buf, pos + _ADD_SHARES)
         side = _side_nb(buf[pos + _ADD_SIDE])
     elif t == _D:
         kind = KIND_DELETE
-        ref = _u64_nb(buf, pos + _ORDER_REF)
+        ref = u64_nb(buf, pos + _ORDER_REF)
     elif t == _U:
         kind = KIND_REPLACE
-        ref = _u64_nb(buf, pos + _ORDER_REF)
-        new_ref = _u64_nb(buf, pos + _U_NEW_REF)
-        price = _u32_nb(buf, pos + _U_PRICE)
-        qty = _u32_nb(buf, pos + _U_SHARES)
+        ref = u64_nb(buf, pos + _ORDER_REF)
+        new_ref = u64_nb(buf, pos + _U_NEW_REF)
+        price = u32_nb(buf, pos + _U_PRICE)
+        qty = u32_nb(buf, pos + _U_SHARES)
     elif t in (_E, _C):
         kind = KIND_EXECUTE if t == _E else KIND_EXECUTE_PRICE
-        ref = _u64_nb(buf, pos + _ORDER_REF)
-        qty = _u32_nb(buf, pos + _EXEC_SHARES)
+        ref = u64_nb(buf, pos + _ORDER_REF)
+        qty = u32_nb(buf, pos + _EXEC_SHARES)
         if t == _C:
-            price = _u32_nb(buf, pos + _C_PRICE)
+            price = u32_nb(buf, pos + _C_PRICE)
             flags = FLAG_NON_PRINTABLE if buf[pos + _C_PRINTABLE] == _NO else 0
     elif t == _X:
         kind = KIND_CANCEL
-        ref = _u64_nb(buf, pos + _ORDER_REF)
-        qty = _u32_nb(buf, pos + _X_SHARES)
+        ref = u64_nb(buf, pos + _ORDER_REF)
+        qty = u32_nb(buf, pos + _X_SHARES)
     elif t == _Q:
         kind = KIND_TRADE
-        price = _u32_nb(buf, pos + _Q_PRICE)
-        qty = np.int64(_u64_nb(buf, pos + _Q_SHARES))
+        price = u32_nb(buf, pos + _Q_PRICE)
+        qty = np.int64(u64_nb(buf, pos + _Q_SHARES))
     elif t == _H:
         kind = KIND_STATUS
         flags = buf[pos + _H_TRADING_STATE]
@@ -596,7 +577,7 @@ def decode_flat_nb(buf, start, end, out, counts, directory, seq0, skip_bad):
     while True:
         if end - pos < 2:
             return pos, n, STATUS_DONE if pos == end else STATUS_NEED_MORE, bad
-        length = _u16_nb(buf, pos)
+        length = u16_nb(buf, pos)
         if end - pos - 2 < length:
             return pos, n, STATUS_NEED_MORE, bad
         if n >= cap:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from feeds.bytes_nb import u16_nb, u64_nb
 from feeds.itch import decode_message_nb
 
 # --- layout --------------------------------------------------------------------------------------
@@ -171,19 +172,6 @@ def iter_messages(data: bytes) -> Iterator[tuple[int, bytes]]:
 
 # --- numba ---------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _be16_nb(buf, pos):
-    return (np.int64(buf[pos]) << 8) | np.int64(buf[pos + 1])
-
-
-@njit(cache=True, nogil=True)
-def _be_int_nb(buf, pos, size):
-    value = np.int64(0)
-    for i in range(size):
-        value = (value << 8) | np.int64(buf[pos + i])
-    return value
-
-
-@njit(cache=True, nogil=True)
 def _session_slot_nb(tracker, key_hi, key_lo):
     """Base index of the session's record, creating it; -1 when the tracker is full."""
     used = tracker[T_SESSIONS]
@@ -229,14 +217,14 @@ def decode_packet_nb(buf, start, length, out, n, counts, directory, tracker, ts_
     end = start + length
     if length < HEADER_LENGTH:
         return ERR_SHORT_PACKET, n, np.int64(-1)
-    seq = _be_int_nb(buf, start + SEQUENCE_OFFSET, 8)
-    count = _be16_nb(buf, start + COUNT_OFFSET)
+    seq = np.int64(u64_nb(buf, start + SEQUENCE_OFFSET))
+    count = u16_nb(buf, start + COUNT_OFFSET)
     blocks = np.int64(0) if count == COUNT_END_OF_SESSION else count
     pos = start + HEADER_LENGTH
     for _ in range(blocks):
         if pos + BLOCK_LENGTH_SIZE > end:
             return ERR_BLOCK_OVERRUN, n, seq
-        pos += BLOCK_LENGTH_SIZE + _be16_nb(buf, pos)
+        pos += BLOCK_LENGTH_SIZE + u16_nb(buf, pos)
         if pos > end:
             return ERR_BLOCK_OVERRUN, n, seq
     if pos != end:
@@ -244,8 +232,8 @@ def decode_packet_nb(buf, start, length, out, n, counts, directory, tracker, ts_
     if n + blocks > out.shape[0] or tracker[T_GAP_ENTRIES] == GAP_LOG_CAPACITY:
         return FULL, n, seq
 
-    key_hi = _be_int_nb(buf, start + SESSION_OFFSET, 8)
-    key_lo = _be16_nb(buf, start + SESSION_OFFSET + 8)
+    key_hi = np.int64(u64_nb(buf, start + SESSION_OFFSET))
+    key_lo = u16_nb(buf, start + SESSION_OFFSET + 8)
     base = _session_slot_nb(tracker, key_hi, key_lo)
     if base < 0:
         return ERR_TOO_MANY_SESSIONS, n, seq
@@ -274,7 +262,7 @@ def decode_packet_nb(buf, start, length, out, n, counts, directory, tracker, ts_
     tracker[base + S_DUP_MESSAGES] += skip
     pos = start + HEADER_LENGTH
     for index in range(blocks):
-        message_length = _be16_nb(buf, pos)
+        message_length = u16_nb(buf, pos)
         pos += BLOCK_LENGTH_SIZE
         if index >= skip:
             rows = decode_message_nb(buf, pos, message_length, out, n, counts, directory, seq + index, ts_local_ns)

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 from numba import njit
 
+from feeds.bytes_nb import put_be_nb, u16_nb, u32_nb
 from feeds.errors import FeedError
 
 SPEC_VERSION = "5.0"
@@ -558,39 +559,9 @@ _INLINE = "always"
 
 
 @njit(cache=True, nogil=True, inline=_INLINE)
-def _put_u16_nb(buf, p, v):
-    buf[p] = (v >> 8) & 0xFF
-    buf[p + 1] = v & 0xFF
-
-
-@njit(cache=True, nogil=True, inline=_INLINE)
-def _put_u32_nb(buf, p, v):
-    buf[p] = (v >> 24) & 0xFF
-    buf[p + 1] = (v >> 16) & 0xFF
-    buf[p + 2] = (v >> 8) & 0xFF
-    buf[p + 3] = v & 0xFF
-
-
-@njit(cache=True, nogil=True, inline=_INLINE)
-def _put_u64_nb(buf, p, v):
-    _put_u32_nb(buf, p, (v >> 32) & 0xFFFFFFFF)
-    _put_u32_nb(buf, p + 4, v & 0xFFFFFFFF)
-
-
-@njit(cache=True, nogil=True, inline=_INLINE)
-def _u16_nb(buf, p):
-    return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
-
-
-@njit(cache=True, nogil=True, inline=_INLINE)
-def _u32_nb(buf, p):
-    return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])
-
-
-@njit(cache=True, nogil=True, inline=_INLINE)
 def _i64_nb(buf, p):
     """The 8 bytes at p as int64 (two's complement: a u64 above 2**63 - 1 comes back negative)."""
-    return (_u32_nb(buf, p) << 32) | _u32_nb(buf, p + 4)
+    return (u32_nb(buf, p) << 32) | u32_nb(buf, p + 4)
 
 
 @njit(cache=True, nogil=True)
@@ -617,12 +588,12 @@ def encode_enter_order_nb(
     if pos + _O_LEN > buf.shape[0]:
         return 0
     buf[pos] = 79  # "O"
-    _put_u32_nb(buf, pos + _O_URN, user_ref_num)
+    put_be_nb(buf, pos + _O_URN, user_ref_num, 4)
     buf[pos + _O_SIDE] = side
-    _put_u32_nb(buf, pos + _O_QTY, quantity)
+    put_be_nb(buf, pos + _O_QTY, quantity, 4)
     for k in range(_SYMBOL_LEN):
         buf[pos + _O_SYMBOL + k] = symbol8[k]
-    _put_u64_nb(buf, pos + _O_PRICE, price)
+    put_be_nb(buf, pos + _O_PRICE, price, 8)
     buf[pos + _O_TIF] = time_in_force
     buf[pos + _O_DISPLAY] = display
     buf[pos + _O_CAPACITY] = capacity
@@ -630,7 +601,7 @@ def encode_enter_order_nb(
     buf[pos + _O_CROSS] = cross_type
     for k in range(_CLORDID_LEN):
         buf[pos + _O_CLORDID + k] = cl_ord_id14[k]
-    _put_u16_nb(buf, pos + _O_APPLEN, 0)
+    put_be_nb(buf, pos + _O_APPLEN, 0, 2)
     return _O_LEN
 
 
@@ -651,16 +622,16 @@ def encode_replace_nb(
     if pos + _IU_LEN > buf.shape[0]:
         return 0
     buf[pos] = 85  # "U"
-    _put_u32_nb(buf, pos + _IU_ORIG_URN, orig_user_ref_num)
-    _put_u32_nb(buf, pos + _IU_URN, user_ref_num)
-    _put_u32_nb(buf, pos + _IU_QTY, quantity)
-    _put_u64_nb(buf, pos + _IU_PRICE, price)
+    put_be_nb(buf, pos + _IU_ORIG_URN, orig_user_ref_num, 4)
+    put_be_nb(buf, pos + _IU_URN, user_ref_num, 4)
+    put_be_nb(buf, pos + _IU_QTY, quantity, 4)
+    put_be_nb(buf, pos + _IU_PRICE, price, 8)
     buf[pos + _IU_TIF] = time_in_force
     buf[pos + _IU_DISPLAY] = display
     buf[pos + _IU_ISO] = intermarket_sweep_eligibility
     for k in range(_CLORDID_LEN):
         buf[pos + _IU_CLORDID + k] = cl_ord_id14[k]
-    _put_u16_nb(buf, pos + _IU_APPLEN, 0)
+    put_be_nb(buf, pos + _IU_APPLEN, 0, 2)
     return _IU_LEN
 
 
@@ -670,9 +641,9 @@ def encode_cancel_nb(buf, pos, user_ref_num, quantity):
     if pos + _X_LEN > buf.shape[0]:
         return 0
     buf[pos] = 88  # "X"
-    _put_u32_nb(buf, pos + _X_URN, user_ref_num)
-    _put_u32_nb(buf, pos + _X_QTY, quantity)
-    _put_u16_nb(buf, pos + _X_APPLEN, 0)
+    put_be_nb(buf, pos + _X_URN, user_ref_num, 4)
+    put_be_nb(buf, pos + _X_QTY, quantity, 4)
+    put_be_nb(buf, pos + _X_APPLEN, 0, 2)
     return _X_LEN
 
 
@@ -694,7 +665,7 @@ def decode_outbound_nb(buf, pos, length, out, i):
         return ERR_UNKNOWN_TYPE
     if length < fixed:
         return ERR_TRUNCATED
-    applen = 0 if kind == _K_S else _u16_nb(buf, pos + fixed - 2)
+    applen = 0 if kind == _K_S else u16_nb(buf, pos + fixed - 2)
     end = pos + fixed + applen
     if pos + length < end:
         return ERR_TRUNCATED
@@ -725,43 +696,43 @@ def decode_outbound_nb(buf, pos, length, out, i):
     if kind == _K_S:
         row.reason = buf[pos + _S_EVENT]
     elif kind == _K_A:
-        row.user_ref_num = _u32_nb(buf, pos + _URN)
+        row.user_ref_num = u32_nb(buf, pos + _URN)
         row.side = buf[pos + _A_SIDE]
-        row.qty = _u32_nb(buf, pos + _A_QTY)
+        row.qty = u32_nb(buf, pos + _A_QTY)
         row.price = _i64_nb(buf, pos + _A_PRICE)
         row.order_reference_number = _i64_nb(buf, pos + _A_ORDER_REF)
         row.order_state = buf[pos + _A_STATE]
     elif kind == _K_U:
-        row.orig_user_ref_num = _u32_nb(buf, pos + _U_ORIG_URN)
-        row.user_ref_num = _u32_nb(buf, pos + _U_URN)
+        row.orig_user_ref_num = u32_nb(buf, pos + _U_ORIG_URN)
+        row.user_ref_num = u32_nb(buf, pos + _U_URN)
         row.side = buf[pos + _U_SIDE]
-        row.qty = _u32_nb(buf, pos + _U_QTY)
+        row.qty = u32_nb(buf, pos + _U_QTY)
         row.price = _i64_nb(buf, pos + _U_PRICE)
         row.order_reference_number = _i64_nb(buf, pos + _U_ORDER_REF)
         row.order_state = buf[pos + _U_STATE]
     elif kind == _K_C:
-        row.user_ref_num = _u32_nb(buf, pos + _URN)
-        row.qty = _u32_nb(buf, pos + _C_QTY)
+        row.user_ref_num = u32_nb(buf, pos + _URN)
+        row.qty = u32_nb(buf, pos + _C_QTY)
         row.reason = buf[pos + _C_REASON]
     elif kind == _K_D:
-        row.user_ref_num = _u32_nb(buf, pos + _URN)
-        row.qty = _u32_nb(buf, pos + _D_QTY)
+        row.user_ref_num = u32_nb(buf, pos + _URN)
+        row.qty = u32_nb(buf, pos + _D_QTY)
         row.reason = buf[pos + _D_REASON]
-        row.qty_prevented = _u32_nb(buf, pos + _D_PREVENTED)
+        row.qty_prevented = u32_nb(buf, pos + _D_PREVENTED)
         row.price = _i64_nb(buf, pos + _D_PRICE)
         row.liquidity_flag = buf[pos + _D_LIQUIDITY]
         row.aiq_strategy = buf[pos + _D_STRATEGY]
     elif kind == _K_E:
-        row.user_ref_num = _u32_nb(buf, pos + _URN)
-        row.qty = _u32_nb(buf, pos + _E_QTY)
+        row.user_ref_num = u32_nb(buf, pos + _URN)
+        row.qty = u32_nb(buf, pos + _E_QTY)
         row.price = _i64_nb(buf, pos + _E_PRICE)
         row.liquidity_flag = buf[pos + _E_LIQUIDITY]
         row.match_number = _i64_nb(buf, pos + _E_MATCH)
     elif kind == _K_B:
-        row.user_ref_num = _u32_nb(buf, pos + _URN)
+        row.user_ref_num = u32_nb(buf, pos + _URN)
         row.match_number = _i64_nb(buf, pos + _B_MATCH)
         row.reason = buf[pos + _B_REASON]
     else:  # J
-        row.user_ref_num = _u32_nb(buf, pos + _URN)
-        row.reason = _u16_nb(buf, pos + _J_REASON)
+        row.user_ref_num = u32_nb(buf, pos + _URN)
+        row.reason = u16_nb(buf, pos + _J_REASON)
     return length

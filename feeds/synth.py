@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from feeds.bytes_nb import put_be_nb, put_bytes_nb
 from feeds.itch import LOCATE_OFFSET, MESSAGE_DTYPES, MESSAGE_LENGTHS, TIMESTAMP_OFFSET, encode, frame
 
 # --- day timeline (ns since midnight) -------------------------------------------------------------
@@ -117,28 +118,14 @@ _MPID_BYTES = np.frombuffer("".join(MPIDS).encode("ascii"), np.uint8).reshape(-1
 
 # --- byte writers ------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _put_be_nb(buf, pos, value, nbytes):
-    """Write the low ``nbytes`` of ``value`` big-endian at ``pos``."""
-    for i in range(nbytes):
-        buf[pos + nbytes - 1 - i] = (value >> (8 * i)) & 0xFF
-
-
-@njit(cache=True, nogil=True)
-def _put_bytes_nb(buf, pos, src):
-    """Copy a short byte row (a ticker, an MPID) to ``pos``."""
-    for i in range(src.size):
-        buf[pos + i] = src[i]
-
-
-@njit(cache=True, nogil=True)
 def _begin_nb(buf, pos, letter, length, locate, ts_ns):
     """Write the length prefix and the message header; return where the message starts."""
-    _put_be_nb(buf, pos, length, LENGTH_PREFIX)
+    put_be_nb(buf, pos, length, LENGTH_PREFIX)
     m = pos + LENGTH_PREFIX
     buf[m + TYPE_OFFSET] = letter
-    _put_be_nb(buf, m + LOCATE_OFFSET, locate, 2)
-    _put_be_nb(buf, m + TRACKING_OFFSET, 0, 2)
-    _put_be_nb(buf, m + TIMESTAMP_OFFSET, ts_ns, 6)
+    put_be_nb(buf, m + LOCATE_OFFSET, locate, 2)
+    put_be_nb(buf, m + TRACKING_OFFSET, 0, 2)
+    put_be_nb(buf, m + TIMESTAMP_OFFSET, ts_ns, 6)
     return m
 
 
@@ -147,13 +134,13 @@ def _add_nb(buf, pos, ts_ns, locate, ref, side, shares, stock, price, mpid_index
     """A, or F attributed to ``_MPID_BYTES[mpid_index]`` when that index is not negative."""
     attributed = mpid_index >= 0
     m = _begin_nb(buf, pos, _F if attributed else _A, F_LEN if attributed else A_LEN, locate, ts_ns)
-    _put_be_nb(buf, m + ADD_REF, ref, 8)
+    put_be_nb(buf, m + ADD_REF, ref, 8)
     buf[m + ADD_SIDE] = _BUY if side > 0 else _SELL
-    _put_be_nb(buf, m + ADD_SHARES, shares, 4)
-    _put_bytes_nb(buf, m + ADD_STOCK, stock)
-    _put_be_nb(buf, m + ADD_PRICE, price, 4)
+    put_be_nb(buf, m + ADD_SHARES, shares, 4)
+    put_bytes_nb(buf, m + ADD_STOCK, stock)
+    put_be_nb(buf, m + ADD_PRICE, price, 4)
     if attributed:
-        _put_bytes_nb(buf, m + F_MPID, _MPID_BYTES[mpid_index])
+        put_bytes_nb(buf, m + F_MPID, _MPID_BYTES[mpid_index])
         return m + F_LEN
     return m + A_LEN
 
@@ -163,12 +150,12 @@ def _executed_nb(buf, pos, ts_ns, locate, ref, shares, match, printable, price):
     """E, or C (printable flag and execution price) when ``price`` is positive."""
     priced = price > 0
     m = _begin_nb(buf, pos, _C if priced else _E, C_LEN if priced else E_LEN, locate, ts_ns)
-    _put_be_nb(buf, m + EXEC_REF, ref, 8)
-    _put_be_nb(buf, m + EXEC_SHARES, shares, 4)
-    _put_be_nb(buf, m + EXEC_MATCH, match, 8)
+    put_be_nb(buf, m + EXEC_REF, ref, 8)
+    put_be_nb(buf, m + EXEC_SHARES, shares, 4)
+    put_be_nb(buf, m + EXEC_MATCH, match, 8)
     if priced:
         buf[m + C_PRINTABLE] = printable
-        _put_be_nb(buf, m + C_PRICE, price, 4)
+        put_be_nb(buf, m + C_PRICE, price, 4)
         return m + C_LEN
     return m + E_LEN
 
@@ -176,37 +163,37 @@ def _executed_nb(buf, pos, ts_ns, locate, ref, shares, match, printable, price):
 @njit(cache=True, nogil=True)
 def _cancel_nb(buf, pos, ts_ns, locate, ref, shares):
     m = _begin_nb(buf, pos, _X, X_LEN, locate, ts_ns)
-    _put_be_nb(buf, m + X_REF, ref, 8)
-    _put_be_nb(buf, m + X_SHARES, shares, 4)
+    put_be_nb(buf, m + X_REF, ref, 8)
+    put_be_nb(buf, m + X_SHARES, shares, 4)
     return m + X_LEN
 
 
 @njit(cache=True, nogil=True)
 def _delete_nb(buf, pos, ts_ns, locate, ref):
     m = _begin_nb(buf, pos, _D, D_LEN, locate, ts_ns)
-    _put_be_nb(buf, m + D_REF, ref, 8)
+    put_be_nb(buf, m + D_REF, ref, 8)
     return m + D_LEN
 
 
 @njit(cache=True, nogil=True)
 def _replace_nb(buf, pos, ts_ns, locate, old_ref, new_ref, shares, price):
     m = _begin_nb(buf, pos, _U, U_LEN, locate, ts_ns)
-    _put_be_nb(buf, m + U_OLD_REF, old_ref, 8)
-    _put_be_nb(buf, m + U_NEW_REF, new_ref, 8)
-    _put_be_nb(buf, m + U_SHARES, shares, 4)
-    _put_be_nb(buf, m + U_PRICE, price, 4)
+    put_be_nb(buf, m + U_OLD_REF, old_ref, 8)
+    put_be_nb(buf, m + U_NEW_REF, new_ref, 8)
+    put_be_nb(buf, m + U_SHARES, shares, 4)
+    put_be_nb(buf, m + U_PRICE, price, 4)
     return m + U_LEN
 
 
 @njit(cache=True, nogil=True)
 def _trade_nb(buf, pos, ts_ns, locate, side, shares, stock, price, match):
     m = _begin_nb(buf, pos, _P, P_LEN, locate, ts_ns)
-    _put_be_nb(buf, m + P_REF, 0, 8)  # non-displayed orders carry no reference
+    put_be_nb(buf, m + P_REF, 0, 8)  # non-displayed orders carry no reference
     buf[m + P_SIDE] = _BUY if side > 0 else _SELL
-    _put_be_nb(buf, m + P_SHARES, shares, 4)
-    _put_bytes_nb(buf, m + P_STOCK, stock)
-    _put_be_nb(buf, m + P_PRICE, price, 4)
-    _put_be_nb(buf, m + P_MATCH, match, 8)
+    put_be_nb(buf, m + P_SHARES, shares, 4)
+    put_bytes_nb(buf, m + P_STOCK, stock)
+    put_be_nb(buf, m + P_PRICE, price, 4)
+    put_be_nb(buf, m + P_MATCH, match, 8)
     return m + P_LEN
 
 
