@@ -43,6 +43,7 @@ from engine.events import (
 from engine.instruments import Instrument
 from feeds.bytes_nb import u16_nb, u32_nb, u48_nb, u64_nb
 from feeds.errors import FeedError
+from feeds.record import fill_record, read_record
 
 SPEC_VERSION = "5.0"
 
@@ -354,30 +355,12 @@ def encode(msg_type: str, **fields: int | str) -> bytes:
     dtype = MESSAGE_DTYPES.get(msg_type)
     if dtype is None:
         raise ValueError(f"unknown ITCH {SPEC_VERSION} message type {msg_type!r}")
-    record = np.zeros((), dtype)
-    for name in dtype.names:
-        if dtype[name].kind == "S":
-            record[name] = b" " * dtype[name].itemsize
-    record["message_type"] = msg_type.encode("ascii")
     timestamp = int(fields.pop("timestamp", 0))
     if not 0 <= timestamp <= TIMESTAMP_MAX:
         raise ValueError(f"timestamp {timestamp} does not fit in 48 bits")
+    record = fill_record(dtype, msg_type, fields, reserved=_TIMESTAMP_PARTS)
     record["timestamp_hi"] = timestamp >> 32
     record["timestamp_lo"] = timestamp & 0xFFFFFFFF
-    for name, value in fields.items():
-        if name not in dtype.names or name == "message_type" or name in _TIMESTAMP_PARTS:
-            raise ValueError(f"message {msg_type!r} has no field {name!r}")
-        field = dtype[name]
-        if field.kind == "S":
-            raw = value.encode("ascii") if isinstance(value, str) else bytes(value)
-            if len(raw) > field.itemsize:
-                raise ValueError(f"{name}={value!r} is longer than {field.itemsize} characters")
-            record[name] = raw.ljust(field.itemsize, b" ")
-        else:
-            number = int(value)
-            if not 0 <= number < 1 << (8 * field.itemsize):
-                raise ValueError(f"{name}={number} does not fit in {field.itemsize} unsigned bytes")
-            record[name] = number
     return record.tobytes()
 
 
@@ -397,15 +380,11 @@ def decode_message(data: bytes) -> dict[str, int | str]:
         raise FeedError(f"length {len(data)} for type {msg_type!r} (expects {dtype.itemsize})")
     record = np.frombuffer(data, dtype)[0]
     fields: dict[str, int | str] = {}
-    for name in dtype.names:
-        if name == "timestamp_hi":
-            fields["timestamp"] = (int(record["timestamp_hi"]) << 32) | int(record["timestamp_lo"])
-        elif name == "timestamp_lo":
-            continue
-        elif dtype[name].kind == "S":
-            fields[name] = bytes(record[name]).decode("latin-1").rstrip(" ")
+    for name, value in read_record(record, skip=("timestamp_lo",)).items():
+        if name == "timestamp_hi":  # the 48-bit timestamp, in its header position
+            fields["timestamp"] = (int(value) << 32) | int(record["timestamp_lo"])
         else:
-            fields[name] = int(record[name])
+            fields[name] = value
     return fields
 
 

@@ -25,6 +25,7 @@ from numba import njit
 
 from feeds.bytes_nb import put_be_nb, u16_nb, u32_nb
 from feeds.errors import FeedError
+from feeds.record import fill_record, read_record
 
 SPEC_VERSION = "5.0"
 
@@ -370,25 +371,7 @@ def encode(direction: str, msg_type: str, *, appendage: Iterable[tuple[int, byte
     dtype = _dtypes_of(direction).get(msg_type)
     if dtype is None:
         raise ValueError(f"unknown OUCH {SPEC_VERSION} {direction} message type {msg_type!r}")
-    record = np.zeros((), dtype)
-    for name in dtype.names:
-        if dtype[name].kind == "S":
-            record[name] = b" " * dtype[name].itemsize
-    record["message_type"] = msg_type.encode("ascii")
-    for name, value in fields.items():
-        if name not in dtype.names or name in ("message_type", "appendage_length"):
-            raise ValueError(f"{direction} message {msg_type!r} has no field {name!r}")
-        field = dtype[name]
-        if field.kind == "S":
-            raw = value.encode("ascii") if isinstance(value, str) else bytes(value)
-            if len(raw) > field.itemsize:
-                raise ValueError(f"{name}={value!r} is longer than {field.itemsize} characters")
-            record[name] = raw.ljust(field.itemsize, b" ")
-        else:
-            number = int(value)
-            if not 0 <= number < 1 << (8 * field.itemsize):
-                raise ValueError(f"{name}={number} does not fit in {field.itemsize} unsigned bytes")
-            record[name] = number
+    record = fill_record(dtype, msg_type, fields, reserved=("appendage_length",))
     block = encode_appendage(appendage)
     if "appendage_length" not in dtype.names:
         if block:
@@ -415,14 +398,7 @@ def decode(direction: str, data: bytes) -> dict[str, int | str | Appendage]:
     if len(data) < fixed:
         raise FeedError(f"truncated {direction} message {msg_type!r}: {len(data)} bytes, fixed part is {fixed}")
     record = np.frombuffer(data, dtype, count=1)[0]
-    fields: dict[str, int | str | Appendage] = {}
-    for name in dtype.names:
-        if name == "appendage_length":
-            continue
-        if dtype[name].kind == "S":
-            fields[name] = bytes(record[name]).decode("latin-1").rstrip(" ")
-        else:
-            fields[name] = int(record[name])
+    fields: dict[str, int | str | Appendage] = dict(read_record(record, skip=("appendage_length",)))
     if "appendage_length" not in dtype.names:
         if len(data) != fixed:
             raise FeedError(f"length {len(data)} for {direction} message {msg_type!r} (expects {fixed})")
