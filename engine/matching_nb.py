@@ -52,7 +52,7 @@ from engine.book_nb import (
 from engine.borrow import borrow
 from engine.events import SIDE_ASK, SIDE_BID
 from feeds.bytes_nb import put_be_nb
-from feeds.itch import LOCATE_OFFSET, MESSAGE_DTYPES, TIMESTAMP_OFFSET
+from feeds.itch import MESSAGE_DTYPES, begin_record_nb
 
 # --- requests ------------------------------------------------------------------------------------
 REQUEST_DTYPE = np.dtype(
@@ -152,7 +152,6 @@ _ADD_STOCK, _ADD_PRICE, _F_MPID = _off("A", "stock"), _off("A", "price"), _off("
 _E_SHARES, _E_MATCH = _off("E", "executed_shares"), _off("E", "match_number")
 _X_SHARES = _off("X", "cancelled_shares")
 _U_NEW, _U_SHARES, _U_PRICE = _off("U", "new_order_reference_number"), _off("U", "shares"), _off("U", "price")
-_TRACKING = _off("A", "tracking_number")
 assert {_off(t, "order_reference_number") for t in "AFEXD"} == {_off("U", "original_order_reference_number")}
 assert (_off("F", "price"), _off("F", "stock")) == (_ADD_PRICE, _ADD_STOCK)
 _T_A, _T_F, _T_E, _T_X, _T_D, _T_U = (ord(c) for c in "AFEXDU")
@@ -163,18 +162,6 @@ RECORD_E = 2 + _E_LEN
 
 # --- byte writers --------------------------------------------------------------------------------
 @njit(cache=True, nogil=True, inline="always")
-def _begin_nb(itch, p, length, msg_type, locate, now_ns):
-    """The u16 length and the 11-byte header of a record at itch[p]; returns the message's offset."""
-    put_be_nb(itch, p, length, 2)
-    m = p + 2
-    itch[m] = np.uint8(msg_type)
-    put_be_nb(itch, m + LOCATE_OFFSET, locate, 2)
-    put_be_nb(itch, m + _TRACKING, 0, 2)
-    put_be_nb(itch, m + TIMESTAMP_OFFSET, now_ns, 6)
-    return m
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _emit_add_nb(itch, p, locate, now_ns, ref, side, qty, price, symbols, b, mpid_own, mpid_code, owner):
     """A (or F when ``owner`` has an MPID) at itch[p]; returns the next free offset."""
     k = EMPTY
@@ -183,7 +170,7 @@ def _emit_add_nb(itch, p, locate, now_ns, ref, side, qty, price, symbols, b, mpi
             k = j
             break
     length = _A_LEN if k == EMPTY else _F_LEN
-    m = _begin_nb(itch, p, length, _T_A if k == EMPTY else _T_F, locate, now_ns)
+    m = begin_record_nb(itch, p, _T_A if k == EMPTY else _T_F, locate, now_ns)
     put_be_nb(itch, m + _REF, ref, 8)
     itch[m + _ADD_SIDE] = np.uint8(_BUY if side == BID else _SELL)
     put_be_nb(itch, m + _ADD_SHARES, qty, 4)
@@ -199,7 +186,7 @@ def _emit_add_nb(itch, p, locate, now_ns, ref, side, qty, price, symbols, b, mpi
 @njit(cache=True, nogil=True, inline="always")
 def _emit_ref_qty_nb(itch, p, msg_type, length, locate, now_ns, ref, qty, qty_at):
     """E, X or D (``qty_at`` < 0: no size field) at itch[p]; returns the next free offset."""
-    m = _begin_nb(itch, p, length, msg_type, locate, now_ns)
+    m = begin_record_nb(itch, p, msg_type, locate, now_ns)
     put_be_nb(itch, m + _REF, ref, 8)
     if qty_at >= 0:
         put_be_nb(itch, m + qty_at, qty, 4)
@@ -208,7 +195,7 @@ def _emit_ref_qty_nb(itch, p, msg_type, length, locate, now_ns, ref, qty, qty_at
 
 @njit(cache=True, nogil=True, inline="always")
 def _emit_replace_nb(itch, p, locate, now_ns, old_ref, new_ref, qty, price):
-    m = _begin_nb(itch, p, _U_LEN, _T_U, locate, now_ns)
+    m = begin_record_nb(itch, p, _T_U, locate, now_ns)
     put_be_nb(itch, m + _REF, old_ref, 8)
     put_be_nb(itch, m + _U_NEW, new_ref, 8)
     put_be_nb(itch, m + _U_SHARES, qty, 4)

@@ -41,7 +41,7 @@ from engine.events import (
     SIDE_NONE,
 )
 from engine.instruments import Instrument
-from feeds.bytes_nb import u16_nb, u32_nb, u48_nb, u64_nb
+from feeds.bytes_nb import put_be_nb, u16_nb, u32_nb, u48_nb, u64_nb
 from feeds.errors import FeedError
 from feeds.record import fill_record, read_record
 
@@ -523,6 +523,21 @@ def _decode_one_nb(buf, pos, length, out, n, counts, directory, seq, ts_local_ns
         return 0
     _put_nb(out, n, kind, ts, ts_local, seq, instrument, t, ref, new_ref, price, qty, side, flags)
     return 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def begin_record_nb(buf, pos, msg_type, locate, ts_ns):
+    """Write a flat-file record's u16 length and the message header at buf[pos]; returns the body's offset.
+
+    For Numba encoders (the synthetic day, the matching engine): they fill the fields after the header.
+    """
+    put_be_nb(buf, pos, MESSAGE_LENGTHS[msg_type], 2)
+    m = pos + 2
+    buf[m] = msg_type
+    put_be_nb(buf, m + LOCATE_OFFSET, locate, 2)
+    put_be_nb(buf, m + LOCATE_OFFSET + 2, 0, 2)  # tracking number
+    put_be_nb(buf, m + TIMESTAMP_OFFSET, ts_ns, 6)
+    return m
 
 
 @njit(cache=True, nogil=True)

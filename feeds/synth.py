@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from feeds.bytes_nb import put_be_nb, put_bytes_nb
-from feeds.itch import LOCATE_OFFSET, MESSAGE_DTYPES, MESSAGE_LENGTHS, TIMESTAMP_OFFSET, encode, frame
+from feeds.itch import MESSAGE_DTYPES, MESSAGE_LENGTHS, begin_record_nb, encode, frame
 
 # --- day timeline (ns since midnight) -------------------------------------------------------------
 NS_PER_SECOND = 1_000_000_000
@@ -85,7 +85,6 @@ def _length(msg_type: str) -> int:
     return int(MESSAGE_LENGTHS[ord(msg_type)])
 
 
-TYPE_OFFSET, TRACKING_OFFSET = _at("A", "message_type"), _at("A", "tracking_number")
 A_LEN, F_LEN, F_MPID = _length("A"), _length("F"), _at("F", "attribution")
 ADD_REF, ADD_SIDE = _at("A", "order_reference_number"), _at("A", "buy_sell_indicator")
 ADD_SHARES, ADD_STOCK, ADD_PRICE = _at("A", "shares"), _at("A", "stock"), _at("A", "price")
@@ -118,22 +117,10 @@ _MPID_BYTES = np.frombuffer("".join(MPIDS).encode("ascii"), np.uint8).reshape(-1
 
 # --- byte writers ------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _begin_nb(buf, pos, letter, length, locate, ts_ns):
-    """Write the length prefix and the message header; return where the message starts."""
-    put_be_nb(buf, pos, length, LENGTH_PREFIX)
-    m = pos + LENGTH_PREFIX
-    buf[m + TYPE_OFFSET] = letter
-    put_be_nb(buf, m + LOCATE_OFFSET, locate, 2)
-    put_be_nb(buf, m + TRACKING_OFFSET, 0, 2)
-    put_be_nb(buf, m + TIMESTAMP_OFFSET, ts_ns, 6)
-    return m
-
-
-@njit(cache=True, nogil=True)
 def _add_nb(buf, pos, ts_ns, locate, ref, side, shares, stock, price, mpid_index):
     """A, or F attributed to ``_MPID_BYTES[mpid_index]`` when that index is not negative."""
     attributed = mpid_index >= 0
-    m = _begin_nb(buf, pos, _F if attributed else _A, F_LEN if attributed else A_LEN, locate, ts_ns)
+    m = begin_record_nb(buf, pos, _F if attributed else _A, locate, ts_ns)
     put_be_nb(buf, m + ADD_REF, ref, 8)
     buf[m + ADD_SIDE] = _BUY if side > 0 else _SELL
     put_be_nb(buf, m + ADD_SHARES, shares, 4)
@@ -149,7 +136,7 @@ def _add_nb(buf, pos, ts_ns, locate, ref, side, shares, stock, price, mpid_index
 def _executed_nb(buf, pos, ts_ns, locate, ref, shares, match, printable, price):
     """E, or C (printable flag and execution price) when ``price`` is positive."""
     priced = price > 0
-    m = _begin_nb(buf, pos, _C if priced else _E, C_LEN if priced else E_LEN, locate, ts_ns)
+    m = begin_record_nb(buf, pos, _C if priced else _E, locate, ts_ns)
     put_be_nb(buf, m + EXEC_REF, ref, 8)
     put_be_nb(buf, m + EXEC_SHARES, shares, 4)
     put_be_nb(buf, m + EXEC_MATCH, match, 8)
@@ -162,7 +149,7 @@ def _executed_nb(buf, pos, ts_ns, locate, ref, shares, match, printable, price):
 
 @njit(cache=True, nogil=True)
 def _cancel_nb(buf, pos, ts_ns, locate, ref, shares):
-    m = _begin_nb(buf, pos, _X, X_LEN, locate, ts_ns)
+    m = begin_record_nb(buf, pos, _X, locate, ts_ns)
     put_be_nb(buf, m + X_REF, ref, 8)
     put_be_nb(buf, m + X_SHARES, shares, 4)
     return m + X_LEN
@@ -170,14 +157,14 @@ def _cancel_nb(buf, pos, ts_ns, locate, ref, shares):
 
 @njit(cache=True, nogil=True)
 def _delete_nb(buf, pos, ts_ns, locate, ref):
-    m = _begin_nb(buf, pos, _D, D_LEN, locate, ts_ns)
+    m = begin_record_nb(buf, pos, _D, locate, ts_ns)
     put_be_nb(buf, m + D_REF, ref, 8)
     return m + D_LEN
 
 
 @njit(cache=True, nogil=True)
 def _replace_nb(buf, pos, ts_ns, locate, old_ref, new_ref, shares, price):
-    m = _begin_nb(buf, pos, _U, U_LEN, locate, ts_ns)
+    m = begin_record_nb(buf, pos, _U, locate, ts_ns)
     put_be_nb(buf, m + U_OLD_REF, old_ref, 8)
     put_be_nb(buf, m + U_NEW_REF, new_ref, 8)
     put_be_nb(buf, m + U_SHARES, shares, 4)
@@ -187,7 +174,7 @@ def _replace_nb(buf, pos, ts_ns, locate, old_ref, new_ref, shares, price):
 
 @njit(cache=True, nogil=True)
 def _trade_nb(buf, pos, ts_ns, locate, side, shares, stock, price, match):
-    m = _begin_nb(buf, pos, _P, P_LEN, locate, ts_ns)
+    m = begin_record_nb(buf, pos, _P, locate, ts_ns)
     put_be_nb(buf, m + P_REF, 0, 8)  # non-displayed orders carry no reference
     buf[m + P_SIDE] = _BUY if side > 0 else _SELL
     put_be_nb(buf, m + P_SHARES, shares, 4)
