@@ -75,7 +75,7 @@ from engine.matching_nb import (
     init_books_nb,
     submit_nb,
 )
-from feeds.itch import TIMESTAMP_MAX, encode, frame
+from feeds.itch import TIMESTAMP_MAX, encode, encode_stock_directory, frame
 
 __all__ = [
     "LIQ_ADDED",
@@ -198,23 +198,7 @@ class MatchingEngine:
         """ITCH R records, one per instrument, with its lot as the round lot size."""
         inst = self.match.inst
         return frame(
-            encode(
-                "R",
-                timestamp=now_ns,
-                stock_locate=locate,
-                stock=symbol,
-                market_category="Q",
-                financial_status_indicator="N",
-                round_lot_size=int(inst[self._index[locate], IN_LOT]),
-                round_lots_only="N",
-                issue_classification="C",
-                authenticity="P",
-                short_sale_threshold_indicator="N",
-                ipo_flag="N",
-                luld_reference_price_tier="1",
-                etp_flag="N",
-                inverse_indicator="N",
-            )
+            encode_stock_directory(locate, now_ns, symbol, int(inst[self._index[locate], IN_LOT]))
             for locate, symbol in self.symbols.items()
         )
 

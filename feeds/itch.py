@@ -364,6 +364,34 @@ def encode(msg_type: str, **fields: int | str) -> bytes:
     return record.tobytes()
 
 
+# A plain listed common stock, for the R messages of simulated sessions (the synthetic day, the exchange).
+COMMON_STOCK_DIRECTORY = {
+    "market_category": "Q",
+    "financial_status_indicator": "N",
+    "round_lots_only": "N",
+    "issue_classification": "C",
+    "issue_sub_type": "Z",
+    "authenticity": "P",
+    "short_sale_threshold_indicator": "N",
+    "ipo_flag": "N",
+    "luld_reference_price_tier": "1",
+    "etp_flag": "N",
+    "inverse_indicator": "N",
+}
+
+
+def encode_stock_directory(locate: int, timestamp: int, stock: str, round_lot_size: int) -> bytes:
+    """An R message announcing a plain common stock (``COMMON_STOCK_DIRECTORY`` flags)."""
+    return encode(
+        "R",
+        stock_locate=locate,
+        timestamp=timestamp,
+        stock=stock,
+        round_lot_size=round_lot_size,
+        **COMMON_STOCK_DIRECTORY,
+    )
+
+
 def decode_message(data: bytes) -> dict[str, int | str]:
     """All fields of one ITCH message: ints, ``timestamp`` as one int, alpha fields as str.
 

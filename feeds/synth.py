@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from feeds.bytes_nb import put_be_nb, put_bytes_nb
-from feeds.itch import MESSAGE_DTYPES, MESSAGE_LENGTHS, begin_record_nb, encode, frame
+from feeds.itch import MESSAGE_DTYPES, MESSAGE_LENGTHS, begin_record_nb, encode, encode_stock_directory, frame
 
 # --- day timeline (ns since midnight) -------------------------------------------------------------
 NS_PER_SECOND = 1_000_000_000
@@ -387,26 +387,7 @@ def _opening_messages(tickers: list[str], prices: np.ndarray, rng: np.random.Gen
     """System start events, stock directory, trading actions, market open and opening crosses."""
     out = [encode("S", timestamp=START_OF_MESSAGES_NS, event_code="O")]
     for locate, ticker in enumerate(tickers, 1):
-        out.append(
-            encode(
-                "R",
-                stock_locate=locate,
-                timestamp=START_OF_MESSAGES_NS + locate * SPACING_NS,
-                stock=ticker,
-                market_category="Q",
-                financial_status_indicator="N",
-                round_lot_size=ROUND_LOT,
-                round_lots_only="N",
-                issue_classification="C",
-                issue_sub_type="Z",
-                authenticity="P",
-                short_sale_threshold_indicator="N",
-                ipo_flag="N",
-                luld_reference_price_tier="1",
-                etp_flag="N",
-                inverse_indicator="N",
-            )
-        )
+        out.append(encode_stock_directory(locate, START_OF_MESSAGES_NS + locate * SPACING_NS, ticker, ROUND_LOT))
     out.append(encode("S", timestamp=START_OF_SYSTEM_HOURS_NS, event_code="S"))
     for locate, ticker in enumerate(tickers, 1):
         out.append(
