@@ -172,6 +172,65 @@ def cmd_bench_feed(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sim-exchange -------------------------------------------------------------------------------
+SIM_POLL_S = 0.2  # how often the waiting main thread checks the duration and the exchange's health
+
+
+def cmd_sim_exchange(args: argparse.Namespace) -> int:
+    """Run the simulated exchange until Ctrl-C, SIGTERM or the duration; print where it listens and its stats."""
+    import gc
+    import signal
+    import threading
+    import time
+
+    from engine.config import ConfigError, load_toml
+    from engine.simexchange import SimExchange, SimExchangeConfig
+
+    try:
+        config = load_toml(args.config, SimExchangeConfig) if args.config else SimExchangeConfig()
+    except ConfigError as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        exchange = SimExchange(config)
+    except ValueError as exc:  # settings the components refuse (a bad multicast group, ...)
+        print(f"hftmm: error: {args.config or 'config'}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(exchange.describe(), flush=True)
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    started = time.monotonic()
+    failure: RuntimeError | None = None
+    try:
+        gc.freeze()
+        exchange.start()
+        while not stop.wait(SIM_POLL_S) and not exchange.failed:
+            if args.duration is not None and time.monotonic() - started >= args.duration:
+                break
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        try:
+            exchange.stop()
+        except RuntimeError as exc:
+            failure = exc
+    if failure is not None:
+        print(f"hftmm: error: {failure}: {failure.__cause__}", file=sys.stderr)
+        return 1
+    print(f"ran {time.monotonic() - started:.1f} s")
+    for name, value in exchange.stats().items():
+        print(f"{name:<24} {value:>14,}")
+    return 0
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 # --- parser -------------------------------------------------------------------------------------
 def _positive(text: str) -> int:
     """An argparse type: an integer >= 1."""
@@ -238,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs; the best is kept (5)")
     b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
     b.set_defaults(func=cmd_bench_feed)
+
+    p = sub.add_parser("sim-exchange", help="run the simulated exchange (ITCH over MoldUDP64, OUCH over Aeron)")
+    p.add_argument("--config", metavar="FILE", help="TOML config (see examples/sim-exchange.toml); defaults without")
+    p.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    p.set_defaults(func=cmd_sim_exchange)
     return parser
 
 

@@ -1,0 +1,509 @@
+"""The simulated exchange as one process: matching, background flow, ITCH market data, OUCH order entry.
+
+:class:`SimExchange` wires a :class:`MatchingEngine` to its producers and consumers and runs them as
+agents on ONE :class:`AgentRunner` thread, so the engine has a single writer::
+
+    BackgroundFlow ──► engine ◄── OrderEntryServer ◄── OUCH over Aeron (EmbeddedDriver, IPC or UDP)
+                          │  every report batch ──► flow.on_reports + counters
+                          ▼  every ITCH batch
+                   MoldPublisher ──► MoldUDP64 over UDP (unicast or multicast)
+                          ▲  history
+                   RetransmissionServer ◄── re-requests (UDP)
+
+At start the session messages (S, R per instrument, S, H per instrument, S) are published first,
+then ``warm_up_s`` simulated seconds of background flow build the books; after that the flow runs
+on the exchange clock: ns since midnight, continuing from the warm-up at wall-clock pace. Counters
+(requests, executions, rejects) are kept in a small int64 array; :meth:`SimExchange.stats` and the
+Prometheus collector (``metrics_port``) sample them and the agents' stats from outside the hot path.
+
+>>> with SimExchange(load_toml("examples/sim-exchange.toml", SimExchangeConfig)) as exchange:
+...     print(exchange.describe())          # where it listens
+...     time.sleep(10)
+>>> exchange.stats()
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from wsgiref.simple_server import WSGIServer
+
+import msgspec
+import numpy as np
+from numba import njit
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from engine.aeron import DEFAULT_DRIVER_IDLE, IPC_CHANNEL, DriverConfig, EmbeddedDriver
+from engine.agent import AgentRunner, idle_strategy
+from engine.flow import SESSION_START_NS, BackgroundFlow, FlowConfig, InstrumentFlow
+from engine.matching import LIQ_REMOVED, POST_ONLY_MODES, RPT_EXECUTED, RPT_REJECTED, MatchingEngine
+from engine.mdpub import DEFAULT_HISTORY_MESSAGES, DEFAULT_MAX_PACKET_BYTES, MoldPublisher, RetransmissionServer
+from engine.orderentry import DEFAULT_TIMEOUT_NS, OrderEntryServer, Port, ServerConfig
+
+LOOPBACK = "127.0.0.1"
+NS_PER_MS = 1_000_000
+SHM_DIR = "/dev/shm"
+PAUSE_WAIT_S = 5.0  # how long pause_flow() waits for the runner to finish its current duty cycles
+
+# --- counter ids: written on the runner thread, sampled by stats() and the exporter (see _METRICS) --
+C_FLOW_REQUESTS = 0
+C_ORDER_ENTRY_REQUESTS = 1
+C_EXECUTIONS = 2
+C_REJECTS = 3
+N_COUNTERS = 4
+
+
+@njit(cache=True, nogil=True)
+def tally_reports_nb(reports, counters):
+    """Add a report batch's executions (aggressor side, one per match) and rejects to ``counters``."""
+    for i in range(reports.shape[0]):
+        kind = reports[i]["kind"]
+        if kind == RPT_EXECUTED and reports[i]["liquidity"] == LIQ_REMOVED:
+            counters[C_EXECUTIONS] += 1
+        elif kind == RPT_REJECTED:
+            counters[C_REJECTS] += 1
+
+
+# --- config ---------------------------------------------------------------------------------------
+class SimInstrument(InstrumentFlow, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A listed instrument: its symbol plus the background flow fields (locate, tick, lot, rates, ...)."""
+
+    symbol: str  # ITCH / OUCH symbol, ASCII, 1..8 characters
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < len(self.symbol) <= 8 or not self.symbol.isascii() or not self.symbol.strip():
+            raise ValueError(f"symbol {self.symbol!r} must be 1..8 ASCII characters")
+
+
+class MarketDataConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """ITCH 5.0 over MoldUDP64: where packets go, their session and size, heartbeats, history."""
+
+    host: str = LOOPBACK  # unicast destination, or the interface multicast leaves by
+    port: int = 26400  # destination UDP port
+    multicast_group: str = ""  # "" = unicast to host; else e.g. "239.1.1.1" sent via the host interface
+    multicast_ttl: int = 0  # 0 keeps multicast on this machine, 1 on the local network
+    retransmission_port: int = 26401  # UDP port of the re-request server on 127.0.0.1 (0 = any free port)
+    session: str = "HFTMM00001"  # MoldUDP64 session, up to 10 ASCII characters
+    max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES  # UDP payload bound of a packet
+    heartbeat_interval_ms: int = 1000  # heartbeat after this long without a packet
+    history_messages: int = DEFAULT_HISTORY_MESSAGES  # messages kept for retransmission
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 1 << 16 or not 0 <= self.retransmission_port < 1 << 16:
+            raise ValueError("market data port must be in 1..65535 and retransmission_port in 0..65535")
+        if not 0 < len(self.session) <= 10 or not self.session.isascii():
+            raise ValueError(f"session {self.session!r} must be 1..10 ASCII characters")
+        if self.heartbeat_interval_ms <= 0 or self.history_messages <= 0 or self.multicast_ttl not in (0, 1):
+            raise ValueError("heartbeat_interval_ms and history_messages must be positive, multicast_ttl 0 or 1")
+
+
+class OrderEntryUser(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One OUCH port: credentials and its Aeron channels and stream ids."""
+
+    username: str = "TRADER"  # up to 6 ASCII characters
+    password: str = "secret"  # up to 10 ASCII characters
+    inbound_channel: str = IPC_CHANNEL  # client -> exchange: "aeron:ipc" or "aeron:udp?endpoint=127.0.0.1:PORT"
+    inbound_stream_id: int = 1001
+    outbound_channel: str = IPC_CHANNEL  # exchange -> client
+    outbound_stream_id: int = 1002
+
+    def port(self) -> Port:
+        """The order-entry :class:`Port` of this user."""
+        return Port(
+            self.username,
+            self.password,
+            self.inbound_channel,
+            self.inbound_stream_id,
+            self.outbound_channel,
+            self.outbound_stream_id,
+        )
+
+    def __post_init__(self) -> None:
+        self.port()  # checks the credential widths
+
+
+class OrderEntryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """OUCH 5.0 sessions over Aeron."""
+
+    users: tuple[OrderEntryUser, ...] = (OrderEntryUser(),)  # one port per user (owner id = index + 1)
+    session: str = "HFTMM00001"  # session name sent in Login Accepted, up to 10 characters
+    heartbeat_interval_ms: int = 1000  # server heartbeat after this long without sending
+    timeout_ms: int = DEFAULT_TIMEOUT_NS // NS_PER_MS  # end a session after this long without a client packet
+    cancel_on_disconnect: bool = True  # cancel a session's resting orders when it ends
+
+    def __post_init__(self) -> None:
+        self.server_config()
+
+    def server_config(self) -> ServerConfig:
+        """The order-entry server's :class:`ServerConfig` of these settings."""
+        return ServerConfig(
+            ports=tuple(user.port() for user in self.users),
+            session=self.session,
+            heartbeat_interval_ns=self.heartbeat_interval_ms * NS_PER_MS,
+            timeout_ns=self.timeout_ms * NS_PER_MS,
+            cancel_on_disconnect=self.cancel_on_disconnect,
+        )
+
+
+class AeronConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The embedded Aeron media driver."""
+
+    dir: str = ""  # Aeron directory ("" = a fresh one under /dev/shm); deleted at start and exit
+    driver_idle: str = DEFAULT_DRIVER_IDLE  # driver idle strategy ("sleeping:1ms", "backoff", ...)
+
+    def __post_init__(self) -> None:
+        DriverConfig(dir=self.dir or SHM_DIR, idle=self.driver_idle)
+
+
+class SimExchangeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything ``hftmm sim-exchange`` runs with (see examples/sim-exchange.toml)."""
+
+    instruments: tuple[SimInstrument, ...] = (SimInstrument(locate=1, symbol="HFTA"),)
+    seed: int = 1  # background flow seed: the same seed gives the same flow requests
+    warm_up_s: float = 10.0  # simulated seconds of flow that build the books before the clock starts
+    post_only: str = "reject"  # a post-only order that would take: "reject" or "reprice"
+    idle: str = "backoff"  # runner idle strategy: "spin", "yield", "backoff", "sleep:N_US"
+    cpu_affinity: tuple[int, ...] = ()  # CPUs the runner thread is pinned to (empty = no pinning)
+    metrics_port: int = 0  # Prometheus exporter on 127.0.0.1 (0 = off)
+    market_data: MarketDataConfig = MarketDataConfig()
+    order_entry: OrderEntryConfig = OrderEntryConfig()
+    aeron: AeronConfig = AeronConfig()
+
+    def __post_init__(self) -> None:
+        FlowConfig(instruments=self.instruments, seed=self.seed)  # distinct locates
+        if len({i.symbol for i in self.instruments}) != len(self.instruments):
+            raise ValueError("instrument symbols must be distinct")
+        if self.post_only not in POST_ONLY_MODES:
+            raise ValueError(f"post_only must be one of {sorted(POST_ONLY_MODES)}, not {self.post_only!r}")
+        idle_strategy(self.idle)
+        if self.warm_up_s < 0 or not 0 <= self.metrics_port < 1 << 16:
+            raise ValueError("warm_up_s must be >= 0 and metrics_port in 0..65535")
+        if any(cpu < 0 for cpu in self.cpu_affinity):
+            raise ValueError("cpu_affinity holds CPU numbers >= 0")
+
+
+# --- agents ---------------------------------------------------------------------------------------
+class _FlowGate:
+    """Agent: runs the control commands queued by other threads, then (unless paused) the flow."""
+
+    role_name = "background-flow"
+
+    def __init__(self, exchange: SimExchange) -> None:
+        self.exchange = exchange
+        self.paused = False
+
+    def on_start(self) -> None:
+        """Pin the runner thread, start the exchange clock, check the flow."""
+        ex = self.exchange
+        if ex.config.cpu_affinity:
+            os.sched_setaffinity(0, set(ex.config.cpu_affinity))
+        ex.anchor_clock()
+        ex.flow.on_start()
+
+    def do_work(self) -> int:
+        """Commands first, then the flow requests due by the exchange clock."""
+        ex = self.exchange
+        work = 0
+        while ex.commands:
+            ex.commands.popleft()()
+            work += 1
+        if not self.paused:
+            sent = ex.flow.do_work()
+            ex.counters[C_FLOW_REQUESTS] += sent
+            work += sent
+        return work
+
+    def on_close(self) -> None:
+        """Nothing to release."""
+
+
+class _OrderEntryEngine:
+    """The engine as the order-entry server sees it: each batch's reports also reach the flow and counters."""
+
+    def __init__(self, exchange: SimExchange) -> None:
+        self.exchange = exchange
+        self.symbols = exchange.engine.symbols
+
+    def submit(self, requests: np.ndarray, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Submit to the real engine; pass the reports on before returning them."""
+        ex = self.exchange
+        reports, itch = ex.engine.submit(requests, now_ns)
+        ex.counters[C_ORDER_ENTRY_REQUESTS] += len(requests)
+        tally_reports_nb(reports, ex.counters)
+        ex.flow.on_reports(reports)
+        return reports, itch
+
+
+# --- the exchange -----------------------------------------------------------------------------------
+class SimExchange:
+    """The simulated exchange: build from a config, then :meth:`start` (own thread) or :meth:`step`.
+
+    A context manager (``start`` on enter, ``stop`` on exit). ``driver`` is the embedded Aeron driver
+    (clients of the order entry may ``driver.connect()`` in the same process).
+    """
+
+    def __init__(self, config: SimExchangeConfig) -> None:
+        self.config = config
+        self.counters = np.zeros(N_COUNTERS, np.int64)
+        self.commands: deque[Callable[[], None]] = deque()  # run on the runner thread, in order
+        self._clock_base_ns = SESSION_START_NS
+        self._clock_t0_ns = time.monotonic_ns()
+        self._shm_root = ""
+        self._metrics_server: tuple[WSGIServer, threading.Thread] | None = None
+        self._stopped = False
+        self._threaded = False
+        md = config.market_data
+        self.engine = MatchingEngine(
+            [(i.locate, i.symbol, i.tick, i.lot) for i in config.instruments], post_only=config.post_only
+        )
+        self.flow = BackgroundFlow(
+            FlowConfig(instruments=config.instruments, seed=config.seed),
+            self.engine,
+            self.clock_ns,
+            on_submit=self._on_flow_submit,
+        )
+        multicast = bool(md.multicast_group)
+        self.publisher = MoldPublisher(
+            (md.multicast_group if multicast else md.host, md.port),
+            md.session,
+            max_packet_bytes=md.max_packet_bytes,
+            heartbeat_interval_ns=md.heartbeat_interval_ms * NS_PER_MS,
+            history_messages=md.history_messages,
+            multicast_interface=md.host,
+            multicast_ttl=md.multicast_ttl,
+        )
+        self.retransmitter: RetransmissionServer | None = None
+        self.driver: EmbeddedDriver | None = None
+        try:
+            self.retransmitter = RetransmissionServer(self.publisher, (LOOPBACK, md.retransmission_port))
+            self.driver = EmbeddedDriver(DriverConfig(dir=self._aeron_dir(), idle=config.aeron.driver_idle))
+            self.order_entry = OrderEntryServer(
+                self.driver.connect(),
+                _OrderEntryEngine(self),  # type: ignore[arg-type]  # duck-typed: symbols + submit
+                config.order_entry.server_config(),
+                on_itch=self.publisher.publish_flat,
+                timestamp_ns=self.clock_ns,
+            )
+            self._gate = _FlowGate(self)
+            self.runner = AgentRunner(
+                [self._gate, self.order_entry, self.publisher, self.retransmitter],
+                idle=config.idle,
+                name="sim-exchange",
+            )
+            self._open_session()
+            if config.metrics_port:
+                registry = CollectorRegistry(auto_describe=True)
+                registry.register(SimExchangeCollector(self))
+                self._metrics_server = start_http_server(config.metrics_port, addr=LOOPBACK, registry=registry)
+        except BaseException:
+            self._release()
+            raise
+
+    def _aeron_dir(self) -> str:
+        if self.config.aeron.dir:
+            return self.config.aeron.dir
+        self._shm_root = tempfile.mkdtemp(prefix="hftmm-sim-", dir=SHM_DIR if os.path.isdir(SHM_DIR) else None)
+        return os.path.join(self._shm_root, "aeron")
+
+    def _open_session(self) -> None:
+        """Publish the session start (S, R, S, H, S), then warm the books up with the flow."""
+        self.publisher.publish_flat(self.engine.session_start_itch(self.flow.now_ns))
+        if self.config.warm_up_s > 0:
+            self.counters[C_FLOW_REQUESTS] += self.flow.warm_up(self.engine, self.config.warm_up_s)
+        self._clock_base_ns = self.flow.now_ns
+
+    # --- clock --------------------------------------------------------------------------------------
+    def anchor_clock(self) -> None:
+        """Start the exchange clock now (called as the runner starts)."""
+        self._clock_t0_ns = time.monotonic_ns()
+
+    def clock_ns(self) -> int:
+        """The exchange time: ns since midnight, from the end of the warm-up at wall-clock pace."""
+        return self._clock_base_ns + time.monotonic_ns() - self._clock_t0_ns
+
+    # --- hot-path hooks (runner thread) -------------------------------------------------------------
+    def _on_flow_submit(self, reports: np.ndarray, itch: np.ndarray) -> None:
+        tally_reports_nb(reports, self.counters)
+        if len(itch):
+            self.publisher.publish_flat(itch)
+
+    # --- running --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run the agents on the exchange's thread until :meth:`stop`."""
+        self._threaded = True
+        self.runner.start()
+
+    def step(self) -> int:
+        """One duty cycle on the caller's thread (the agents start at the first); returns the work count."""
+        return self.runner.run_once()
+
+    def stop(self) -> None:
+        """Stop the runner (end-of-session goes out), the driver and the exporter (idempotent).
+
+        Re-raises an agent's failure after everything is released."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.runner.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._metrics_server is not None:
+            server, thread = self._metrics_server
+            server.shutdown()
+            server.server_close()
+            thread.join()
+            self._metrics_server = None
+        if self.driver is not None:
+            self.driver.close()
+        if self.retransmitter is not None and self.retransmitter.sock.fileno() != -1:
+            self.retransmitter.sock.close()
+        if self.publisher.sock.fileno() != -1:
+            self.publisher.sock.close()
+        if self._shm_root:
+            shutil.rmtree(self._shm_root, ignore_errors=True)
+            self._shm_root = ""
+
+    @property
+    def failed(self) -> bool:
+        """True when an agent raised (the runner thread has stopped; :meth:`stop` re-raises it)."""
+        return self.runner.error is not None
+
+    def __enter__(self) -> SimExchange:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- control (any thread) ------------------------------------------------------------------------
+    def pause_flow(self) -> None:
+        """Stop the background flow; when threaded, return once the runner has finished its cycle.
+
+        Order entry keeps working; on :meth:`resume_flow` the flow sends what fell due meanwhile."""
+        self._gate.paused = True
+        if self._threaded:
+            self._wait_cycles(2)
+
+    def resume_flow(self) -> None:
+        """Let the background flow run again."""
+        self._gate.paused = False
+
+    def drop_next_packets(self, count: int = 1) -> None:
+        """Test hook: the publisher numbers and keeps the next ``count`` data packets but does not send them."""
+        self.commands.append(lambda: self.publisher.drop_next_packets(count))
+
+    def _wait_cycles(self, cycles: int) -> None:
+        target = self.runner.duty_cycles + cycles
+        deadline = time.monotonic() + PAUSE_WAIT_S
+        while self.runner.duty_cycles < target and not self.failed and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    # --- reads -------------------------------------------------------------------------------------------
+    @property
+    def market_data_address(self) -> tuple[str, int]:
+        """Where market data packets go (host or multicast group, port)."""
+        return self.publisher.destination
+
+    @property
+    def retransmission_address(self) -> tuple[str, int]:
+        """The bound address of the retransmission server."""
+        assert self.retransmitter is not None
+        return self.retransmitter.address
+
+    @property
+    def metrics_url(self) -> str:
+        """The Prometheus endpoint, or "" when the exporter is off."""
+        port = self.config.metrics_port
+        return f"http://{LOOPBACK}:{port}/metrics" if port else ""
+
+    def book_snapshot(self, locate: int) -> dict[str, list[tuple[int, list[tuple[int, int, int, int]]]]]:
+        """The engine's book of ``locate`` (see MatchingEngine.book_snapshot); read it when quiescent."""
+        return self.engine.book_snapshot(locate)
+
+    def describe(self) -> str:
+        """Where the exchange listens, one item a line."""
+        cfg = self.config
+        md = cfg.market_data
+        host, port = self.market_data_address
+        kind = f"multicast via {md.host}" if md.multicast_group else "unicast"
+        rhost, rport = self.retransmission_address
+        lines = [
+            f"market data    udp {host}:{port} ({kind}; MoldUDP64 session {md.session}, "
+            f"packets <= {md.max_packet_bytes} bytes)",
+            f"retransmission udp {rhost}:{rport}",
+            f"aeron dir      {self.driver.dir if self.driver else '-'}",
+        ]
+        lines += [
+            f"order entry    user {u.username}: in {u.inbound_channel} stream {u.inbound_stream_id}, "
+            f"out {u.outbound_channel} stream {u.outbound_stream_id} (OUCH session {cfg.order_entry.session})"
+            for u in cfg.order_entry.users
+        ]
+        lines.append(f"metrics        {self.metrics_url or 'off'}")
+        symbols = ", ".join(f"{i.locate}={i.symbol}" for i in cfg.instruments)
+        lines.append(f"instruments    {symbols}")
+        return "\n".join(lines)
+
+    def stats(self) -> dict[str, int]:
+        """The exchange counters, sampled now (safe from any thread)."""
+        pub, rtx = self.publisher.stats, self.retransmitter.stats if self.retransmitter else None
+        c = self.counters
+        return {
+            "flow_requests": int(c[C_FLOW_REQUESTS]),
+            "order_entry_requests": int(c[C_ORDER_ENTRY_REQUESTS]),
+            "executions": int(c[C_EXECUTIONS]),
+            "rejects": int(c[C_REJECTS]),
+            "md_packets": pub.packets,
+            "md_messages": pub.messages,
+            "md_heartbeats": pub.heartbeats,
+            "md_bytes": pub.bytes,
+            "retransmission_requests": rtx.requests if rtx else 0,
+            "retransmissions_served": rtx.served_requests if rtx else 0,
+            "retransmitted_messages": rtx.messages if rtx else 0,
+            "order_entry_sessions": sum(s.logged_in for s in self.order_entry.sessions),
+            "duty_cycles": self.runner.duty_cycles,
+            "max_duty_cycle_ns": self.runner.max_duty_cycle_ns,
+        }
+
+
+# --- metrics -------------------------------------------------------------------------------------------
+_METRICS = (  # stats key, metric name, type, help
+    ("flow_requests", "hftmm_sim_flow_requests", "counter", "requests of the background flow"),
+    ("order_entry_requests", "hftmm_sim_order_entry_requests", "counter", "requests from OUCH sessions"),
+    ("executions", "hftmm_sim_executions", "counter", "matches"),
+    ("rejects", "hftmm_sim_rejects", "counter", "rejected requests"),
+    ("md_packets", "hftmm_sim_md_packets", "counter", "MoldUDP64 data packets sent"),
+    ("md_messages", "hftmm_sim_md_messages", "counter", "ITCH messages sent"),
+    ("md_heartbeats", "hftmm_sim_md_heartbeats", "counter", "MoldUDP64 heartbeats sent"),
+    ("md_bytes", "hftmm_sim_md_bytes", "counter", "market data bytes sent"),
+    ("retransmission_requests", "hftmm_sim_retransmission_requests", "counter", "re-requests received"),
+    ("retransmissions_served", "hftmm_sim_retransmissions_served", "counter", "re-requests answered"),
+    ("retransmitted_messages", "hftmm_sim_retransmitted_messages", "counter", "messages sent again"),
+    ("order_entry_sessions", "hftmm_sim_order_entry_sessions", "gauge", "logged-in OUCH sessions"),
+    ("duty_cycles", "hftmm_sim_duty_cycles", "counter", "runner duty cycles"),
+    ("max_duty_cycle_ns", "hftmm_sim_max_duty_cycle_ns", "gauge", "longest runner duty cycle, ns"),
+)
+
+
+class SimExchangeCollector(Collector):
+    """Prometheus collector: samples :meth:`SimExchange.stats` when scraped (off the hot path)."""
+
+    def __init__(self, exchange: SimExchange) -> None:
+        self.exchange = exchange
+
+    def collect(self) -> Iterator[Metric]:
+        """One metric family per exchange counter."""
+        stats = self.exchange.stats()
+        for key, name, kind, help_text in _METRICS:
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, help_text, value=stats[key])
