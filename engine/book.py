@@ -30,7 +30,7 @@ from engine.book_nb import (
     new_state,
     queue_ahead_nb,
 )
-from engine.events import SIDE_ASK, SIDE_BID
+from engine.events import SIDE_ASK, SIDE_BID, empty_events
 
 
 class Book:
@@ -43,6 +43,7 @@ class Book:
 
     def __init__(self, orders: int = 1 << 12, levels: int = 1 << 10, instruments: int = 16) -> None:
         self.state = new_state(orders, levels, instruments)
+        apply_nb(self.state, empty_events(0), 0)  # load (or compile) the kernel now, not on the first tick
 
     def apply(self, events: np.ndarray) -> None:
         """Apply a batch of ``EVENT_DTYPE`` rows in order, growing capacity as needed."""

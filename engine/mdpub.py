@@ -392,7 +392,12 @@ class RetransmissionServer:
         self._blocks = np.empty(publisher.max_packet_bytes - HEADER_LENGTH, np.uint8)
 
     def on_start(self) -> None:
-        """Nothing to prepare: the socket is bound at construction, so its port is known early."""
+        """Load (or compile) the history kernel now, not on the first request, when a gap is waiting.
+
+        The socket is bound at construction, so its port is known early.
+        """
+        pub = self.publisher
+        gather_history_nb(pub.history, pub.history_lengths, 0, 0, self._blocks.shape[0], self._blocks)
 
     def do_work(self) -> int:
         """Answer up to ``requests_per_cycle`` pending requests."""

@@ -147,10 +147,10 @@ def replay(
 ) -> ReplayResult:
     """Decode ``paths`` in order into one :class:`Book`; bad input raises ``FeedError``."""
     fp = FeedPass(list(paths))
-    book = Book()
     watch = CompileWatch(tell_compiling if progress else None)
     start = time.perf_counter()
     with watch.installed():
+        book = Book()
         for events in read_feeds(paths, symbols=symbols, skip_bad=skip_bad, progress=progress, feed_pass=fp):
             book.apply(events)
     return ReplayResult(fp, book, time.perf_counter() - start - watch.seconds, watch.seconds)

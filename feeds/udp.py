@@ -126,6 +126,9 @@ class MoldReceiver:
         self.counts = np.zeros(TYPE_COUNTS, np.int64)
         self.out = np.empty(out_rows, EVENT_DTYPE)
         self._n = 0
+        # load (or compile) the decoder now, not on the first packet; an empty packet changes no state
+        empty = np.frombuffer(b"", np.uint8)
+        decode_packet_nb(empty, 0, 0, self.out, 0, self.counts, self.stocks.table, self.tracker.state, 0)
         self._slots = np.empty((batch_packets, MAX_DATAGRAM_BYTES), np.uint8)
         self._slot_views = [memoryview(row) for row in self._slots]
         self._buffered: list[tuple[int, int, bytes]] = []  # heap of (seq, receive ns, packet) past `expected`
