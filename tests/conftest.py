@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,18 @@ def netns() -> Iterator[str]:
             os.close(home)
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
+
+
+def step_until(
+    step: Callable[[], int], done: Callable[[], bool], *, wait_s: float, max_cycles: int, idle_s: float = 0.0002
+) -> None:
+    """Call ``step()`` until ``done()``, bounded in cycles and in time; sleep briefly when a step did nothing."""
+    deadline = time.monotonic() + wait_s
+    for _ in range(max_cycles):
+        if done():
+            return
+        if time.monotonic() > deadline:
+            break
+        if not step():
+            time.sleep(idle_s)
+    assert done(), f"condition not reached within {max_cycles} cycles and {wait_s} s"

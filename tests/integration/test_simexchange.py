@@ -20,6 +20,7 @@ from engine.orderentry import LOGGED_IN, ClientConfig, OrderEntryClient
 from engine.simexchange import SimExchange, SimExchangeConfig
 from feeds import ouch
 from feeds.udp import MoldReceiver
+from tests.conftest import step_until
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 10.0
@@ -67,15 +68,7 @@ class Listener:
 
     def poll_until(self, done: Callable[[], bool]) -> None:
         """Read market data until ``done()`` (bounded in cycles and time)."""
-        deadline = time.monotonic() + WAIT_S
-        for _ in range(MAX_CYCLES):
-            if done():
-                return
-            if time.monotonic() > deadline:
-                break
-            if not self.receiver.do_work():
-                time.sleep(0.0005)
-        raise AssertionError("condition not reached within the limits")
+        step_until(self.receiver.do_work, done, wait_s=WAIT_S, max_cycles=MAX_CYCLES, idle_s=0.0005)
 
     def run_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds

@@ -25,6 +25,7 @@ from feeds.moldudp64 import (
 )
 from feeds.synth import generate_itch
 from feeds.udp import MoldReceiver
+from tests.conftest import step_until
 
 LOOPBACK = "127.0.0.1"
 SESSION = b"TEST000001"
@@ -85,13 +86,7 @@ def first_records(data: bytes, count: int) -> bytes:
 
 def run_until(runners: list[AgentRunner], done: Callable[[], bool]) -> None:
     """Step the runners until ``done`` (bounded in cycles and time)."""
-    deadline = time.monotonic() + WAIT_S
-    for _ in range(MAX_CYCLES):
-        if done() or time.monotonic() > deadline:
-            break
-        for runner in runners:
-            runner.run_once()
-    assert done(), "condition not reached within the cycle and time bounds"
+    step_until(lambda: sum(runner.run_once() for runner in runners), done, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
 
 
 def assert_same_events(got: np.ndarray, reference: np.ndarray) -> None:

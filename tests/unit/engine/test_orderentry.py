@@ -25,6 +25,7 @@ from engine.orderentry import (
     ServerConfig,
 )
 from feeds import ouch
+from tests.conftest import step_until
 
 MAX_CYCLES = 20_000
 WAIT_S = 10.0
@@ -72,15 +73,7 @@ class Exchange:
 
     def step_until(self, done: Callable[[], bool]) -> None:
         """Step the agents until ``done()`` (bounded by cycles and time)."""
-        deadline = time.monotonic() + WAIT_S
-        for _ in range(MAX_CYCLES):
-            if done():
-                return
-            if time.monotonic() > deadline:
-                break
-            if not self.runner.run_once():
-                time.sleep(0.0002)
-        raise AssertionError("condition not reached within the step limits")
+        step_until(self.runner.run_once, done, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
 
     def settle(self, cycles: int = 50) -> None:
         """A few more cycles so that nothing else is in flight."""
