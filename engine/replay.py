@@ -77,6 +77,7 @@ def read_feeds(
         leave=False,
     )
     with bar:
+        wanted, wanted_from = np.zeros(0, np.uint32), -1
         for previous, reader in zip([None, *readers], readers, strict=False):
             if previous is not None:
                 reader.continue_from(previous)
@@ -84,7 +85,12 @@ def read_feeds(
             for batch in reader.batches():
                 bar.update(reader.bytes_done - done)
                 done = reader.bytes_done
-                events = batch if symbols is None else _only(batch, {**fp.instruments, **reader.instruments}, symbols)
+                events = batch
+                if symbols is not None:
+                    known = len(fp.instruments) + len(reader.instruments)
+                    if known != wanted_from:  # instruments were announced: recompute the ids to keep
+                        wanted, wanted_from = _wanted(fp, reader, symbols), known
+                    events = batch[np.isin(batch["instrument"], wanted)]
                 if len(events):
                     fp.events += len(events)
                     if fp.first_ts_ns is None:
@@ -99,9 +105,10 @@ def read_feeds(
         fp.missing_symbols = sorted(symbols - seen)
 
 
-def _only(batch: np.ndarray, instruments: dict[int, Instrument], symbols: set[str]) -> np.ndarray:
-    wanted = [i for i, inst in instruments.items() if inst.symbol in symbols]
-    return batch[np.isin(batch["instrument"], np.asarray(wanted, dtype=np.uint32))]
+def _wanted(fp: FeedPass, reader: FeedReader, symbols: set[str]) -> np.ndarray:
+    """Instrument ids of ``symbols`` among those announced so far (earlier files and this one)."""
+    instruments = {**fp.instruments, **reader.instruments}
+    return np.asarray([i for i, inst in instruments.items() if inst.symbol in symbols], dtype=np.uint32)
 
 
 @dataclass
