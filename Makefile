@@ -21,6 +21,7 @@ run: venv $(NUMBA_CACHE)/.stamp
 	@scripts/run.sh
 
 test: venv $(NUMBA_CACHE)/.stamp
+	@scripts/test-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
