@@ -5,7 +5,7 @@ cancel-replaces) returns the ``REPORT_DTYPE`` rows the OUCH layer answers with a
 records (``[u16 len][msg]``, as ``feeds.itch.frame``) of every book change. Kernels and the
 record layouts live in ``engine.matching_nb``.
 
->>> engine = MatchingEngine([(1, "AAPL", 100, 1)], post_only="reprice")
+>>> engine = MatchingEngine([(1, "AAPL", 100, 1)], post_only="reprice", self_trade="cancel-resting")
 >>> feed = engine.session_start_itch(now_ns)
 >>> reports, itch = engine.submit(requests, now_ns)   # views, valid until the next submit
 """
@@ -40,6 +40,7 @@ from engine.matching_nb import (
     LIQ_REMOVED,
     MM_NEXT_REF,
     MM_POST_ONLY,
+    MM_SELF_TRADE,
     NEED_ITCH,
     NEED_REPORTS,
     POST_ONLY_REJECT,
@@ -54,6 +55,7 @@ from engine.matching_nb import (
     REJ_HALTED,
     REJ_NONE,
     REJ_POST_ONLY_CROSS,
+    REJ_SELF_TRADE,
     REJ_UNKNOWN_INSTRUMENT,
     REJ_UNKNOWN_ORDER,
     REJECT_NAMES,
@@ -69,6 +71,9 @@ from engine.matching_nb import (
     RPT_EXECUTED,
     RPT_REJECTED,
     RPT_REPLACED,
+    SELF_TRADE_ALLOW,
+    SELF_TRADE_CANCEL_INCOMING,
+    SELF_TRADE_CANCEL_RESTING,
     TIF_DAY,
     TIF_IOC,
     MatchState,
@@ -91,6 +96,7 @@ __all__ = [
     "REJ_HALTED",
     "REJ_NONE",
     "REJ_POST_ONLY_CROSS",
+    "REJ_SELF_TRADE",
     "REJ_UNKNOWN_INSTRUMENT",
     "REJ_UNKNOWN_ORDER",
     "REPORT_DTYPE",
@@ -103,12 +109,18 @@ __all__ = [
     "RPT_EXECUTED",
     "RPT_REJECTED",
     "RPT_REPLACED",
+    "SELF_TRADE_MODES",
     "TIF_DAY",
     "TIF_IOC",
     "MatchingEngine",
 ]
 
 POST_ONLY_MODES = {"reject": POST_ONLY_REJECT, "reprice": POST_ONLY_REPRICE}
+SELF_TRADE_MODES = {
+    "allow": SELF_TRADE_ALLOW,
+    "cancel-resting": SELF_TRADE_CANCEL_RESTING,
+    "cancel-incoming": SELF_TRADE_CANCEL_INCOMING,
+}
 TRADING = "T"  # ITCH H trading states: T trading, H halted, P paused, Q quotation only
 
 
@@ -126,6 +138,7 @@ class MatchingEngine:
         self,
         instruments: Iterable[tuple[int, str, int, int]],
         post_only: str = "reject",
+        self_trade: str = "cancel-resting",
         orders: int = 1 << 12,
         levels: int = 1 << 10,
         reports: int = 1 << 12,
@@ -135,6 +148,8 @@ class MatchingEngine:
         table = list(instruments)
         if post_only not in POST_ONLY_MODES:
             raise ValueError(f"post_only must be one of {sorted(POST_ONLY_MODES)}, not {post_only!r}")
+        if self_trade not in SELF_TRADE_MODES:
+            raise ValueError(f"self_trade must be one of {sorted(SELF_TRADE_MODES)}, not {self_trade!r}")
         locates = np.array([int(t[0]) for t in table], np.int64)
         if len(set(locates.tolist())) != len(table) or not all(0 < x <= 0xFFFF for x in locates.tolist()):
             raise ValueError("instrument locates must be distinct and in 1..65535")
@@ -148,9 +163,10 @@ class MatchingEngine:
         inst = np.zeros((len(table), 3), np.int64)
         inst[:, IN_TICK] = [int(t[2]) for t in table]
         inst[:, IN_LOT] = [int(t[3]) for t in table]
-        meta = np.zeros(3, np.int64)
+        meta = np.zeros(4, np.int64)
         meta[MM_NEXT_REF] = 1
         meta[MM_POST_ONLY] = POST_ONLY_MODES[post_only]
+        meta[MM_SELF_TRADE] = SELF_TRADE_MODES[self_trade]
         self.match = MatchState(
             refs=np.zeros((len(self.state.orders), 2), np.int64),
             inst=inst,

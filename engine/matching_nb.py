@@ -8,13 +8,20 @@ start-up in the order the instruments are listed, so book row == instrument inde
     symbols   [B, 8]  ITCH stock symbol bytes, space padded
     mpid_own  [K]     owners whose adds carry an MPID (ITCH F instead of A) ...
     mpid_code [K, 4]  ... and that MPID
-    meta      [3]     next exchange order reference, last match number, post-only mode
+    meta      [4]     next exchange order reference, last match number, post-only mode, self-trade mode
 
 ``submit_nb`` handles a batch of ``REQUEST_DTYPE`` rows; each state change becomes report rows and
 ``[u16 len][msg]`` ITCH 5.0 records. It never allocates: before a request it checks that the book
 tables, the reports and the ITCH buffer hold the worst case of that request (every resting order of
 the instrument filled) and otherwise returns a ``NEED_*`` status with the request's index, so that
 the caller grows what ran out (off the hot path) and resumes.
+
+Self-trade prevention: an incoming order (new, or a replace that becomes marketable) never trades
+with a resting order of the same owner. ``SELF_TRADE_CANCEL_RESTING`` cancels each such resting
+order as the incoming one reaches it (D on the feed) and matching goes on; ``SELF_TRADE_CANCEL_INCOMING``
+stops the incoming order there and cancels what is left of it (it never rests). Both cancels are
+reported ``RPT_CANCELED`` with reason ``REJ_SELF_TRADE``. ``SELF_TRADE_ALLOW`` matches as usual.
+Owners below 0 (the background flow: many anonymous participants under one id) are exempt.
 """
 
 from __future__ import annotations
@@ -51,8 +58,14 @@ from engine.book_nb import (
 )
 from engine.borrow import borrow
 from engine.events import SIDE_ASK, SIDE_BID
-from feeds.bytes_nb import put_be_nb
-from feeds.itch import MESSAGE_DTYPES, begin_record_nb
+from feeds.itch import (
+    MESSAGE_LENGTHS,
+    encode_add_nb,
+    encode_cancel_nb,
+    encode_delete_nb,
+    encode_executed_nb,
+    encode_replace_nb,
+)
 
 # --- requests ------------------------------------------------------------------------------------
 REQUEST_DTYPE = np.dtype(
@@ -104,6 +117,7 @@ REJ_POST_ONLY_CROSS = 6  # post-only would take liquidity (or could not be repri
 REJ_HALTED = 7  # instrument not trading
 REJ_UNKNOWN_INSTRUMENT = 8
 REJ_BAD_REQUEST = 9  # unknown request kind, side or time in force
+REJ_SELF_TRADE = 10  # not a reject: the reason of a cancel by self-trade prevention
 REJECT_NAMES = {
     REJ_BAD_TICK: "bad_tick",
     REJ_BAD_LOT: "bad_lot",
@@ -114,9 +128,11 @@ REJECT_NAMES = {
     REJ_HALTED: "instrument_halted",
     REJ_UNKNOWN_INSTRUMENT: "unknown_instrument",
     REJ_BAD_REQUEST: "bad_request",
+    REJ_SELF_TRADE: "self_trade",
 }
 
 POST_ONLY_REJECT, POST_ONLY_REPRICE = 0, 1
+SELF_TRADE_ALLOW, SELF_TRADE_CANCEL_RESTING, SELF_TRADE_CANCEL_INCOMING = 0, 1, 2
 PRICE_MAX = 0xFFFFFFFF  # ITCH Price(4)
 QTY_MAX = 0xFFFFFFFF  # ITCH shares u32
 
@@ -126,7 +142,7 @@ DONE, NEED_STATE, NEED_REPORTS, NEED_ITCH = 0, 1, 2, 3
 # --- matcher tables ------------------------------------------------------------------------------
 RF_OWNER, RF_CLIENT = range(2)
 IN_TICK, IN_LOT, IN_HALTED = range(3)
-MM_NEXT_REF, MM_MATCH, MM_POST_ONLY = range(3)
+MM_NEXT_REF, MM_MATCH, MM_POST_ONLY, MM_SELF_TRADE = range(4)
 
 
 class MatchState(NamedTuple):
@@ -137,70 +153,21 @@ class MatchState(NamedTuple):
     symbols: np.ndarray  # u1[B, 8]
     mpid_own: np.ndarray  # i8[K]
     mpid_code: np.ndarray  # u1[K, 4]
-    meta: np.ndarray  # i8[3]
+    meta: np.ndarray  # i8[4]
 
 
-# --- ITCH layouts --------------------------------------------------------------------------------
-def _off(msg_type: str, name: str) -> int:
-    return int(MESSAGE_DTYPES[msg_type].fields[name][1])
+# --- ITCH room ----------------------------------------------------------------------------------
+RECORD_MAX = 2 + max(int(MESSAGE_LENGTHS[ord(t)]) for t in "AFXDU")  # the longest record besides executions
+RECORD_E = 2 + int(MESSAGE_LENGTHS[ord("E")])  # the record of one execution
 
 
-_A_LEN, _F_LEN, _E_LEN, _X_LEN, _D_LEN, _U_LEN = (MESSAGE_DTYPES[t].itemsize for t in "AFEXDU")
-_REF = _off("A", "order_reference_number")  # A, F, E, X, D; U's original reference
-_ADD_SIDE, _ADD_SHARES = _off("A", "buy_sell_indicator"), _off("A", "shares")
-_ADD_STOCK, _ADD_PRICE, _F_MPID = _off("A", "stock"), _off("A", "price"), _off("F", "attribution")
-_E_SHARES, _E_MATCH = _off("E", "executed_shares"), _off("E", "match_number")
-_X_SHARES = _off("X", "cancelled_shares")
-_U_NEW, _U_SHARES, _U_PRICE = _off("U", "new_order_reference_number"), _off("U", "shares"), _off("U", "price")
-assert {_off(t, "order_reference_number") for t in "AFEXD"} == {_off("U", "original_order_reference_number")}
-assert (_off("F", "price"), _off("F", "stock")) == (_ADD_PRICE, _ADD_STOCK)
-_T_A, _T_F, _T_E, _T_X, _T_D, _T_U = (ord(c) for c in "AFEXDU")
-_BUY, _SELL = ord("B"), ord("S")
-RECORD_MAX = 2 + max(_F_LEN, _U_LEN)  # the longest record one request writes besides executions
-RECORD_E = 2 + _E_LEN
-
-
-# --- byte writers --------------------------------------------------------------------------------
 @njit(cache=True, nogil=True, inline="always")
-def _emit_add_nb(itch, p, locate, now_ns, ref, side, qty, price, symbols, b, mpid_own, mpid_code, owner):
-    """A (or F when ``owner`` has an MPID) at itch[p]; returns the next free offset."""
-    k = EMPTY
+def _mpid_index_nb(mpid_own, owner):
+    """The row of ``owner``'s MPID in ``mpid_code``, or -1 (its adds are A, not F)."""
     for j in range(mpid_own.shape[0]):
         if mpid_own[j] == owner:
-            k = j
-            break
-    length = _A_LEN if k == EMPTY else _F_LEN
-    m = begin_record_nb(itch, p, _T_A if k == EMPTY else _T_F, locate, now_ns)
-    put_be_nb(itch, m + _REF, ref, 8)
-    itch[m + _ADD_SIDE] = np.uint8(_BUY if side == BID else _SELL)
-    put_be_nb(itch, m + _ADD_SHARES, qty, 4)
-    for j in range(8):
-        itch[m + _ADD_STOCK + j] = symbols[b, j]
-    put_be_nb(itch, m + _ADD_PRICE, price, 4)
-    if k != EMPTY:
-        for j in range(4):
-            itch[m + _F_MPID + j] = mpid_code[k, j]
-    return p + 2 + length
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _emit_ref_qty_nb(itch, p, msg_type, length, locate, now_ns, ref, qty, qty_at):
-    """E, X or D (``qty_at`` < 0: no size field) at itch[p]; returns the next free offset."""
-    m = begin_record_nb(itch, p, msg_type, locate, now_ns)
-    put_be_nb(itch, m + _REF, ref, 8)
-    if qty_at >= 0:
-        put_be_nb(itch, m + qty_at, qty, 4)
-    return p + 2 + length
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _emit_replace_nb(itch, p, locate, now_ns, old_ref, new_ref, qty, price):
-    m = begin_record_nb(itch, p, _T_U, locate, now_ns)
-    put_be_nb(itch, m + _REF, old_ref, 8)
-    put_be_nb(itch, m + _U_NEW, new_ref, 8)
-    put_be_nb(itch, m + _U_SHARES, qty, 4)
-    put_be_nb(itch, m + _U_PRICE, price, 4)
-    return p + 2 + _U_LEN
+            return j
+    return -1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -373,20 +340,34 @@ def _execute_nb(
     orders, levels, sides, arena, books, o_hash, meta, counters, refs, symbols, mpid_own, mpid_code,
     mm, reports, n_rep, itch, n_itch, now_ns, b, side, ref, owner, client_ref, price, qty, ioc,
 ):  # fmt: skip
-    """Match an accepted order against the contra side, then rest it (A/F) or cancel the rest (IOC)."""
+    """Match an accepted order against the contra side, then rest it (A/F) or cancel the rest (IOC, or
+    stopped by self-trade prevention)."""
     locate = books[b, BK_INSTR]
     ev_side = SIDE_BID if side == BID else SIDE_ASK
+    stp = mm[MM_SELF_TRADE] if owner >= 0 else SELF_TRADE_ALLOW
+    stopped = False
     while qty > 0 and _marketable_nb(levels, sides, arena, b, side, price):
         lvl = _best_level_nb(sides, arena, b, 1 - side)
         fill_price = levels[lvl, LV_PRICE]
         o = levels[lvl, LV_HEAD]
+        rest_ref = orders[o, OR_ID]
+        if stp != SELF_TRADE_ALLOW and refs[o, RF_OWNER] == owner:
+            if stp == SELF_TRADE_CANCEL_INCOMING:
+                stopped = True
+                break
+            n_itch = encode_delete_nb(itch, n_itch, now_ns, locate, rest_ref)
+            n_rep = _report_nb(
+                reports, n_rep, RPT_CANCELED, owner, refs[o, RF_CLIENT], locate, -ev_side, rest_ref, 0, fill_price,
+                orders[o, OR_QTY], 0,
+            )  # fmt: skip
+            reports[n_rep - 1].reason = REJ_SELF_TRADE
+            _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o)
+            continue
         fill = min(qty, orders[o, OR_QTY])
         match = mm[MM_MATCH] + 1
         mm[MM_MATCH] = match
-        rest_ref = orders[o, OR_ID]
         rest_leaves = orders[o, OR_QTY] - fill
-        n_itch = _emit_ref_qty_nb(itch, n_itch, _T_E, _E_LEN, locate, now_ns, rest_ref, fill, _E_SHARES)
-        put_be_nb(itch, n_itch - _E_LEN + _E_MATCH, match, 8)
+        n_itch = encode_executed_nb(itch, n_itch, now_ns, locate, rest_ref, fill, match, 0, 0)
         n_rep = _report_nb(
             reports, n_rep, RPT_EXECUTED, refs[o, RF_OWNER], refs[o, RF_CLIENT], locate, -ev_side, rest_ref, 0,
             fill_price, fill, rest_leaves,
@@ -401,17 +382,20 @@ def _execute_nb(
         reports[n_rep - 1].match_number = match
         reports[n_rep - 1].liquidity = LIQ_REMOVED
     if qty > 0:
-        if ioc:
+        if ioc or stopped:
             n_rep = _report_nb(reports, n_rep, RPT_CANCELED, owner, client_ref, locate, ev_side, ref, 0, price, qty, 0)
+            if stopped:
+                reports[n_rep - 1].reason = REJ_SELF_TRADE
         else:
             slot = hash_slot_nb(o_hash, orders, OR_ID, ref)
             o = meta[M_ORDER_FREE]  # the row _add_order_nb takes
             _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, ref, price, qty, slot)
             refs[o, RF_OWNER] = owner
             refs[o, RF_CLIENT] = client_ref
-            n_itch = _emit_add_nb(
-                itch, n_itch, locate, now_ns, ref, side, qty, price, symbols, b, mpid_own, mpid_code, owner
-            )
+            n_itch = encode_add_nb(
+                itch, n_itch, now_ns, locate, ref, ev_side, qty, symbols[b], price, mpid_code,
+                _mpid_index_nb(mpid_own, owner),
+            )  # fmt: skip
     return n_rep, n_itch
 
 
@@ -434,10 +418,10 @@ def _cancel_nb(
         return _reject_nb(reports, n_rep, owner, client_ref, locate, ev_side, ref, REJ_BAD_LOT), n_itch
     cut = leaves - new_qty if new_qty < leaves else 0
     if new_qty == 0:
-        n_itch = _emit_ref_qty_nb(itch, n_itch, _T_D, _D_LEN, locate, now_ns, ref, 0, -1)
+        n_itch = encode_delete_nb(itch, n_itch, now_ns, locate, ref)
         _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, o)
     elif cut > 0:
-        n_itch = _emit_ref_qty_nb(itch, n_itch, _T_X, _X_LEN, locate, now_ns, ref, cut, _X_SHARES)
+        n_itch = encode_cancel_nb(itch, n_itch, now_ns, locate, ref, cut)
         _reduce_order_nb(orders, levels, sides, arena, books, o_hash, meta, counters, o, cut)
     n_rep = _report_nb(
         reports, n_rep, RPT_CANCELED, owner, client_ref, locate, ev_side, ref, 0, price, cut, leaves - cut
@@ -469,7 +453,7 @@ def _replace_nb(
         return _reject_nb(reports, n_rep, owner, client_ref, locate, ev_side, old_ref, reason), n_itch
     if price == orders[o, OR_PRICE] and qty <= leaves:
         if qty < leaves:
-            n_itch = _emit_ref_qty_nb(itch, n_itch, _T_X, _X_LEN, locate, now_ns, old_ref, leaves - qty, _X_SHARES)
+            n_itch = encode_cancel_nb(itch, n_itch, now_ns, locate, old_ref, leaves - qty)
             _reduce_order_nb(orders, levels, sides, arena, books, o_hash, meta, counters, o, leaves - qty)
         refs[o, RF_CLIENT] = client_ref
         n_rep = _report_nb(
@@ -483,7 +467,7 @@ def _replace_nb(
         reports, n_rep, RPT_REPLACED, owner, client_ref, locate, ev_side, new_ref, old_ref, price, qty, qty
     )
     if _marketable_nb(levels, sides, arena, b, side, price):
-        n_itch = _emit_ref_qty_nb(itch, n_itch, _T_D, _D_LEN, locate, now_ns, old_ref, 0, -1)
+        n_itch = encode_delete_nb(itch, n_itch, now_ns, locate, old_ref)
         return _execute_nb(
             orders, levels, sides, arena, books, o_hash, meta, counters, refs, symbols, mpid_own, mpid_code,
             mm, reports, n_rep, itch, n_itch, now_ns, b, side, new_ref, owner, client_ref, price, qty, False,
@@ -493,5 +477,5 @@ def _replace_nb(
     _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, new_ref, price, qty, slot)
     refs[o, RF_OWNER] = owner
     refs[o, RF_CLIENT] = client_ref
-    n_itch = _emit_replace_nb(itch, n_itch, locate, now_ns, old_ref, new_ref, qty, price)
+    n_itch = encode_replace_nb(itch, n_itch, now_ns, locate, old_ref, new_ref, qty, price)
     return n_rep, n_itch

@@ -9,6 +9,13 @@ file, so a packet is its 20-byte header plus one contiguous slice of the input, 
 input batch. While idle it sends a heartbeat every ``heartbeat_interval_ns``; ``on_close`` sends
 whatever is still queued, then an end-of-session packet.
 
+With an Aeron publication (``aeron``, e.g. on ``aeron:ipc`` for the lowest-latency local path) every
+packet also goes there, the same bytes as one Aeron message each, without holding the UDP feed back:
+packets Aeron back-pressures wait in a backlog of at most ``aeron_backlog_packets`` that the next
+duty cycles offer first. A packet nobody subscribes to (not connected) or that overflows the
+backlog is dropped, counted ``aeron_dropped``, as if lost on the wire: the listener recovers it
+through retransmission (``feeds.moldaeron.MoldAeronReceiver``).
+
 Every sent message is kept in a bounded history: a ring of ``history_messages`` fixed slots of
 ``2 + max_message_bytes`` bytes, slot ``seq % history_messages``. :class:`RetransmissionServer`
 answers re-request packets (session, seq, count) from it on its own UDP port, to the requester's
@@ -34,6 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import pyaeron
 from numba import njit
 
 from feeds.itch import MESSAGE_LENGTHS
@@ -54,6 +62,7 @@ DEFAULT_MAX_MESSAGE_BYTES = int(MESSAGE_LENGTHS.max())  # the longest ITCH 5.0 m
 DEFAULT_PACKETS_PER_CYCLE = 16  # data packets sent per duty cycle: bounds the cycle and the listener's burst
 DEFAULT_MAX_MESSAGES_PER_ANSWER = 1024
 DEFAULT_REQUESTS_PER_CYCLE = 8
+DEFAULT_AERON_BACKLOG_PACKETS = 1024  # packets waiting out Aeron back pressure
 LOOPBACK = "127.0.0.1"
 REQUEST_BUFFER_BYTES = 64  # more than a re-request; a longer datagram is malformed
 
@@ -178,6 +187,8 @@ class PublisherStats:
     heartbeats: int = 0
     dropped_packets: int = 0
     would_block: int = 0  # packets the socket refused (data stays in history, like a loss on the wire)
+    aeron_packets: int = 0  # packets appended to the Aeron publication
+    aeron_dropped: int = 0  # packets not put on Aeron: no subscriber connected, or the backlog overflowed
     end_of_session: bool = False
 
 
@@ -213,6 +224,8 @@ class MoldPublisher:
         packets_per_cycle: int = DEFAULT_PACKETS_PER_CYCLE,
         multicast_interface: str = LOOPBACK,
         multicast_ttl: int = 0,
+        aeron: pyaeron.ExclusivePublication | None = None,
+        aeron_backlog_packets: int = DEFAULT_AERON_BACKLOG_PACKETS,
         clock_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         if max_packet_bytes < HEADER_LENGTH + BLOCK_LENGTH_SIZE + max_message_bytes:
@@ -234,6 +247,9 @@ class MoldPublisher:
         self.history = np.zeros((history_messages, BLOCK_LENGTH_SIZE + max_message_bytes), np.uint8)
         self.history_lengths = np.zeros(history_messages, np.int64)
         self.sock = _udp_socket(destination[0], multicast_interface, multicast_ttl)
+        self.aeron = aeron  # closed by on_close
+        self.aeron_backlog_packets = aeron_backlog_packets
+        self._aeron_backlog: deque[list[bytes | memoryview]] = deque()  # [header, blocks] back-pressured
         self._staged = bytearray()  # single messages framed by publish(), batched at the next cycle
         self._batches: deque[_Batch] = deque()
         self._drop_next = 0
@@ -292,6 +308,7 @@ class MoldPublisher:
     def do_work(self) -> int:
         """Send up to ``packets_per_cycle`` data packets, or a heartbeat when idle long enough."""
         self._flush_staged()
+        self._drain_aeron()
         sent = 0
         while self._batches and sent < self.packets_per_cycle:
             batch = self._batches[0]
@@ -328,12 +345,37 @@ class MoldPublisher:
             self.stats.bytes += self.sock.sendmsg([header, blocks], [], 0, self.destination)
         except BlockingIOError:
             self.stats.would_block += 1
+        self._mirror([header, blocks])
 
     def _send(self, packet: bytes) -> None:
         try:
             self.stats.bytes += self.sock.sendto(packet, self.destination)
         except BlockingIOError:
             self.stats.would_block += 1
+        self._mirror([packet])
+
+    def _mirror(self, parts: list[bytes | memoryview]) -> None:
+        """Offer a sent packet on Aeron too, behind any back-pressured ones."""
+        if self.aeron is None:
+            return
+        self._aeron_backlog.append(parts)
+        if len(self._aeron_backlog) > self.aeron_backlog_packets:
+            self._aeron_backlog.popleft()
+            self.stats.aeron_dropped += 1
+        self._drain_aeron()
+
+    def _drain_aeron(self) -> None:
+        """Offer the backlog in order until Aeron pushes back; drop what nobody subscribes to."""
+        aeron = self.aeron
+        while aeron is not None and self._aeron_backlog:
+            result = aeron.offerv(self._aeron_backlog[0])
+            if not result and result is not pyaeron.NOT_CONNECTED:
+                return  # back pressure or an admin action: offer it again next cycle
+            self._aeron_backlog.popleft()
+            if result:
+                self.stats.aeron_packets += 1
+            else:
+                self.stats.aeron_dropped += 1
 
     def on_close(self) -> None:
         """Send everything still queued, then end-of-session; close the socket."""
@@ -346,6 +388,10 @@ class MoldPublisher:
         self._send(encode_end_of_session(self.session, self.next_seq))
         self.stats.end_of_session = True
         self.sock.close()
+        if self.aeron is not None and not self.aeron.is_closed:
+            self.stats.aeron_dropped += len(self._aeron_backlog)  # still back-pressured
+            self._aeron_backlog.clear()
+            self.aeron.close()
 
 
 @dataclass(slots=True)

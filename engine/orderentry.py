@@ -46,6 +46,7 @@ from engine.matching import (
     REJ_BAD_TICK,
     REJ_HALTED,
     REJ_POST_ONLY_CROSS,
+    REJ_SELF_TRADE,
     REJ_UNKNOWN_INSTRUMENT,
     REJ_UNKNOWN_ORDER,
     REQ_CANCEL,
@@ -531,14 +532,14 @@ class OrderEntryServer:
                 match_number=int(report["match_number"]),
             )
         elif kind == RPT_CANCELED:
-            asked = session.batch_kinds.get(urn) == REQ_CANCEL
+            if int(report["reason"]) == REJ_SELF_TRADE:
+                why = ouch.CANCEL_SELF_MATCH_PREVENTION
+            elif session.batch_kinds.get(urn) == REQ_CANCEL:
+                why = ouch.CANCEL_USER_REQUESTED
+            else:
+                why = cancel_reason
             message = ouch.encode(
-                ouch.OUTBOUND,
-                "C",
-                timestamp=now,
-                user_ref_num=urn,
-                quantity=int(report["qty"]),
-                reason=ouch.CANCEL_USER_REQUESTED if asked else cancel_reason,
+                ouch.OUTBOUND, "C", timestamp=now, user_ref_num=urn, quantity=int(report["qty"]), reason=why
             )
         else:
             reason = int(report["reason"])

@@ -7,6 +7,7 @@ agents on ONE :class:`AgentRunner` thread, so the engine has a single writer::
                           │  every report batch ──► flow.on_reports + counters
                           ▼  every ITCH batch
                    MoldPublisher ──► MoldUDP64 over UDP (unicast or multicast)
+                          │      └─► the same packets on Aeron (optional, e.g. IPC; same driver)
                           ▲  history
                    RetransmissionServer ◄── re-requests (UDP)
 
@@ -43,7 +44,7 @@ from prometheus_client.registry import Collector
 from engine.aeron import DEFAULT_DRIVER_IDLE, IPC_CHANNEL, DriverConfig, EmbeddedDriver
 from engine.agent import AgentRunner, idle_strategy
 from engine.flow import SESSION_START_NS, BackgroundFlow, FlowConfig, InstrumentFlow
-from engine.matching import LIQ_REMOVED, POST_ONLY_MODES, RPT_EXECUTED, RPT_REJECTED, MatchingEngine
+from engine.matching import LIQ_REMOVED, POST_ONLY_MODES, RPT_EXECUTED, RPT_REJECTED, SELF_TRADE_MODES, MatchingEngine
 from engine.mdpub import DEFAULT_HISTORY_MESSAGES, DEFAULT_MAX_PACKET_BYTES, MoldPublisher, RetransmissionServer
 from engine.orderentry import DEFAULT_TIMEOUT_NS, OrderEntryServer, Port, ServerConfig
 
@@ -95,8 +96,12 @@ class MarketDataConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES  # UDP payload bound of a packet
     heartbeat_interval_ms: int = 1000  # heartbeat after this long without a packet
     history_messages: int = DEFAULT_HISTORY_MESSAGES  # messages kept for retransmission
+    aeron_channel: str = ""  # "" = off; else the same packets on this Aeron channel too, e.g. "aeron:ipc"
+    aeron_stream_id: int = 2001  # stream id of those packets
 
     def __post_init__(self) -> None:
+        if self.aeron_channel and not self.aeron_channel.startswith("aeron:"):
+            raise ValueError(f"aeron_channel {self.aeron_channel!r} is not an Aeron URI (aeron:ipc, aeron:udp?...)")
         if not 0 < self.port < 1 << 16 or not 0 <= self.retransmission_port < 1 << 16:
             raise ValueError("market data port must be in 1..65535 and retransmission_port in 0..65535")
         if not 0 < len(self.session) <= 10 or not self.session.isascii():
@@ -170,6 +175,7 @@ class SimExchangeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     seed: int = 1  # background flow seed: the same seed gives the same flow requests
     warm_up_s: float = 10.0  # simulated seconds of flow that build the books before the clock starts
     post_only: str = "reject"  # a post-only order that would take: "reject" or "reprice"
+    self_trade: str = "cancel-resting"  # an order meeting its own session's resting order: see SELF_TRADE_MODES
     idle: str = "backoff"  # runner idle strategy: "spin", "yield", "backoff", "sleep:N_US"
     cpu_affinity: tuple[int, ...] = ()  # CPUs the runner thread is pinned to (empty = no pinning)
     metrics_port: int = 0  # Prometheus exporter on 127.0.0.1 (0 = off)
@@ -183,6 +189,8 @@ class SimExchangeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
             raise ValueError("instrument symbols must be distinct")
         if self.post_only not in POST_ONLY_MODES:
             raise ValueError(f"post_only must be one of {sorted(POST_ONLY_MODES)}, not {self.post_only!r}")
+        if self.self_trade not in SELF_TRADE_MODES:
+            raise ValueError(f"self_trade must be one of {sorted(SELF_TRADE_MODES)}, not {self.self_trade!r}")
         idle_strategy(self.idle)
         if self.warm_up_s < 0 or not 0 <= self.metrics_port < 1 << 16:
             raise ValueError("warm_up_s must be >= 0 and metrics_port in 0..65535")
@@ -262,7 +270,9 @@ class SimExchange:
         self._threaded = False
         md = config.market_data
         self.engine = MatchingEngine(
-            [(i.locate, i.symbol, i.tick, i.lot) for i in config.instruments], post_only=config.post_only
+            [(i.locate, i.symbol, i.tick, i.lot) for i in config.instruments],
+            post_only=config.post_only,
+            self_trade=config.self_trade,
         )
         self.flow = BackgroundFlow(
             FlowConfig(instruments=config.instruments, seed=config.seed),
@@ -285,6 +295,9 @@ class SimExchange:
         try:
             self.retransmitter = RetransmissionServer(self.publisher, (LOOPBACK, md.retransmission_port))
             self.driver = EmbeddedDriver(DriverConfig(dir=self._aeron_dir(), idle=config.aeron.driver_idle))
+            if md.aeron_channel:  # the same packets on Aeron too
+                client = self.driver.connect()
+                self.publisher.aeron = client.add_exclusive_publication(md.aeron_channel, md.aeron_stream_id)
             self.order_entry = OrderEntryServer(
                 self.driver.connect(),
                 _OrderEntryEngine(self),  # type: ignore[arg-type]  # duck-typed: symbols + submit
@@ -442,6 +455,9 @@ class SimExchange:
             f"market data    udp {host}:{port} ({kind}; MoldUDP64 session {md.session}, "
             f"packets <= {md.max_packet_bytes} bytes)",
             f"retransmission udp {rhost}:{rport}",
+            f"market data    aeron {md.aeron_channel} stream {md.aeron_stream_id} (the same packets)"
+            if md.aeron_channel
+            else "market data    aeron off",
             f"aeron dir      {self.driver.dir if self.driver else '-'}",
         ]
         lines += [
@@ -467,6 +483,8 @@ class SimExchange:
             "md_messages": pub.messages,
             "md_heartbeats": pub.heartbeats,
             "md_bytes": pub.bytes,
+            "md_aeron_packets": pub.aeron_packets,
+            "md_aeron_dropped": pub.aeron_dropped,
             "retransmission_requests": rtx.requests if rtx else 0,
             "retransmissions_served": rtx.served_requests if rtx else 0,
             "retransmitted_messages": rtx.messages if rtx else 0,
@@ -486,6 +504,8 @@ _METRICS = (  # stats key, metric name, type, help
     ("md_messages", "hftmm_sim_md_messages", "counter", "ITCH messages sent"),
     ("md_heartbeats", "hftmm_sim_md_heartbeats", "counter", "MoldUDP64 heartbeats sent"),
     ("md_bytes", "hftmm_sim_md_bytes", "counter", "market data bytes sent"),
+    ("md_aeron_packets", "hftmm_sim_md_aeron_packets", "counter", "MoldUDP64 packets offered on Aeron"),
+    ("md_aeron_dropped", "hftmm_sim_md_aeron_dropped", "counter", "MoldUDP64 packets not put on Aeron"),
     ("retransmission_requests", "hftmm_sim_retransmission_requests", "counter", "re-requests received"),
     ("retransmissions_served", "hftmm_sim_retransmissions_served", "counter", "re-requests answered"),
     ("retransmitted_messages", "hftmm_sim_retransmitted_messages", "counter", "messages sent again"),

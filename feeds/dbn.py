@@ -117,7 +117,7 @@ KIND_BY_ACTION = _lookup(
         "M": KIND_REPLACE,
         "R": KIND_CLEAR,
         "T": KIND_TRADE,
-        "F": KIND_TRADE,
+        "F": KIND_NONE,  # one resting order's share of the T print just before it: counting it would double
         "N": KIND_NONE,
     },
     "u1",

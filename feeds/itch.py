@@ -14,7 +14,9 @@ integers with 4 implied decimals (the engine's fixed-point price as is) and ``Pr
 The numpy dtypes in :data:`MESSAGE_DTYPES` are the one source of truth: the Python codec
 (:func:`encode`, :func:`decode_message`) reads and writes through them and :data:`MESSAGE_LENGTHS`
 is their item sizes. A flat file is a sequence of ``[u16 big-endian length][message]`` records
-(:func:`frame`); :func:`decode_flat_nb` turns a buffer of them into ``engine.events`` rows.
+(:func:`frame`); :func:`decode_flat_nb` turns a buffer of them into ``engine.events`` rows. The
+Numba encoders ``encode_*_nb`` write the order messages (A/F, E/C, X, D, U, P) of hot producers
+(the synthetic day, the matching engine) as such records straight into a byte buffer.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from engine.events import (
     SIDE_NONE,
 )
 from engine.instruments import Instrument
-from feeds.bytes_nb import put_be_nb, u16_nb, u32_nb, u48_nb, u64_nb
+from feeds.bytes_nb import put_be_nb, put_bytes_nb, u16_nb, u32_nb, u48_nb, u64_nb
 from feeds.errors import FeedError
 from feeds.record import fill_record, read_record
 
@@ -282,6 +284,10 @@ _ORDER_REF = _msg_offset("A", "order_reference_number")
 _ADD_SIDE = _msg_offset("A", "buy_sell_indicator")
 _ADD_SHARES = _msg_offset("A", "shares")
 _ADD_PRICE = _msg_offset("A", "price")
+_ADD_STOCK = _msg_offset("A", "stock")
+_F_MPID = _msg_offset("F", "attribution")
+_EXEC_MATCH = _msg_offset("E", "match_number")
+_P_MATCH = _msg_offset("P", "match_number")
 _EXEC_SHARES = _msg_offset("E", "executed_shares")
 _C_PRINTABLE = _msg_offset("C", "printable")
 _C_PRICE = _msg_offset("C", "execution_price")
@@ -296,8 +302,8 @@ assert {_msg_offset(t, "order_reference_number") for t in "AFPECXD"} == {_ORDER_
 assert _msg_offset("U", "original_order_reference_number") == _ORDER_REF
 for _t in "FP":
     assert _msg_offset(_t, "buy_sell_indicator") == _ADD_SIDE and _msg_offset(_t, "shares") == _ADD_SHARES
-    assert _msg_offset(_t, "price") == _ADD_PRICE
-assert _msg_offset("C", "executed_shares") == _EXEC_SHARES
+    assert _msg_offset(_t, "price") == _ADD_PRICE and _msg_offset(_t, "stock") == _ADD_STOCK
+assert _msg_offset("C", "executed_shares") == _EXEC_SHARES and _msg_offset("C", "match_number") == _EXEC_MATCH
 # R's characters from market_category to etp_flag (skipping the u32 round lot size) map one to one
 # onto the directory's run from market_category to etp_flag.
 _R_CHAR_RUNS = (
@@ -513,6 +519,8 @@ def _decode_one_nb(buf, pos, length, out, n, counts, directory, seq, ts_local_ns
         price = u32_nb(buf, pos + _ADD_PRICE)
         qty = u32_nb(buf, pos + _ADD_SHARES)
         side = _side_nb(buf[pos + _ADD_SIDE])
+        if t == _P:  # P names the resting (non-displayed) order's side; trade rows carry the aggressor's
+            side = -side
     elif t == _D:
         kind = KIND_DELETE
         ref = u64_nb(buf, pos + _ORDER_REF)
@@ -566,6 +574,79 @@ def begin_record_nb(buf, pos, msg_type, locate, ts_ns):
     put_be_nb(buf, m + LOCATE_OFFSET + 2, 0, 2)  # tracking number
     put_be_nb(buf, m + TIMESTAMP_OFFSET, ts_ns, 6)
     return m
+
+
+# --- Numba encoders: one writer per order message type ---------------------------------------------
+# Each writes one [u16 length][message] record at buf[pos] (the caller checks the room) and returns
+# the offset after it. Sides are the event sides (> 0 buy, else sell); stocks and MPIDs are byte rows.
+@njit(cache=True, nogil=True, inline=_INLINE)
+def encode_add_nb(buf, pos, ts_ns, locate, ref, side, shares, stock, price, mpids, mpid_index):
+    """A, or F attributed to ``mpids[mpid_index]`` (a u1[K, 4] table) when the index is not negative."""
+    attributed = mpid_index >= 0
+    m = begin_record_nb(buf, pos, _F if attributed else _A, locate, ts_ns)
+    put_be_nb(buf, m + _ORDER_REF, ref, 8)
+    buf[m + _ADD_SIDE] = _BUY if side > 0 else _SELL
+    put_be_nb(buf, m + _ADD_SHARES, shares, 4)
+    put_bytes_nb(buf, m + _ADD_STOCK, stock)
+    put_be_nb(buf, m + _ADD_PRICE, price, 4)
+    if attributed:
+        put_bytes_nb(buf, m + _F_MPID, mpids[mpid_index])
+    return m + MESSAGE_LENGTHS[_F if attributed else _A]
+
+
+@njit(cache=True, nogil=True, inline=_INLINE)
+def encode_executed_nb(buf, pos, ts_ns, locate, ref, shares, match, printable, price):
+    """E, or C (``printable`` character and execution price) when ``price`` is positive."""
+    priced = price > 0
+    m = begin_record_nb(buf, pos, _C if priced else _E, locate, ts_ns)
+    put_be_nb(buf, m + _ORDER_REF, ref, 8)
+    put_be_nb(buf, m + _EXEC_SHARES, shares, 4)
+    put_be_nb(buf, m + _EXEC_MATCH, match, 8)
+    if priced:
+        buf[m + _C_PRINTABLE] = printable
+        put_be_nb(buf, m + _C_PRICE, price, 4)
+    return m + MESSAGE_LENGTHS[_C if priced else _E]
+
+
+@njit(cache=True, nogil=True, inline=_INLINE)
+def encode_cancel_nb(buf, pos, ts_ns, locate, ref, shares):
+    """X: ``shares`` of order ``ref`` cancelled."""
+    m = begin_record_nb(buf, pos, _X, locate, ts_ns)
+    put_be_nb(buf, m + _ORDER_REF, ref, 8)
+    put_be_nb(buf, m + _X_SHARES, shares, 4)
+    return m + MESSAGE_LENGTHS[_X]
+
+
+@njit(cache=True, nogil=True, inline=_INLINE)
+def encode_delete_nb(buf, pos, ts_ns, locate, ref):
+    """D: order ``ref`` deleted."""
+    m = begin_record_nb(buf, pos, _D, locate, ts_ns)
+    put_be_nb(buf, m + _ORDER_REF, ref, 8)
+    return m + MESSAGE_LENGTHS[_D]
+
+
+@njit(cache=True, nogil=True, inline=_INLINE)
+def encode_replace_nb(buf, pos, ts_ns, locate, old_ref, new_ref, shares, price):
+    """U: order ``old_ref`` replaced by ``new_ref`` with this size and price."""
+    m = begin_record_nb(buf, pos, _U, locate, ts_ns)
+    put_be_nb(buf, m + _ORDER_REF, old_ref, 8)
+    put_be_nb(buf, m + _U_NEW_REF, new_ref, 8)
+    put_be_nb(buf, m + _U_SHARES, shares, 4)
+    put_be_nb(buf, m + _U_PRICE, price, 4)
+    return m + MESSAGE_LENGTHS[_U]
+
+
+@njit(cache=True, nogil=True, inline=_INLINE)
+def encode_trade_nb(buf, pos, ts_ns, locate, side, shares, stock, price, match):
+    """P: a trade of a non-displayed order (which carries no reference)."""
+    m = begin_record_nb(buf, pos, _P, locate, ts_ns)
+    put_be_nb(buf, m + _ORDER_REF, 0, 8)
+    buf[m + _ADD_SIDE] = _BUY if side > 0 else _SELL
+    put_be_nb(buf, m + _ADD_SHARES, shares, 4)
+    put_bytes_nb(buf, m + _ADD_STOCK, stock)
+    put_be_nb(buf, m + _ADD_PRICE, price, 4)
+    put_be_nb(buf, m + _P_MATCH, match, 8)
+    return m + MESSAGE_LENGTHS[_P]
 
 
 @njit(cache=True, nogil=True)

@@ -13,8 +13,9 @@ book follows the price), and non-displayed trades (P). Live orders are tracked p
 preallocated arrays, so every reference is valid, nothing over-executes, adds never cross the
 opposite touch, references and match numbers only increase and timestamps never decrease.
 
-The order flow is one jitted call per output chunk writing straight into a reused byte buffer; the
-few fixed messages around it go through :func:`feeds.itch.encode`. One seed gives the same bytes.
+The order flow is one jitted call per output chunk writing straight into a reused byte buffer with
+the Numba encoders of ``feeds.itch``; the few fixed messages around it go through
+:func:`feeds.itch.encode`. One seed gives the same bytes.
 """
 
 from __future__ import annotations
@@ -26,8 +27,18 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from feeds.bytes_nb import put_be_nb, put_bytes_nb
-from feeds.itch import MESSAGE_DTYPES, MESSAGE_LENGTHS, begin_record_nb, encode, encode_stock_directory, frame
+from feeds.itch import (
+    MESSAGE_LENGTHS,
+    encode,
+    encode_add_nb,
+    encode_cancel_nb,
+    encode_delete_nb,
+    encode_executed_nb,
+    encode_replace_nb,
+    encode_stock_directory,
+    encode_trade_nb,
+    frame,
+)
 
 # --- day timeline (ns since midnight) -------------------------------------------------------------
 NS_PER_SECOND = 1_000_000_000
@@ -71,34 +82,8 @@ FIRST_REF = 1_000  # order references and match numbers start here and only incr
 CHUNK_BYTES = 4 << 20  # the reused output buffer
 GZIP_LEVEL = 1  # favour speed
 
-# --- wire layout: offsets and lengths from feeds.itch, the one description of the bytes ------------
-LENGTH_PREFIX = 2  # each record is [u16 BE length][message]
-
-
-def _at(msg_type: str, name: str) -> int:
-    """Byte offset of field ``name`` in an ITCH message of ``msg_type``."""
-    return int(MESSAGE_DTYPES[msg_type].fields[name][1])
-
-
-def _length(msg_type: str) -> int:
-    """Length in bytes of an ITCH message of ``msg_type`` (without the length prefix)."""
-    return int(MESSAGE_LENGTHS[ord(msg_type)])
-
-
-A_LEN, F_LEN, F_MPID = _length("A"), _length("F"), _at("F", "attribution")
-ADD_REF, ADD_SIDE = _at("A", "order_reference_number"), _at("A", "buy_sell_indicator")
-ADD_SHARES, ADD_STOCK, ADD_PRICE = _at("A", "shares"), _at("A", "stock"), _at("A", "price")
-E_LEN, C_LEN, EXEC_REF = _length("E"), _length("C"), _at("E", "order_reference_number")
-EXEC_SHARES, EXEC_MATCH = _at("E", "executed_shares"), _at("E", "match_number")
-C_PRINTABLE, C_PRICE = _at("C", "printable"), _at("C", "execution_price")
-X_LEN, X_REF, X_SHARES = _length("X"), _at("X", "order_reference_number"), _at("X", "cancelled_shares")
-D_LEN, D_REF = _length("D"), _at("D", "order_reference_number")
-U_LEN, U_OLD_REF = _length("U"), _at("U", "original_order_reference_number")
-U_NEW_REF, U_SHARES, U_PRICE = _at("U", "new_order_reference_number"), _at("U", "shares"), _at("U", "price")
-P_LEN, P_REF, P_SIDE = _length("P"), _at("P", "order_reference_number"), _at("P", "buy_sell_indicator")
-P_SHARES, P_STOCK, P_PRICE = _at("P", "shares"), _at("P", "stock"), _at("P", "price")
-P_MATCH = _at("P", "match_number")
-MAX_FLOW_RECORD = LENGTH_PREFIX + max(_length(t) for t, _ in FLOW_MIX)
+# --- wire layout: the records come from feeds.itch's encoders --------------------------------------
+MAX_FLOW_RECORD = 2 + max(int(MESSAGE_LENGTHS[ord(t)]) for t, _ in FLOW_MIX)  # [u16 length][message]
 
 # --- jitted state layout --------------------------------------------------------------------------
 # st: int64 scalars carried between chunk calls
@@ -111,77 +96,8 @@ NO_ASK = 1 << 62  # best ask of a stock without asks
 
 _A, _F, _D, _U, _X, _E, _C, _P = (ord(c) for c in "AFDUXECP")
 _FLOW_LETTERS = tuple(ord(letter) for letter, _ in FLOW_MIX)
-_BUY, _SELL, _YES, _NO = ord("B"), ord("S"), ord("Y"), ord("N")
+_YES, _NO = ord("Y"), ord("N")
 _MPID_BYTES = np.frombuffer("".join(MPIDS).encode("ascii"), np.uint8).reshape(-1, 4).copy()
-
-
-# --- byte writers ------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
-def _add_nb(buf, pos, ts_ns, locate, ref, side, shares, stock, price, mpid_index):
-    """A, or F attributed to ``_MPID_BYTES[mpid_index]`` when that index is not negative."""
-    attributed = mpid_index >= 0
-    m = begin_record_nb(buf, pos, _F if attributed else _A, locate, ts_ns)
-    put_be_nb(buf, m + ADD_REF, ref, 8)
-    buf[m + ADD_SIDE] = _BUY if side > 0 else _SELL
-    put_be_nb(buf, m + ADD_SHARES, shares, 4)
-    put_bytes_nb(buf, m + ADD_STOCK, stock)
-    put_be_nb(buf, m + ADD_PRICE, price, 4)
-    if attributed:
-        put_bytes_nb(buf, m + F_MPID, _MPID_BYTES[mpid_index])
-        return m + F_LEN
-    return m + A_LEN
-
-
-@njit(cache=True, nogil=True)
-def _executed_nb(buf, pos, ts_ns, locate, ref, shares, match, printable, price):
-    """E, or C (printable flag and execution price) when ``price`` is positive."""
-    priced = price > 0
-    m = begin_record_nb(buf, pos, _C if priced else _E, locate, ts_ns)
-    put_be_nb(buf, m + EXEC_REF, ref, 8)
-    put_be_nb(buf, m + EXEC_SHARES, shares, 4)
-    put_be_nb(buf, m + EXEC_MATCH, match, 8)
-    if priced:
-        buf[m + C_PRINTABLE] = printable
-        put_be_nb(buf, m + C_PRICE, price, 4)
-        return m + C_LEN
-    return m + E_LEN
-
-
-@njit(cache=True, nogil=True)
-def _cancel_nb(buf, pos, ts_ns, locate, ref, shares):
-    m = begin_record_nb(buf, pos, _X, locate, ts_ns)
-    put_be_nb(buf, m + X_REF, ref, 8)
-    put_be_nb(buf, m + X_SHARES, shares, 4)
-    return m + X_LEN
-
-
-@njit(cache=True, nogil=True)
-def _delete_nb(buf, pos, ts_ns, locate, ref):
-    m = begin_record_nb(buf, pos, _D, locate, ts_ns)
-    put_be_nb(buf, m + D_REF, ref, 8)
-    return m + D_LEN
-
-
-@njit(cache=True, nogil=True)
-def _replace_nb(buf, pos, ts_ns, locate, old_ref, new_ref, shares, price):
-    m = begin_record_nb(buf, pos, _U, locate, ts_ns)
-    put_be_nb(buf, m + U_OLD_REF, old_ref, 8)
-    put_be_nb(buf, m + U_NEW_REF, new_ref, 8)
-    put_be_nb(buf, m + U_SHARES, shares, 4)
-    put_be_nb(buf, m + U_PRICE, price, 4)
-    return m + U_LEN
-
-
-@njit(cache=True, nogil=True)
-def _trade_nb(buf, pos, ts_ns, locate, side, shares, stock, price, match):
-    m = begin_record_nb(buf, pos, _P, locate, ts_ns)
-    put_be_nb(buf, m + P_REF, 0, 8)  # non-displayed orders carry no reference
-    buf[m + P_SIDE] = _BUY if side > 0 else _SELL
-    put_be_nb(buf, m + P_SHARES, shares, 4)
-    put_bytes_nb(buf, m + P_STOCK, stock)
-    put_be_nb(buf, m + P_PRICE, price, 4)
-    put_be_nb(buf, m + P_MATCH, match, 8)
-    return m + P_LEN
 
 
 # --- the live book of each stock ----------------------------------------------------------------------
@@ -310,23 +226,23 @@ def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_wei
         ref = _next_id_nb(st, ST_NEXT_REF)
         _append_order_nb(orders, stocks, s, ref, side, qty, px)
         mpid_index = rng.integers(0, _MPID_BYTES.shape[0]) if letter == _F else -1
-        pos = _add_nb(buf, pos, ts, locate, ref, side, qty, tickers[s], px, mpid_index)
+        pos = encode_add_nb(buf, pos, ts, locate, ref, side, qty, tickers[s], px, _MPID_BYTES, mpid_index)
     elif letter in (_D, _U):
         ref, side = orders[s, i, O_REF], orders[s, i, O_SIDE]
         _remove_order_nb(orders, stocks, s, i)
         if letter == _D:
-            pos = _delete_nb(buf, pos, ts, locate, ref)
+            pos = encode_delete_nb(buf, pos, ts, locate, ref)
         else:  # the order comes back re-priced and re-sized under a new reference, same side
             _refresh_best_nb(orders, stocks, s)
             px = _quote_price_nb(rng, stocks, s, side)
             qty = _order_shares_nb(rng)
             new_ref = _next_id_nb(st, ST_NEXT_REF)
             _append_order_nb(orders, stocks, s, new_ref, side, qty, px)
-            pos = _replace_nb(buf, pos, ts, locate, ref, new_ref, qty, px)
+            pos = encode_replace_nb(buf, pos, ts, locate, ref, new_ref, qty, px)
     elif letter == _X:
         cut = rng.integers(1, orders[s, i, O_QTY])
         orders[s, i, O_QTY] -= cut
-        pos = _cancel_nb(buf, pos, ts, locate, orders[s, i, O_REF], cut)
+        pos = encode_cancel_nb(buf, pos, ts, locate, orders[s, i, O_REF], cut)
     elif letter in (_E, _C):
         i = _touch_order_nb(orders, stocks, s, _aggressed_side_nb(rng, stocks, s))
         ref, rest, px = orders[s, i, O_REF], orders[s, i, O_QTY], orders[s, i, O_PX]
@@ -334,9 +250,9 @@ def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_wei
         match = _next_id_nb(st, ST_NEXT_MATCH)
         if letter == _C:
             printable = _NO if rng.random() < P_NON_PRINTABLE else _YES
-            pos = _executed_nb(buf, pos, ts, locate, ref, qty, match, printable, px)
+            pos = encode_executed_nb(buf, pos, ts, locate, ref, qty, match, printable, px)
         else:
-            pos = _executed_nb(buf, pos, ts, locate, ref, qty, match, 0, 0)
+            pos = encode_executed_nb(buf, pos, ts, locate, ref, qty, match, 0, 0)
         if qty == rest:
             _remove_order_nb(orders, stocks, s, i)
         else:
@@ -349,7 +265,7 @@ def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_wei
             px = min(px, stocks[s, K_ASK])
         side = 1 if rng.random() < 0.5 else -1
         match = _next_id_nb(st, ST_NEXT_MATCH)
-        pos = _trade_nb(buf, pos, ts, locate, side, _order_shares_nb(rng), tickers[s], px, match)
+        pos = encode_trade_nb(buf, pos, ts, locate, side, _order_shares_nb(rng), tickers[s], px, match)
     counts[letter] += 1
     return pos
 

@@ -21,6 +21,9 @@ decoder's tracker then logs the gap too; recover the state from a snapshot).
 
 Malformed framing drops the packet (``bad_packets``; the gap logic fetches it again); a message the
 ITCH decoder rejects raises :class:`feeds.errors.FeedError`, since a retransmission would repeat it.
+
+All of this lives in :class:`MoldStream`, which knows nothing of the transport: :class:`MoldReceiver`
+feeds it UDP datagrams, ``feeds.moldaeron.MoldAeronReceiver`` the same packets from an Aeron stream.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -84,18 +88,43 @@ class ReceiverStats:
     end_of_session: bool = False
 
 
-class MoldReceiver:
-    """Agent: MoldUDP64 datagrams in, event rows out to ``handler`` in sequence order."""
+class StreamOptions(TypedDict, total=False):
+    """Keyword options every MoldUDP64 listener takes (see :class:`MoldStream`)."""
 
-    role_name = "mold-receiver"
+    retransmit: tuple[str, int] | None
+    session: bytes | None
+    expect_seq: int
+    batch_packets: int
+    out_rows: int
+    max_buffered_packets: int
+    retry_interval_ns: int
+    max_retries: int
+    clock_ns: Callable[[], int]
+    receive_clock_ns: Callable[[], int]
+
+
+def request_socket(interface: str = LOOPBACK) -> socket.socket:
+    """A non-blocking unicast UDP socket on ``interface`` to send re-requests from and read answers on."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.bind((interface, 0))
+    return sock
+
+
+class MoldStream:
+    """The transport-independent half of a MoldUDP64 listener: in-order delivery and gap recovery.
+
+    A subclass owns the transport: it hands every packet to :meth:`_on_packet`, then calls
+    :meth:`_drive_gap` and :meth:`_flush` once per duty cycle. Re-requests go over UDP from
+    ``request_sock`` (set by the subclass) to ``retransmit``.
+    """
+
+    request_sock: socket.socket
 
     def __init__(
         self,
         handler: Callable[[np.ndarray], None],
-        bind: tuple[str, int] = (LOOPBACK, 0),
         *,
-        multicast_group: str | None = None,
-        interface: str = LOOPBACK,
         retransmit: tuple[str, int] | None = None,
         session: bytes | None = None,
         expect_seq: int = 1,
@@ -104,7 +133,6 @@ class MoldReceiver:
         max_buffered_packets: int = DEFAULT_MAX_BUFFERED_PACKETS,
         retry_interval_ns: int = DEFAULT_RETRY_INTERVAL_NS,
         max_retries: int = DEFAULT_MAX_RETRIES,
-        rcvbuf_bytes: int = DEFAULT_RCVBUF_BYTES,
         clock_ns: Callable[[], int] = time.monotonic_ns,
         receive_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -129,7 +157,7 @@ class MoldReceiver:
         # load (or compile) the decoder now, not on the first packet; an empty packet changes no state
         empty = np.frombuffer(b"", np.uint8)
         decode_packet_nb(empty, 0, 0, self.out, 0, self.counts, self.stocks.table, self.tracker.state, 0)
-        self._slots = np.empty((batch_packets, MAX_DATAGRAM_BYTES), np.uint8)
+        self._slots = np.empty((batch_packets, MAX_DATAGRAM_BYTES), np.uint8)  # datagram receive buffers
         self._slot_views = [memoryview(row) for row in self._slots]
         self._buffered: list[tuple[int, int, bytes]] = []  # heap of (seq, receive ns, packet) past `expected`
         self._gap_until = expect_seq  # the highest sequence number known to exist (+1)
@@ -137,23 +165,6 @@ class MoldReceiver:
         self._request_seq = -1  # `expected` when the outstanding request went out
         self._request_ns = 0
         self._retries = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
-        if multicast_group is None:
-            self.sock.bind(bind)
-            self.request_sock = self.sock
-        else:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind((multicast_group, bind[1]))
-            membership = socket.inet_aton(multicast_group) + socket.inet_aton(interface)
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
-            # a socket bound to a group cannot be a unicast source: requests and answers use their own
-            self.request_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.request_sock.setblocking(False)
-            self.request_sock.bind((interface, 0))
-        self._sockets = (self.sock,) if self.request_sock is self.sock else (self.sock, self.request_sock)
-        self.address: tuple[str, int] = self.sock.getsockname()
 
     @property
     def gap_open(self) -> bool:
@@ -165,30 +176,17 @@ class MoldReceiver:
         """True once end-of-session was delivered in order (nothing missing before it)."""
         return self.stats.end_of_session
 
-    # --- agent ------------------------------------------------------------------------------------
-    def on_start(self) -> None:
-        """Nothing to prepare: the socket is bound at construction, so its port is known early."""
-
-    def do_work(self) -> int:
-        """Read up to ``batch_packets`` datagrams, deliver what is in order, drive gap recovery."""
-        work = 0
-        for sock in self._sockets:
-            for view in self._slot_views[: self.batch_packets - work]:
-                try:
-                    size = sock.recv_into(view)
-                except BlockingIOError:
-                    break
-                self._on_packet(view[:size], self.receive_clock_ns())
-                work += 1
-        work += self._drive_gap()
-        self._flush()
-        return work
-
-    def on_close(self) -> None:
-        """Deliver the rows still held and close the sockets."""
-        self._flush()
-        for sock in self._sockets:
-            sock.close()
+    def _read(self, sock: socket.socket, budget: int) -> int:
+        """Hand up to ``budget`` datagrams waiting on ``sock`` to :meth:`_on_packet`; returns how many."""
+        n = 0
+        for view in self._slot_views[:budget]:
+            try:
+                size = sock.recv_into(view)
+            except BlockingIOError:
+                break
+            self._on_packet(view[:size], self.receive_clock_ns())
+            n += 1
+        return n
 
     # --- packets ----------------------------------------------------------------------------------
     def _on_packet(self, packet: memoryview, ts_ns: int) -> None:
@@ -303,3 +301,55 @@ class MoldReceiver:
         self.expected = target
         self._request_seq = -1
         self._drain_buffered()
+
+
+class MoldReceiver(MoldStream):
+    """Agent: MoldUDP64 datagrams in, event rows out to ``handler`` in sequence order."""
+
+    role_name = "mold-receiver"
+
+    def __init__(
+        self,
+        handler: Callable[[np.ndarray], None],
+        bind: tuple[str, int] = (LOOPBACK, 0),
+        *,
+        multicast_group: str | None = None,
+        interface: str = LOOPBACK,
+        rcvbuf_bytes: int = DEFAULT_RCVBUF_BYTES,
+        **options: Unpack[StreamOptions],
+    ) -> None:
+        super().__init__(handler, **options)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
+        if multicast_group is None:
+            self.sock.bind(bind)
+            self.request_sock = self.sock
+        else:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((multicast_group, bind[1]))
+            membership = socket.inet_aton(multicast_group) + socket.inet_aton(interface)
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+            # a socket bound to a group cannot be a unicast source: requests and answers use their own
+            self.request_sock = request_socket(interface)
+        self._sockets = (self.sock,) if self.request_sock is self.sock else (self.sock, self.request_sock)
+        self.address: tuple[str, int] = self.sock.getsockname()
+
+    # --- agent ------------------------------------------------------------------------------------
+    def on_start(self) -> None:
+        """Nothing to prepare: the socket is bound at construction, so its port is known early."""
+
+    def do_work(self) -> int:
+        """Read up to ``batch_packets`` datagrams, deliver what is in order, drive gap recovery."""
+        work = 0
+        for sock in self._sockets:
+            work += self._read(sock, self.batch_packets - work)
+        work += self._drive_gap()
+        self._flush()
+        return work
+
+    def on_close(self) -> None:
+        """Deliver the rows still held and close the sockets."""
+        self._flush()
+        for sock in self._sockets:
+            sock.close()

@@ -1,7 +1,11 @@
-"""The simulated exchange end to end on loopback: real UDP market data, a real Aeron driver, the CLI."""
+"""The simulated exchange end to end on loopback: real UDP (and Aeron IPC) market data, a real Aeron driver,
+the CLI, and the CLI as another process (OUCH over Aeron UDP; multicast inside a network namespace)."""
 
 from __future__ import annotations
 
+import os
+import re
+import select
 import signal
 import socket
 import subprocess
@@ -11,16 +15,22 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from engine.aeron import EmbeddedDriver, udp_channel
 from engine.book import Book
-from engine.config import decode_toml
+from engine.config import ConfigError, decode_toml
 from engine.events import SIDE_ASK, SIDE_BID
-from engine.orderentry import LOGGED_IN, ClientConfig, OrderEntryClient
+from engine.orderentry import LOGGED_IN, ClientConfig, OrderEntryClient, Port
 from engine.simexchange import SimExchange, SimExchangeConfig
 from feeds import ouch
+from feeds.moldaeron import MoldAeronReceiver
 from feeds.udp import MoldReceiver
 from tests.conftest import step_until
+from tests.unit.engine import test_orderentry
+
+driver = test_orderentry.driver  # fixture: an embedded Aeron driver of the test process
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 10.0
@@ -28,23 +38,38 @@ MAX_CYCLES = 2_000_000
 QUIET_S = 0.3  # market data is quiescent when nothing new arrived for this long
 LOCATES = (1, 2)
 TICK, LOT = 100, 10
+PRICE = 1_000_000  # $100.0000
 CLI_TIMEOUT_S = 240  # bounded; generous because a cold Numba cache compiles every kernel first
+MD_STREAM_ID = 21
+Receiver = MoldReceiver | MoldAeronReceiver
 
 
-def config_text(md_port: int, **top: object) -> str:
-    """A small two-instrument config sending market data to ``md_port``."""
+def config_text(
+    md_port: int,
+    retransmission_port: int = 0,
+    market_data: str = "",
+    order_entry: str = "",
+    user: str = "",
+    **top: object,
+) -> str:
+    """A small two-instrument config sending market data to ``md_port``; ``market_data``, ``order_entry``
+    and ``user`` are more keys of those tables (``user``: the one order-entry user, ALICE)."""
     head = "\n".join(f"{key} = {value}" for key, value in top.items())
     return f"""{head}
 warm_up_s = 2.0
 [market_data]
 port = {md_port}
-retransmission_port = 0
+retransmission_port = {retransmission_port}
 heartbeat_interval_ms = 100
+{market_data}
+[order_entry]
+{order_entry}
 [[order_entry.users]]
 username = "ALICE"
 password = "pw"
 inbound_stream_id = 11
 outbound_stream_id = 12
+{user}
 [[instruments]]
 locate = 1
 symbol = "AAA"
@@ -60,15 +85,24 @@ initial_price = 500000
 
 
 class Listener:
-    """A MoldReceiver rebuilding the exchange's books from its UDP market data."""
+    """A MoldUDP64 listener (UDP unless ``connect`` makes another) rebuilding the exchange's books."""
 
-    def __init__(self) -> None:
+    def __init__(self, connect: Callable[[Callable[[np.ndarray], None]], Receiver] = MoldReceiver) -> None:
         self.book = Book()
-        self.receiver = MoldReceiver(self.book.apply)
+        self.receiver = connect(self.book.apply)
 
-    def poll_until(self, done: Callable[[], bool]) -> None:
-        """Read market data until ``done()`` (bounded in cycles and time)."""
-        step_until(self.receiver.do_work, done, wait_s=WAIT_S, max_cycles=MAX_CYCLES, idle_s=0.0005)
+    def poll_until(self, done: Callable[[], bool], also: Callable[[], int] | None = None) -> None:
+        """Read market data (and step ``also``, an order-entry client) until ``done()``, bounded."""
+
+        def cycle() -> int:
+            return self.receiver.do_work() + (also() if also is not None else 0)
+
+        step_until(cycle, done, wait_s=WAIT_S, max_cycles=MAX_CYCLES, idle_s=0.0005)
+
+    def touch(self, locate: int = 1) -> tuple[int, int]:
+        """Best bid and best ask of ``locate`` in the rebuilt book."""
+        bids, asks = self.book.depth(locate, 1)
+        return int(bids[0][0]), int(asks[0][0])
 
     def run_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -154,17 +188,36 @@ def test_forced_gap_is_recovered_by_retransmission(exchange: SimExchange, listen
     assert exchange.stats()["retransmissions_served"] >= 1
 
 
+def test_books_rebuilt_from_aeron_ipc_market_data_equal_the_exchange_books() -> None:
+    aeron_md = f'aeron_channel = "aeron:ipc"\naeron_stream_id = {MD_STREAM_ID}'
+    sim = SimExchange(decode_toml(config_text(free_port(), market_data=aeron_md), SimExchangeConfig))
+    assert sim.driver is not None and f"aeron:ipc stream {MD_STREAM_ID}" in sim.describe()
+    client = sim.driver.connect()  # the exchange's own driver: IPC is shared memory on this machine
+    listener = Listener(
+        lambda handler: MoldAeronReceiver(
+            handler, client, "aeron:ipc", MD_STREAM_ID, retransmit=sim.retransmission_address
+        )
+    )
+    try:
+        with sim:
+            listener.run_for(1.0)
+            listener.quiesce(sim)
+            listener.assert_matches(sim)
+            stats = sim.stats()
+    finally:
+        listener.receiver.on_close()
+    rx = listener.receiver.stats
+    assert rx.messages == stats["md_messages"] > 0 and rx.lost_messages == 0
+    assert stats["md_aeron_packets"] > 0 and stats["executions"] > 0
+
+
 def test_order_entry_rests_executes_and_rejects(exchange: SimExchange, listener: Listener) -> None:
     user = exchange.config.order_entry.users[0]
     client = OrderEntryClient(exchange.driver.connect(), ClientConfig(user.port()))
     client.connect()
 
     def step_client_until(done: Callable[[], bool]) -> None:
-        def cycle() -> bool:
-            client.do_work()
-            return done()
-
-        listener.poll_until(cycle)
+        listener.poll_until(done, also=client.do_work)
 
     step_client_until(lambda: client.state == LOGGED_IN)
     assert exchange.stats()["order_entry_sessions"] == 1
@@ -197,6 +250,49 @@ def test_order_entry_rests_executes_and_rejects(exchange: SimExchange, listener:
     stats = exchange.stats()
     assert stats["order_entry_requests"] == 3 and stats["rejects"] == 1 and stats["executions"] > 0
     client.logout()
+
+
+QUIET_INSTRUMENT = """
+[[instruments]]
+locate = 3
+symbol = "QUIET"
+limit_rate = 0.0
+market_rate = 0.0
+"""  # no background flow: only the test's orders rest there
+
+
+@pytest.mark.parametrize(
+    "text, key", [('self_trade = "maybe"', "self_trade"), ('[market_data]\naeron_channel = "ipc"', "aeron_channel")]
+)
+def test_config_rejects_an_unknown_self_trade_mode_and_a_non_aeron_channel(text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        decode_toml(text, SimExchangeConfig)
+
+
+def test_self_trade_prevention_cancels_the_sessions_resting_order(listener: Listener) -> None:
+    sim = SimExchange(decode_toml(config_text(listener.receiver.address[1]) + QUIET_INSTRUMENT, SimExchangeConfig))
+    assert sim.config.self_trade == "cancel-resting" and sim.driver is not None
+    client = OrderEntryClient(sim.driver.connect(), ClientConfig(sim.config.order_entry.users[0].port()))
+
+    def until(done: Callable[[], bool]) -> None:
+        listener.poll_until(done, also=client.do_work)
+
+    with sim:
+        client.connect()
+        until(lambda: client.state == LOGGED_IN)
+        assert client.enter(1, ouch.SIDE_SELL, 2, "QUIET", PRICE)
+        until(lambda: client.n_responses >= 1)
+        sell_ref = int(client.drain()[0]["order_reference_number"])
+        assert client.enter(2, ouch.SIDE_BUY, 1, "QUIET", PRICE)  # would trade with the session's own sell
+        until(lambda: client.n_responses >= 2)
+        accepted, canceled = client.drain()
+        assert (chr(canceled["kind"]), canceled["user_ref_num"], canceled["qty"]) == ("C", 1, 2)
+        assert chr(canceled["reason"]) == ouch.CANCEL_SELF_MATCH_PREVENTION
+        buy_ref = int(accepted["order_reference_number"])
+        until(lambda: listener.book.order(sell_ref) is None and listener.book.order(buy_ref) is not None)
+        assert sim.book_snapshot(3) == {"bids": [(PRICE, [(buy_ref, 1, 1, 2)])], "asks": []}
+        client.logout()
+    assert not sim.failed
 
 
 # --- the CLI, as a user runs it ----------------------------------------------------------------
@@ -288,3 +384,161 @@ def test_stepped_exchange_publishes_the_session_start_before_any_order() -> None
     # S start of messages, (R per instrument: no event rows), S system hours, H per instrument, S market hours
     assert "".join(types[:5]) == "SSHHS" and set(types[5:]) <= set("AEXDUCP")
     assert {i.symbol.strip() for i in receiver.stocks.instruments.values()} == {"AAA", "BBB"}
+
+
+# --- the CLI in another process: OUCH over Aeron UDP, market data over unicast and multicast UDP ----
+MULTICAST_GROUP = "239.255.42.2"  # administratively scoped; TTL 0 keeps it on the host (here: in a namespace)
+SESSION_TIMEOUT_MS = 1000  # the exchange ends a silent order-entry session after this long
+CLIENT_HEARTBEAT_NS = 200_000_000
+KILL_WAIT_S = 10.0
+
+
+class CliExchange:
+    """``hftmm sim-exchange`` as a subprocess (optionally behind ``prefix``, e.g. ``ip netns exec NAME``)."""
+
+    def __init__(self, config: Path, prefix: tuple[str, ...] = ()) -> None:
+        command = [*prefix, *cli("--config", str(config), "--duration", str(2 * CLI_TIMEOUT_S))]
+        self.proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.describe = self._read_describe()
+
+    def _read_describe(self) -> str:
+        """What it prints once it listens, up to the instruments line (bounded: a cold Numba cache
+        compiles first). Read from the pipe's descriptor, so that nothing waits in a Python buffer."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        text = ""
+        deadline = time.monotonic() + CLI_TIMEOUT_S
+        while not re.search(r"^instruments .*\n", text, re.MULTILINE):
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(fd, 1 << 16).decode() if ready else ""
+            assert chunk, f"no start-up lines within {CLI_TIMEOUT_S} s: {text!r}"
+            text += chunk
+        return text
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM, wait for a clean exit and return the stats it printed."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=CLI_TIMEOUT_S)
+        assert self.proc.returncode == 0, err
+        fields = [line.split() for line in out.splitlines()]
+        return {f[0]: int(f[1].replace(",", "")) for f in fields if len(f) == 2 and f[1][0].isdigit()}
+
+    def kill(self) -> None:
+        """End the process if it still runs (a failed test): SIGTERM, so it cleans up, then SIGKILL."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.communicate(timeout=KILL_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate(timeout=KILL_WAIT_S)
+
+
+@pytest.fixture
+def cli_exchanges() -> Iterator[list[CliExchange]]:
+    """Subprocess exchanges a test starts; killed at the end if the test did not stop them."""
+    started: list[CliExchange] = []
+    yield started
+    for exchange in started:
+        exchange.kill()
+
+
+def assert_consistent_until_the_end(listener: Listener, stats: dict[str, int]) -> None:
+    """After the exchange stopped: every message up to end-of-session arrived and built sane books."""
+    listener.poll_until(lambda: listener.receiver.finished)
+    rx = listener.receiver.stats
+    assert listener.receiver.expected == stats["md_messages"] + 1 and rx.lost_messages == 0
+    counters = listener.book.counters
+    assert counters["adds"] > 0 and counters["executes"] > 0
+    for anomaly in ("unknown_order_refs", "duplicate_order_ids", "over_executions", "crossed_books"):
+        assert counters[anomaly] == 0, anomaly
+    for locate in LOCATES:
+        bids, asks = listener.book.depth(locate, 1)
+        assert len(bids) and len(asks) and bids[0][0] < asks[0][0]
+
+
+def test_cli_exchange_in_another_process_serves_ouch_over_aeron_udp_and_unicast_market_data(
+    tmp_path: Path, driver: EmbeddedDriver, cli_exchanges: list[CliExchange], listener: Listener
+) -> None:
+    rport, in_port, out_port = free_port(), free_port(), free_port()
+    listener.receiver.retransmit = ("127.0.0.1", rport)
+    session_timing = f"timeout_ms = {SESSION_TIMEOUT_MS}\nheartbeat_interval_ms = {SESSION_TIMEOUT_MS // 5}"
+    channels = f'inbound_channel = "{udp_channel(in_port)}"\noutbound_channel = "{udp_channel(out_port)}"'
+    path = tmp_path / "sim.toml"
+    path.write_text(config_text(listener.receiver.address[1], rport, order_entry=session_timing, user=channels))
+    exchange = CliExchange(path)
+    cli_exchanges.append(exchange)
+    assert f"in {udp_channel(in_port)} stream 11" in exchange.describe
+    port = Port("ALICE", "pw", udp_channel(in_port), 11, udp_channel(out_port), 12)
+    # the client runs its own media driver in this process; the two drivers meet over UDP on 127.0.0.1
+    client = OrderEntryClient(driver.connect(), ClientConfig(port, heartbeat_interval_ns=CLIENT_HEARTBEAT_NS))
+
+    def until(done: Callable[[], bool]) -> None:
+        listener.poll_until(done, also=client.do_work)
+
+    def answers(count: int) -> np.ndarray:
+        until(lambda: client.n_responses >= count)
+        return client.drain()
+
+    client.connect()
+    until(lambda: client.state == LOGGED_IN and all(len(side) for side in listener.book.depth(1, 1)))
+    best_bid, _ = listener.touch()
+
+    assert client.enter(1, ouch.SIDE_BUY, 3 * LOT, "AAA", best_bid - 3 * TICK)
+    (accepted,) = answers(1)
+    ref = int(accepted["order_reference_number"])
+    until(lambda: listener.book.order(ref) is not None)
+    assert (listener.book.order(ref)["price"], listener.book.order(ref)["qty"]) == (best_bid - 3 * TICK, 3 * LOT)
+
+    assert client.replace(1, 2, 2 * LOT, best_bid - 4 * TICK)
+    (replaced,) = answers(1)
+    new_ref = int(replaced["order_reference_number"])
+    assert chr(replaced["kind"]) == "U" and new_ref != ref
+    until(lambda: listener.book.order(ref) is None and listener.book.order(new_ref) is not None)
+    assert listener.book.order(new_ref)["qty"] == 2 * LOT
+
+    assert client.cancel(2)
+    (canceled,) = answers(1)
+    assert chr(canceled["kind"]) == "C" and chr(canceled["reason"]) == ouch.CANCEL_USER_REQUESTED
+    until(lambda: listener.book.order(new_ref) is None)
+
+    _, best_ask = listener.touch()
+    assert client.enter(3, ouch.SIDE_BUY, LOT, "AAA", best_ask + 5 * TICK, time_in_force=ouch.TIF_IOC)
+    until(lambda: any(chr(r["kind"]) == "E" for r in client.responses[: client.n_responses]))
+    executed = [r for r in client.drain() if chr(r["kind"]) == "E"]
+    assert executed[0]["qty"] == LOT and chr(executed[0]["liquidity_flag"]) == "R"  # taken from the flow
+
+    assert client.enter(4, ouch.SIDE_BUY, LOT, "AAA", best_bid - 5 * TICK)
+    (resting,) = answers(1)
+    seen = client.last_sequence
+    client.drop()  # silent: the exchange ends the session after its timeout and cancels the order
+    listener.poll_until(lambda: listener.book.order(int(resting["order_reference_number"])) is None)
+    client.connect()
+    (missed,) = answers(1)
+    assert chr(missed["kind"]) == "C" and chr(missed["reason"]) == ouch.CANCEL_SUPERVISORY
+    assert missed["user_ref_num"] == 4 and client.last_sequence == seen + 1
+    client.logout()
+
+    stats = exchange.stop()
+    assert stats["order_entry_requests"] >= 6 and stats["executions"] > 0
+    assert_consistent_until_the_end(listener, stats)
+
+
+def test_cli_exchange_in_a_network_namespace_sends_multicast_market_data(
+    tmp_path: Path, netns: str, cli_exchanges: list[CliExchange]
+) -> None:
+    listener = Listener(lambda handler: MoldReceiver(handler, multicast_group=MULTICAST_GROUP))
+    rport = free_port()
+    listener.receiver.retransmit = ("127.0.0.1", rport)
+    path = tmp_path / "sim.toml"
+    group = f'multicast_group = "{MULTICAST_GROUP}"'
+    path.write_text(config_text(listener.receiver.address[1], rport, market_data=group))
+    exchange = CliExchange(path, ("ip", "netns", "exec", netns))
+    cli_exchanges.append(exchange)
+    assert f"udp {MULTICAST_GROUP}:{listener.receiver.address[1]} (multicast via 127.0.0.1" in exchange.describe
+    listener.run_for(1.0)
+    if listener.receiver.stats.messages == 0:
+        pytest.skip("multicast datagrams do not loop back on this host")
+    stats = exchange.stop()
+    assert_consistent_until_the_end(listener, stats)
+    listener.receiver.on_close()

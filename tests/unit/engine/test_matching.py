@@ -20,6 +20,7 @@ from engine.matching import (
     REJ_HALTED,
     REJ_NONE,
     REJ_POST_ONLY_CROSS,
+    REJ_SELF_TRADE,
     REJ_UNKNOWN_INSTRUMENT,
     REJ_UNKNOWN_ORDER,
     REQ_CANCEL,
@@ -31,6 +32,7 @@ from engine.matching import (
     RPT_EXECUTED,
     RPT_REJECTED,
     RPT_REPLACED,
+    SELF_TRADE_MODES,
     TIF_DAY,
     TIF_IOC,
     MatchingEngine,
@@ -45,8 +47,9 @@ NOW_NS = 34_200_000_000_000  # 09:30
 class ReferenceMatcher:
     """Orders in a dict, levels as {price: [refs in FIFO order]}: slow and obviously right."""
 
-    def __init__(self, post_only: str) -> None:
+    def __init__(self, post_only: str, self_trade: str = "allow") -> None:
         self.reprice = post_only == "reprice"
+        self.self_trade = self_trade
         self.inst = {locate: [tick, lot, False] for locate, _, tick, lot in INSTRUMENTS}
         self.books = {locate: {SIDE_BID: {}, SIDE_ASK: {}} for locate in self.inst}
         self.orders: dict[int, list[int]] = {}  # ref -> [owner, client_ref, locate, side, price, qty]
@@ -95,10 +98,19 @@ class ReferenceMatcher:
             del self.books[locate][side][price]
 
     def _execute(self, out, owner, client, locate, side, ref, price, qty, ioc) -> None:
+        stopped = False
         while qty > 0 and self._marketable(locate, side, price):
             fill_price = self._best(locate, -side)
             rest_ref = self.books[locate][-side][fill_price][0]
             rest = self.orders[rest_ref]
+            if owner >= 0 and rest[0] == owner and self.self_trade != "allow":  # self-trade prevention
+                if self.self_trade == "cancel-incoming":
+                    stopped = True
+                    break
+                out.append((RPT_CANCELED, owner, rest[1], locate, -side, rest_ref, 0, 0, fill_price, rest[5], 0,
+                            REJ_SELF_TRADE, 0))  # fmt: skip
+                self._remove(rest_ref)
+                continue
             fill = min(qty, rest[5])
             self.match += 1
             rest[5] -= fill
@@ -111,8 +123,9 @@ class ReferenceMatcher:
                 (RPT_EXECUTED, owner, client, locate, side, ref, 0, self.match, fill_price, fill, qty, 0, LIQ_REMOVED)
             )
         if qty > 0:
-            if ioc:
-                out.append((RPT_CANCELED, owner, client, locate, side, ref, 0, 0, price, qty, 0, 0, 0))
+            if ioc or stopped:
+                reason = REJ_SELF_TRADE if stopped else REJ_NONE
+                out.append((RPT_CANCELED, owner, client, locate, side, ref, 0, 0, price, qty, 0, reason, 0))
             else:
                 self._rest(ref, owner, client, locate, side, price, qty)
 
@@ -239,7 +252,7 @@ class FeedBook:
 NEW_, CANCEL_, REPLACE_ = (REQ_NEW,) * 12, (REQ_CANCEL,) * 4, (REQ_REPLACE,) * 6
 request_tuple = st.tuples(
     st.sampled_from((*NEW_, *CANCEL_, *REPLACE_, 9)),  # 9: not a request kind
-    st.sampled_from((1, 1, 1, 2)),  # owner
+    st.sampled_from((1, 1, 1, 2, -1)),  # owner (-1: the background flow, exempt from self-trade prevention)
     st.integers(0, 20),  # client ref
     st.integers(0, 15),  # which live order a cancel or replace targets (15: an unknown one)
     st.sampled_from((1,) * 4 + (2,) * 4 + (UNKNOWN_LOCATE,)),
@@ -270,11 +283,13 @@ def to_requests(rows: list[tuple], live: dict[int, list[int]]) -> np.ndarray:
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(("reject", "reprice")), st.lists(step, min_size=1, max_size=40))
-def test_random_flow_matches_reference_and_its_itch_rebuilds_the_book(post_only, steps):
-    engine = MatchingEngine(INSTRUMENTS, post_only=post_only, orders=2, levels=2, reports=2, itch_bytes=8)
-    ref = ReferenceMatcher(post_only)
+def check_against_reference(post_only: str, self_trade: str, steps: list) -> None:
+    """Run ``steps`` (request batches, or an instrument whose trading to toggle) through the engine and
+    the reference: same reports and books after every step, and the engine's ITCH rebuilds its books."""
+    engine = MatchingEngine(
+        INSTRUMENTS, post_only=post_only, self_trade=self_trade, orders=2, levels=2, reports=2, itch_bytes=8
+    )
+    ref = ReferenceMatcher(post_only, self_trade)
     feed = FeedBook()
     feed.feed(np.frombuffer(engine.session_start_itch(NOW_NS), np.uint8))
     for k, item in enumerate(steps):
@@ -291,6 +306,40 @@ def test_random_flow_matches_reference_and_its_itch_rebuilds_the_book(post_only,
         feed.feed(itch)
         feed.assert_rebuilds(engine)
     assert engine.next_order_ref == ref.next_ref
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(("reject", "reprice")),
+    st.sampled_from(sorted(SELF_TRADE_MODES)),
+    st.lists(step, min_size=1, max_size=40),
+)
+def test_random_flow_matches_reference_and_its_itch_rebuilds_the_book(post_only, self_trade, steps):
+    check_against_reference(post_only, self_trade, steps)
+
+
+# Valid orders of three owners (-1: the background flow) around one price: they cross all the time.
+crossing_tuple = st.tuples(
+    st.sampled_from((REQ_NEW,) * 6 + (REQ_CANCEL, REQ_REPLACE, REQ_REPLACE)),
+    st.sampled_from((1, 1, 2, -1)),  # owner
+    st.integers(1, 6),  # client ref (never a multiple of 7: cancels and replaces come from the order's owner)
+    st.integers(0, 14),  # which live order a cancel or replace targets
+    st.just(1),
+    st.sampled_from((SIDE_BID, SIDE_ASK)),
+    st.integers(99, 101),
+    st.just(0),
+    st.integers(1, 4),  # lots
+    st.just(0),
+    st.sampled_from((TIF_DAY, TIF_DAY, TIF_IOC)),
+    st.just(0),
+)
+
+
+@pytest.mark.parametrize("self_trade", sorted(SELF_TRADE_MODES))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(crossing_tuple, min_size=1, max_size=4), min_size=1, max_size=30))
+def test_self_trade_prevention_on_crossing_flows_matches_reference(self_trade, batches):
+    check_against_reference("reject", self_trade, batches)
 
 
 @settings(max_examples=20, deadline=None)
@@ -404,6 +453,63 @@ def test_post_only_that_would_cross_is_rejected_or_repriced_one_tick_off_the_con
     assert report_tuples(reports)[0][:1] + report_tuples(reports)[0][8:9] == (RPT_ACCEPTED, 9800)
 
 
+# --- self-trade prevention -----------------------------------------------------------------------
+def own_ask_between_two_others(mode: str) -> MatchingEngine:
+    """Asks: ref 1 (owner 2) 2 @ 99.00, then at 100.00 ref 2 (owner 1, client 7) 3 and ref 3 (owner 2) 3."""
+    engine = MatchingEngine(INSTRUMENTS, self_trade=mode)
+    engine.submit(request(side=SIDE_ASK, price=9900, qty=2, owner=2), NOW_NS)
+    engine.submit(request(side=SIDE_ASK, price=10000, qty=3, client_ref=7), NOW_NS)
+    engine.submit(request(side=SIDE_ASK, price=10000, qty=3, owner=2), NOW_NS)
+    return engine
+
+
+ACCEPTED_4 = (RPT_ACCEPTED, 1, 4, 6, 6, REJ_NONE)  # (kind, owner, order ref, qty, leaves, reason)
+FILLS_REF_1 = [(RPT_EXECUTED, 2, 1, 2, 0, REJ_NONE), (RPT_EXECUTED, 1, 4, 2, 4, REJ_NONE)]
+
+
+@pytest.mark.parametrize(
+    "mode, rows, itch_types, asks",
+    [
+        (
+            "allow",
+            [ACCEPTED_4, *FILLS_REF_1, (RPT_EXECUTED, 1, 2, 3, 0, 0), (RPT_EXECUTED, 1, 4, 3, 1, 0),
+             (RPT_EXECUTED, 2, 3, 1, 2, 0), (RPT_EXECUTED, 1, 4, 1, 0, 0)],
+            "EEE",
+            [(10000, [(3, 2, 2, 0)])],
+        ),
+        (
+            "cancel-resting",
+            [ACCEPTED_4, *FILLS_REF_1, (RPT_CANCELED, 1, 2, 3, 0, REJ_SELF_TRADE), (RPT_EXECUTED, 2, 3, 3, 0, 0),
+             (RPT_EXECUTED, 1, 4, 3, 1, 0)],
+            "EDEA",
+            [],
+        ),
+        (
+            "cancel-incoming",
+            [ACCEPTED_4, *FILLS_REF_1, (RPT_CANCELED, 1, 4, 4, 0, REJ_SELF_TRADE)],
+            "E",
+            [(10000, [(2, 3, 1, 7), (3, 3, 2, 0)])],
+        ),
+    ],
+)  # fmt: skip
+def test_an_order_never_trades_with_a_resting_order_of_its_own_owner(mode, rows, itch_types, asks):
+    engine = own_ask_between_two_others(mode)
+    reports, itch = engine.submit(request(price=10000, qty=6, client_ref=8), NOW_NS)  # ref 4, owner 1
+    assert [(r[0], r[1], r[5], r[9], r[10], r[11]) for r in report_tuples(reports)] == rows
+    assert "".join(m["message_type"] for m in messages(itch)) == itch_types
+    assert engine.book_snapshot(1)["asks"] == asks
+    resting_bid = [(10000, [(4, 1, 1, 8)])] if mode == "cancel-resting" else []
+    assert engine.book_snapshot(1)["bids"] == resting_bid
+
+
+def test_the_background_flow_owner_is_exempt_from_self_trade_prevention():
+    engine = MatchingEngine(INSTRUMENTS, self_trade="cancel-resting")
+    engine.submit(request(side=SIDE_ASK, price=10000, qty=3, owner=-1), NOW_NS)
+    reports, itch = engine.submit(request(price=10000, qty=3, owner=-1), NOW_NS)
+    assert [r[0] for r in report_tuples(reports)] == [RPT_ACCEPTED, RPT_EXECUTED, RPT_EXECUTED]
+    assert [m["message_type"] for m in messages(itch)] == ["E"]
+
+
 # --- rejects -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "fields, reason",
@@ -486,6 +592,8 @@ def test_session_start_announces_every_instrument_and_trading():
 def test_constructor_rejects_bad_configuration():
     with pytest.raises(ValueError):
         MatchingEngine(INSTRUMENTS, post_only="maybe")
+    with pytest.raises(ValueError):
+        MatchingEngine(INSTRUMENTS, self_trade="maybe")
     with pytest.raises(ValueError):
         MatchingEngine([(1, "AAA", 100, 1), (1, "BBB", 100, 1)])
     with pytest.raises(ValueError):

@@ -39,7 +39,7 @@ KIND_OF = {
     "M": KIND_REPLACE,
     "R": KIND_CLEAR,
     "T": KIND_TRADE,
-    "F": KIND_TRADE,
+    "F": KIND_NONE,
     "N": KIND_NONE,
 }
 SIDE_OF = {"B": SIDE_BID, "A": SIDE_ASK, "N": SIDE_NONE}
@@ -202,7 +202,7 @@ def test_synthetic_stream_maps_every_action(tmp_path: Path) -> None:
         KIND_REPLACE,
         KIND_CANCEL,
         KIND_TRADE,
-        KIND_TRADE,
+        KIND_NONE,
         KIND_NONE,
         KIND_CLEAR,
     ]

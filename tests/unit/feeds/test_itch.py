@@ -101,7 +101,7 @@ def expected_row(msg_type: str, f: dict, seq: int) -> dict | None:
                    new_order_id=f["new_order_reference_number"], price=f["price"])  # fmt: skip
     elif msg_type == "P":
         row.update(kind=KIND_TRADE, order_id=f["order_reference_number"], qty=f["shares"],
-                   price=f["price"], side=SIDES[f["buy_sell_indicator"]])  # fmt: skip
+                   price=f["price"], side=-SIDES[f["buy_sell_indicator"]])  # aggressor  # fmt: skip
     elif msg_type == "Q":
         row.update(kind=KIND_TRADE, qty=int(np.uint64(f["shares"]).astype(np.int64)), price=f["cross_price"])
     elif msg_type == "H":
