@@ -35,6 +35,7 @@ from engine.events import (
     KIND_ADD,
     KIND_CANCEL,
     KIND_CLEAR,
+    KIND_CLEAR_SIDE,
     KIND_DELETE,
     KIND_EXECUTE,
     KIND_EXECUTE_PRICE,
@@ -427,6 +428,22 @@ def _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b):
     books[b, BK_CROSSED] = 0
 
 
+@njit(cache=True, nogil=True)
+def _clear_side_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, price):
+    """Remove the levels of one side from the touch through ``price`` (bids >= price, asks <= price)."""
+    s = 2 * b + side
+    key = _key(side, price)
+    while sides[s, SD_LEN] > 0:
+        lvl = arena[sides[s, SD_START] + sides[s, SD_LEN] - 1, AR_LEVEL]
+        if _key(side, levels[lvl, LV_PRICE]) < key:
+            return
+        if levels[lvl, LV_HEAD] == EMPTY:  # an L2 level
+            _remove_level_nb(levels, sides, arena, meta, b, side, lvl)
+        else:
+            while levels[lvl, LV_HEAD] != EMPTY and levels[lvl, LV_COUNT] > 0:
+                _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, levels[lvl, LV_HEAD])
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _side_index(side):
     if side == SIDE_BID:
@@ -449,79 +466,111 @@ def _has_room_nb(meta, hash_cap, books_cap, instr_cap, arena_cap):
     )
 
 
+@njit(cache=True, nogil=True, inline="always")
+def tables_nb(st):
+    """Borrowed views of every table of a :class:`BookState`, so that hot loops do no reference counting."""
+    return (
+        borrow(st.orders),
+        borrow(st.levels),
+        borrow(st.sides),
+        borrow(st.books),
+        borrow(st.arena),
+        borrow(st.o_hash),
+        borrow(st.i_hash),
+        borrow(st.meta),
+        borrow(st.counters),
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def has_room_nb(t):
+    """Whether one more event (or one more order of our own) fits in the tables ``t`` without growing."""
+    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = t
+    return _has_room_nb(meta, o_hash.shape[0], books.shape[0], i_hash.shape[0], arena.shape[0])
+
+
 @njit(cache=True, nogil=True)
 def apply_nb(st, events, start):
     """Apply ``events[start:]`` to the books; returns the index reached (len(events) when done).
 
     Stops early, before touching the event, only when the state needs to grow.
     """
-    orders, levels, sides = borrow(st.orders), borrow(st.levels), borrow(st.sides)
-    books, arena, o_hash, i_hash = (borrow(st.books), borrow(st.arena), borrow(st.o_hash), borrow(st.i_hash))
-    meta, counters, events = borrow(st.meta), borrow(st.counters), borrow(events)
-    hash_cap, books_cap, instr_cap, arena_cap = (o_hash.shape[0], books.shape[0], i_hash.shape[0], arena.shape[0])
+    t = tables_nb(st)
+    events = borrow(events)
     n = len(events)
     for i in range(start, n):
-        if not _has_room_nb(meta, hash_cap, books_cap, instr_cap, arena_cap):
+        if not has_room_nb(t):
             return i
-        ev = events[i]
-        kind = ev.kind
-        counters[C_EVENTS] += 1
-        if kind == KIND_ADD:
-            side = _side_index(ev.side)
-            order_id = np.int64(ev.order_id)
-            if side == EMPTY or ev.qty <= 0:
-                counters[C_BAD_EVENT] += 1
-            else:
-                slot = hash_slot_nb(o_hash, orders, OR_ID, order_id)
-                if o_hash[slot] != EMPTY:
-                    counters[C_DUPLICATE_ORDER] += 1
-                    continue
-                b = _book_of_nb(books, sides, i_hash, meta, np.int64(ev.instrument))
-                _add_order_nb(
-                    orders, levels, sides, arena, books, o_hash, meta, b, side, order_id, ev.price, ev.qty, slot
-                )
-                counters[C_ADDS] += 1
-                _check_crossed_nb(sides, arena, books, counters, b)
-        elif kind == KIND_DELETE:
-            o = hash_take_nb(o_hash, orders, OR_ID, np.int64(ev.order_id))
-            if o == EMPTY:
-                counters[C_UNKNOWN_ORDER] += 1
-                continue
-            b = orders[o, OR_BOOK]
-            _unlink_order_nb(orders, levels, sides, arena, books, meta, o)
-            counters[C_DELETES] += 1
-            if books[b, BK_CROSSED]:  # taking liquidity away can only uncross a book
-                _check_crossed_nb(sides, arena, books, counters, b)
-        elif kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_CANCEL):
-            o = hash_find_nb(o_hash, orders, OR_ID, np.int64(ev.order_id))
-            if o == EMPTY:
-                counters[C_UNKNOWN_ORDER] += 1
-                continue
-            b = orders[o, OR_BOOK]
-            if ev.qty <= 0:
-                counters[C_BAD_EVENT] += 1
-                continue
-            else:
-                _reduce_order_nb(orders, levels, sides, arena, books, o_hash, meta, counters, o, ev.qty)
-                counters[C_CANCELS if kind == KIND_CANCEL else C_EXECUTES] += 1
-            if books[b, BK_CROSSED]:  # taking liquidity away can only uncross a book
-                _check_crossed_nb(sides, arena, books, counters, b)
-        elif kind == KIND_REPLACE:
-            _replace_nb(orders, levels, sides, arena, books, o_hash, meta, counters, ev)
-        elif kind == KIND_LEVEL:
-            _set_level_nb(levels, sides, arena, books, i_hash, meta, counters, ev)
-        elif kind == KIND_CLEAR:
-            counters[C_CLEARS] += 1
-            if ev.instrument == ALL_INSTRUMENTS:
-                for b in range(meta[M_BOOKS]):
-                    _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b)
-            else:
-                b = hash_find_nb(i_hash, books, BK_INSTR, np.int64(ev.instrument))
-                if b != EMPTY:
-                    _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b)
-        else:
-            counters[C_IGNORED] += 1
+        apply_event_nb(t, events[i])
     return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def apply_event_nb(t, ev):
+    """Apply one event to the tables ``t`` (from :func:`tables_nb`; room checked by the caller)."""
+    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = t
+    kind = ev.kind
+    counters[C_EVENTS] += 1
+    if kind == KIND_ADD:
+        side = _side_index(ev.side)
+        order_id = np.int64(ev.order_id)
+        if side == EMPTY or ev.qty <= 0:
+            counters[C_BAD_EVENT] += 1
+            return
+        slot = hash_slot_nb(o_hash, orders, OR_ID, order_id)
+        if o_hash[slot] != EMPTY:
+            counters[C_DUPLICATE_ORDER] += 1
+            return
+        b = _book_of_nb(books, sides, i_hash, meta, np.int64(ev.instrument))
+        _add_order_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, order_id, ev.price, ev.qty, slot)
+        counters[C_ADDS] += 1
+        _check_crossed_nb(sides, arena, books, counters, b)
+    elif kind == KIND_DELETE:
+        o = hash_take_nb(o_hash, orders, OR_ID, np.int64(ev.order_id))
+        if o == EMPTY:
+            counters[C_UNKNOWN_ORDER] += 1
+            return
+        b = orders[o, OR_BOOK]
+        _unlink_order_nb(orders, levels, sides, arena, books, meta, o)
+        counters[C_DELETES] += 1
+        if books[b, BK_CROSSED]:  # taking liquidity away can only uncross a book
+            _check_crossed_nb(sides, arena, books, counters, b)
+    elif kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_CANCEL):
+        o = hash_find_nb(o_hash, orders, OR_ID, np.int64(ev.order_id))
+        if o == EMPTY:
+            counters[C_UNKNOWN_ORDER] += 1
+            return
+        b = orders[o, OR_BOOK]
+        if ev.qty <= 0:
+            counters[C_BAD_EVENT] += 1
+            return
+        _reduce_order_nb(orders, levels, sides, arena, books, o_hash, meta, counters, o, ev.qty)
+        counters[C_CANCELS if kind == KIND_CANCEL else C_EXECUTES] += 1
+        if books[b, BK_CROSSED]:  # taking liquidity away can only uncross a book
+            _check_crossed_nb(sides, arena, books, counters, b)
+    elif kind == KIND_REPLACE:
+        _replace_nb(orders, levels, sides, arena, books, o_hash, meta, counters, ev)
+    elif kind == KIND_LEVEL:
+        _set_level_nb(levels, sides, arena, books, i_hash, meta, counters, ev)
+    elif kind == KIND_CLEAR:
+        counters[C_CLEARS] += 1
+        if ev.instrument == ALL_INSTRUMENTS:
+            for b in range(meta[M_BOOKS]):
+                _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b)
+        else:
+            b = hash_find_nb(i_hash, books, BK_INSTR, np.int64(ev.instrument))
+            if b != EMPTY:
+                _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b)
+    elif kind == KIND_CLEAR_SIDE:
+        b = hash_find_nb(i_hash, books, BK_INSTR, np.int64(ev.instrument))
+        side = _side_index(ev.side)
+        counters[C_CLEARS] += 1
+        if side == EMPTY:
+            counters[C_BAD_EVENT] += 1
+        elif b != EMPTY:
+            _clear_side_nb(orders, levels, sides, arena, books, o_hash, meta, b, side, ev.price)
+    else:
+        counters[C_IGNORED] += 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -589,6 +638,14 @@ def depth_nb(levels, sides, arena, b, side, out):
         out[j, 1] = levels[lvl, LV_QTY]
         out[j, 2] = levels[lvl, LV_COUNT]
     return k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def best_level_nb(levels, sides, arena, b, side):
+    """Level row of the best price on (book ``b``, side index), or EMPTY when that side is empty."""
+    s = 2 * b + side
+    n = sides[s, SD_LEN]
+    return EMPTY if n == 0 else arena[sides[s, SD_START] + n - 1, AR_LEVEL]
 
 
 @njit(cache=True, nogil=True)

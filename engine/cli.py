@@ -223,6 +223,83 @@ def cmd_sim_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- backtest -----------------------------------------------------------------------------------
+def _strategy_params(args: argparse.Namespace) -> dict[str, float]:
+    """Parameters from ``--params FILE.toml`` (top-level keys or a [params] table), then ``--param k=v``."""
+    from engine.backtest import BacktestError
+    from engine.config import ConfigError, load_toml
+
+    values: dict[str, float] = {}
+    if args.params:
+        table = load_toml(args.params, dict)
+        table = table.get("params", table)
+        for name, value in table.items():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"{args.params}: parameter {name} must be a number, got {value!r}")
+            values[name] = float(value)
+    for pair in args.param or []:
+        name, sep, value = pair.partition("=")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise BacktestError(f"bad --param {pair!r}: expected NAME=NUMBER")
+    return values
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Run one strategy over historical data and report PnL, risk and fill statistics."""
+    from engine.backtest import BacktestError, backtest
+    from engine.config import ConfigError
+
+    try:
+        result = backtest(
+            args.data,
+            args.strategy,
+            _strategy_params(args),
+            symbol=args.symbol,
+            tick_size=args.tick_size,
+            lot_size=args.lot_size,
+            latency=args.latency,
+            feed_latency=args.feed_latency,
+            queue=args.queue,
+            partial_fills=args.partial_fills,
+            maker_fee=args.maker_fee,
+            taker_fee=args.taker_fee,
+            time_in_force=args.time_in_force,
+            progress=not args.quiet,
+        )
+    except (BacktestError, ConfigError) as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    s = result.stats
+    if args.out:
+        from pathlib import Path
+
+        out = Path(args.out)
+        result.to_parquet(out)
+        result.plot(out / "equity.png")
+        (out / "report.json").write_text(json.dumps(s, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(s))
+        return 0
+    print(f"strategy     {s['strategy']} on {s['symbol']} ({s['data']})  " + " ".join(
+        f"{k}={v:g}" for k, v in s["params"].items()))  # fmt: skip
+    print(f"events       {s['events']:,} in {s['elapsed_s']:.3f} s ({s['events_per_s']:,.0f} events/s; "
+          f"load {s['load_s']:.2f} s, compile {s['compile_s']:.1f} s)")  # fmt: skip
+    print(f"orders       {s['orders']:,} sent, {s['cancels']:,} canceled, {s['rejects']:,} rejected, "
+          f"{s['filled_orders']:,} filled (fill ratio {s['fill_ratio']:.3f})")  # fmt: skip
+    print(f"fills        {s['fills']:,} ({s['taker_fills']:,} taker), volume {s['traded_volume']:,.4g}, "
+          f"value {s['traded_value']:,.2f}")  # fmt: skip
+    print(f"position     {s['position_units']:,.6g} (mean |position| {s['mean_abs_position']:.4g})")
+    print(f"pnl          {s['pnl']:,.2f} net of fees {s['fees']:,.2f}; max drawdown {s['max_drawdown']:,.2f}")
+    print(f"ratios       Sharpe {s['sharpe']:.2f}, Sortino {s['sortino']:.2f} (per-second changes, annualised)")
+    if args.out:
+        print(f"written      {args.out}/fills.parquet, equity.parquet, equity.png, report.json")
+    return 0
+
+
 def _seconds(text: str) -> float:
     """An argparse type: a positive number of seconds."""
     value = float(text)
@@ -232,6 +309,12 @@ def _seconds(text: str) -> float:
 
 
 # --- parser -------------------------------------------------------------------------------------
+def _strategies_epilog() -> str:
+    from strategies import STRATEGIES
+
+    return "strategies and their parameters (defaults):\n" + "\n".join(s.describe() for s in STRATEGIES.values())
+
+
 def _positive(text: str) -> int:
     """An argparse type: an integer >= 1."""
     value = int(text)
@@ -297,6 +380,58 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs; the best is kept (5)")
     b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
     b.set_defaults(func=cmd_bench_feed)
+
+    p = sub.add_parser(
+        "backtest",
+        help="replay historical data through a strategy and a simulated exchange",
+        description="Replay market data through book -> strategy -> simulated exchange (latency, queue "
+        "position, fees) -> fills -> positions, and report PnL, Sharpe, drawdown and fill statistics.",
+        epilog=_strategies_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="ITCH (flat, .gz, pcap), DBN MBO, event Parquet or hftbacktest .npz files, in order",
+    )
+    p.add_argument("--strategy", required=True, metavar="NAME", help="a strategy listed below")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable)")
+    p.add_argument("--params", metavar="FILE.toml", help="strategy parameters from TOML (--param wins)")
+    p.add_argument("--symbol", metavar="SYM", help="the instrument to trade when the data holds several")
+    p.add_argument("--tick-size", type=float, metavar="X", help="price increment (ITCH default 0.01; npz: required)")
+    p.add_argument("--lot-size", type=float, metavar="Y", help="size increment (ITCH default 1; npz: required)")
+    p.add_argument(
+        "--latency",
+        default="constant:10000,10000",
+        metavar="MODEL",
+        help="order entry and response latency: constant:ENTRY_NS,RESP_NS (default 10 us each) | "
+        "lognormal:ENTRY_MEDIAN_NS,RESP_MEDIAN_NS,SIGMA[,SEED] | table:FILE (time, entry, resp rows)",
+    )
+    p.add_argument(
+        "--feed-latency",
+        metavar="MODEL",
+        help="data (the files' local timestamps, default) | constant:NS after the exchange timestamp",
+    )
+    p.add_argument(
+        "--queue",
+        metavar="MODEL",
+        help="queue position on L2 data: risk-averse (default) | power:N | log; L3 data: fifo (exact)",
+    )
+    p.add_argument("--partial-fills", action="store_true", help="fill part of an order when less trades at it")
+    p.add_argument("--maker-fee", type=float, default=0.0, metavar="F", help="fraction of value; negative = rebate")
+    p.add_argument("--taker-fee", type=float, default=0.0, metavar="F", help="fraction of traded value")
+    p.add_argument(
+        "--time-in-force",
+        choices=("gtx", "gtc"),
+        default="gtx",
+        help="gtx: post-only, an order that would cross is rejected (default); gtc: it takes liquidity",
+    )
+    p.add_argument("--out", metavar="DIR", help="write fills.parquet, equity.parquet, equity.png and report.json")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("sim-exchange", help="run the simulated exchange (ITCH over MoldUDP64, OUCH over Aeron)")
     p.add_argument("--config", metavar="FILE", help="TOML config (see examples/sim-exchange.toml); defaults without")

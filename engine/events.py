@@ -52,11 +52,12 @@ KIND_CANCEL = 4  # partial cancel: order_id loses qty
 KIND_DELETE = 5  # order_id removed entirely
 KIND_REPLACE = 6  # order_id -> new_order_id at price/qty (priority lost unless an in-place size cut)
 KIND_LEVEL = 7  # L2: side/price level now holds qty (0 removes it); order_id = order count
-KIND_TRADE = 8  # a trade print that does not touch the book (ITCH P/Q, DBN T/F)
+KIND_TRADE = 8  # a print that does not touch the book (ITCH P/Q, DBN T); side = the aggressor's side
 KIND_CLEAR = 9  # remove every order and level of the instrument
 KIND_SNAPSHOT_BEGIN = 10
 KIND_SNAPSHOT_END = 11
 KIND_STATUS = 12  # trading status / system event; flags holds the raw status character
+KIND_CLEAR_SIDE = 13  # L2: remove `side` levels from the touch through `price` (bids >= price, asks <= price)
 
 KIND_NAMES = {
     KIND_NONE: "none",
@@ -72,6 +73,7 @@ KIND_NAMES = {
     KIND_SNAPSHOT_BEGIN: "snapshot_begin",
     KIND_SNAPSHOT_END: "snapshot_end",
     KIND_STATUS: "status",
+    KIND_CLEAR_SIDE: "clear_side",
 }
 
 # --- sides ---------------------------------------------------------------------------------------
@@ -83,6 +85,10 @@ SIDE_ASK = -1
 FLAG_LAST = 0x80  # last event of a packet / of a same-timestamp batch (DBN F_LAST semantics)
 FLAG_SNAPSHOT = 0x20  # part of a snapshot replay rather than live flow
 FLAG_NON_PRINTABLE = 0x10  # an execution that should not print to the tape (ITCH C printable = N)
+# Two timelines (hftbacktest's exchange and local events): a row is in both unless one of these says not.
+# (STATUS rows keep their raw character in flags; nothing reads timeline flags on them.)
+FLAG_EXCH_ONLY = 0x01  # the matching engine saw it, our feed handler never did (an exchange-only row)
+FLAG_LOCAL_ONLY = 0x02  # only in what we received (e.g. a snapshot we requested), not a matching-engine change
 
 # Instrument id meaning "every instrument" (a feed-wide CLEAR or STATUS).
 ALL_INSTRUMENTS = 0xFFFFFFFF

@@ -51,17 +51,20 @@ def read_feeds(
     skip_bad: bool = False,
     progress: bool = True,
     feed_pass: FeedPass | None = None,
+    tick_size: float | None = None,
+    lot_size: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the event batches of ``paths`` in order, keeping only ``symbols`` when given.
 
     Counters, instruments and timestamps accumulate in ``feed_pass`` (pass one in to read them
     afterwards). A progress bar on stderr follows the bytes read when the input is large.
+    ``tick_size`` and ``lot_size`` reach the formats that need them (hftbacktest npz).
     """
     fp = feed_pass if feed_pass is not None else FeedPass(list(paths))
     readers: list[FeedReader] = []
     for path in paths:
         try:
-            readers.append(open_feed(path, skip_bad=skip_bad, stats=fp.stats))
+            readers.append(open_feed(path, skip_bad=skip_bad, stats=fp.stats, tick_size=tick_size, lot_size=lot_size))
         except FeedError as exc:  # not a feed file at all: with skip_bad, the whole file is skipped
             if not skip_bad or not os.path.isfile(path):  # a missing file is never skipped quietly
                 raise

@@ -1,4 +1,5 @@
-"""Wire protocols in: ITCH 5.0 (flat files, MoldUDP64, pcap/pcapng), Databento DBN MBO, event Parquet.
+"""Wire protocols in: ITCH 5.0 (flat files, MoldUDP64, pcap/pcapng), Databento DBN MBO, event Parquet,
+hftbacktest ``.npz`` event files.
 
 :func:`open_feed` looks at a file's first bytes, not its name, and returns the reader for it.
 """
@@ -16,6 +17,7 @@ PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 DBN_MAGIC = b"DBN"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PARQUET_MAGIC = b"PAR1"
+ZIP_MAGIC = b"PK\x03\x04"  # numpy .npz
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 SNIFF_BYTES = 8
 
@@ -23,7 +25,7 @@ __all__ = ["FeedError", "FeedReader", "FeedStats", "open_feed", "sniff"]
 
 
 def sniff(path: str) -> str:
-    """The format of a feed file: "pcap", "dbn", "parquet" or "itch" (a flat ITCH file).
+    """The format of a feed file: "pcap", "dbn", "parquet", "npz" (hftbacktest) or "itch" (flat ITCH).
 
     Gzip files are looked into, so ``.pcap.gz`` and ``.itch.gz`` are recognised by their content.
     """
@@ -46,12 +48,28 @@ def sniff(path: str) -> str:
         return "dbn"
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
+    if head.startswith(ZIP_MAGIC):
+        return "npz"
     return "itch"
 
 
-def open_feed(path: str, *, skip_bad: bool = False, stats: FeedStats | None = None) -> FeedReader:
-    """The reader for ``path``; pass one ``stats`` to several readers to add up a split session."""
+def open_feed(
+    path: str,
+    *,
+    skip_bad: bool = False,
+    stats: FeedStats | None = None,
+    tick_size: float | None = None,
+    lot_size: float | None = None,
+) -> FeedReader:
+    """The reader for ``path``; pass one ``stats`` to several readers to add up a split session.
+
+    ``tick_size`` and ``lot_size`` are needed by formats that do not carry them (hftbacktest npz).
+    """
     kind = sniff(path)
+    if kind == "npz":
+        from feeds.hftbacktest import HftbacktestReader
+
+        return HftbacktestReader(path, tick_size=tick_size, lot_size=lot_size, skip_bad=skip_bad, stats=stats)
     if kind == "pcap":
         from feeds.pcap import PcapReader as reader
     elif kind == "dbn":

@@ -1,0 +1,115 @@
+"""``hftmm backtest`` as a user runs it: a separate process, real files, the JSON contract, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from engine.backtest import backtest
+from tests.conftest import real_file
+from tests.integration.test_cli import run
+
+HFTBACKTEST_NPZ = "hftbacktest/usdm_btcusdt_20240808_head120k.npz"
+# the keys (and types) that tools reading `hftmm backtest --json` rely on
+JSON_KEYS = {
+    "events": int,
+    "elapsed_s": float,
+    "events_per_s": float,
+    "orders": int,
+    "fills": int,
+    "position": int,
+    "pnl": float,
+    "fees": float,
+    "sharpe": float,
+    "max_drawdown": float,
+}
+
+
+@pytest.fixture(scope="module")
+def itch_day(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated ITCH day (L3, several symbols)."""
+    folder = tmp_path_factory.mktemp("bt")
+    done = run("gen-itch", "-o", "day.itch.gz", "--messages", 40_000, "--symbols", 3, "--seed", 5, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return folder / "day.itch.gz"
+
+
+@pytest.fixture(scope="module")
+def symbol(itch_day: Path) -> str:
+    """The busiest symbol of the day, as the error for a missing --symbol names it."""
+    listed = run("backtest", "--data", itch_day, "--strategy", "touch", "--json", cwd=itch_day.parent)
+    assert listed.returncode == 2 and "--symbol" in listed.stderr and "Traceback" not in listed.stderr
+    symbol = listed.stderr.split("busiest: ")[1].split(",")[0].strip(") \n")
+    # compile the backtest loop here, without a subprocess timeout; the CLI processes load it from the cache
+    backtest(str(itch_day), "touch", symbol=symbol, progress=False)
+    return symbol
+
+
+def test_backtest_itch_day_json_and_outputs(itch_day: Path, symbol: str, tmp_path: Path) -> None:
+    done = run(
+        "backtest", "--data", itch_day, "--strategy", "touch", "--symbol", symbol,
+        "--param", "order_qty=100", "--param", "max_position=500", "--param", "interval_ns=1000000",
+        "--maker-fee", "-0.0002", "--taker-fee", "0.0003", "--out", "out", "--json", "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    for key, kind in JSON_KEYS.items():
+        assert isinstance(stats[key], kind), key
+    assert stats["events"] > 0 and stats["orders"] > 0 and stats["data"] == "L3"
+    assert abs(stats["position"]) <= 500
+    fills = pq.read_table(tmp_path / "out" / "fills.parquet")
+    assert fills.num_rows == stats["fills"]
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["fills"] == stats["fills"]
+    assert (tmp_path / "out" / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pq.read_table(tmp_path / "out" / "equity.parquet").num_rows > 0
+
+
+def test_backtest_params_file_and_text_report(itch_day: Path, symbol: str, tmp_path: Path) -> None:
+    (tmp_path / "touch.toml").write_text("[params]\norder_qty = 50\nmax_position = 100\n")
+    done = run("backtest", "--data", itch_day, "--strategy", "touch", "--symbol", symbol, "--params", "touch.toml",
+               "--param", "order_qty=100", "-q", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "order_qty=100" in done.stdout and "max_position=100" in done.stdout
+    assert "Sharpe" in done.stdout and "pnl" in done.stdout
+
+
+def test_backtest_hftbacktest_npz(replay_data: Path, tmp_path: Path) -> None:
+    npz = real_file(replay_data, HFTBACKTEST_NPZ)
+    done = run(
+        "backtest", "--data", npz, "--strategy", "touch", "--tick-size", "0.1", "--lot-size", "0.001",
+        "--param", "order_qty=0.001", "--param", "max_position=0.01", "--queue", "power:2",
+        "--latency", "constant:1000000,1000000", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["events"] == 120_000 and stats["data"] == "L2"
+    assert stats["fills"] > 0 and abs(stats["position"]) <= 10  # lots of 0.001 within max_position 0.01
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategy", "martingale"], "unknown strategy"),
+        (["--strategy", "touch", "--param", "spread=2"], "no parameter spread"),
+        (["--strategy", "touch", "--param", "order_qty"], "NAME=NUMBER"),
+        (["--strategy", "touch", "--latency", "fast"], "--latency"),
+        (["--strategy", "touch", "--queue", "power:2"], "L2 data only"),
+        (["--strategy", "touch", "--params", "missing.toml"], "missing.toml"),
+        (["--strategy", "touch", "--symbol", "NOPE"], "symbol NOPE"),
+    ],
+)
+def test_backtest_bad_options_are_one_line_errors(
+    itch_day: Path, symbol: str, tmp_path: Path, args: list, message: str
+) -> None:
+    done = run("backtest", "--data", itch_day, "--symbol", symbol, *args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_backtest_npz_without_tick_size_is_a_clear_error(replay_data: Path, tmp_path: Path) -> None:
+    npz = real_file(replay_data, HFTBACKTEST_NPZ)
+    done = run("backtest", "--data", npz, "--strategy", "touch", cwd=tmp_path)
+    assert done.returncode == 2 and "--tick-size" in done.stderr and "Traceback" not in done.stderr
