@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from engine import backtest_nb as k
 from engine.book_nb import grow_state, new_state
-from engine.events import EVENT_DTYPE, KIND_CLEAR_SIDE, KIND_LEVEL, SIDE_BID
+from engine.events import ALL_INSTRUMENTS, EVENT_DTYPE, KIND_CLEAR_SIDE, KIND_LEVEL, KIND_NONE, SIDE_BID
 from engine.instruments import Instrument
 from engine.jit import CompileWatch, tell_compiling
 from engine.quoting_nb import new_actions
@@ -199,7 +199,8 @@ def load_events(
     events = np.concatenate(batches) if batches else np.zeros(0, EVENT_DTYPE)
     if fp.missing_symbols:
         raise BacktestError(f"symbol {symbol} is not in {', '.join(paths)}")
-    ids, counts = np.unique(events["instrument"][events["kind"] != 0], return_counts=True)
+    market = (events["kind"] != KIND_NONE) & (events["instrument"] != ALL_INSTRUMENTS)  # not system events
+    ids, counts = np.unique(events["instrument"][market], return_counts=True)
     if symbol is None and len(ids) > 1:
         top = ", ".join(fp.instrument(int(i)).symbol for i in ids[np.argsort(-counts)][:8])
         raise BacktestError(f"the data holds {len(ids)} instruments: choose one with --symbol (busiest: {top})")

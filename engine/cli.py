@@ -300,6 +300,101 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sweep --------------------------------------------------------------------------------------
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Backtest every parameter set of the grid on every data file as Ray tasks; rank the sets."""
+    from engine.backtest import BacktestError
+    from engine.config import ConfigError
+    from engine.sweep import SweepError, parse_grid, sweep
+
+    try:
+        result = sweep(
+            args.data,
+            args.strategy,
+            parse_grid(args.grid),
+            address=args.address,
+            fixed_params=_strategy_params(args),
+            rank_by=args.rank_by,
+            progress=not args.quiet,
+            symbol=args.symbol,
+            tick_size=args.tick_size,
+            lot_size=args.lot_size,
+            latency=args.latency,
+            queue=args.queue,
+            maker_fee=args.maker_fee,
+            taker_fee=args.taker_fee,
+        )
+    except (SweepError, BacktestError, ConfigError) as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result.to_parquet(args.out)
+    failed = result.failed
+    if failed:
+        _warn(f"{len(failed)} of {result.runs.num_rows} runs failed:")
+        for row in failed:
+            params = " ".join(f"{n}={row[n]:g}" for n in result.metadata["grid"])
+            print(f"  {row['file']} {params}: {row['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.summary.to_pylist()))
+    else:
+        _print_summary(result.summary.to_pylist(), list(result.metadata["grid"]))
+        print(f"written      {args.out} ({result.runs.num_rows} runs, {len(failed)} failed)")
+    return 0 if len(failed) < result.runs.num_rows else 1
+
+
+def _print_summary(rows: list[dict], grid_names: list[str]) -> None:
+    """The ranked summary as a table: rank, the grid's parameters, runs that succeeded, the aggregates."""
+    stats = (("mean_pnl", "mean pnl", ",.2f"), ("mean_sharpe", "mean sharpe", ".2f"),
+             ("mean_sortino", "mean sortino", ".2f"), ("worst_drawdown", "worst dd", ",.2f"),
+             ("total_fills", "fills", ","))  # fmt: skip
+    widths = [max(len(n), 8) for n in grid_names]
+    print(f"{'rank':>4}  " + "  ".join(f"{n:>{w}}" for n, w in zip(grid_names, widths, strict=True))
+          + f"  {'ok':>5}" + "".join(f"  {title:>12}" for _, title, _ in stats))  # fmt: skip
+    for row in rows:
+        params = "  ".join(f"{row[n]:>{w}g}" for n, w in zip(grid_names, widths, strict=True))
+        values = "".join(f"  {'-':>12}" if row[key] is None else f"  {row[key]:>12{fmt}}" for key, _, fmt in stats)
+        print(f"{row['rank']:>4}  {params}  {row['ok']:>2}/{row['runs']:<2}{values}")
+
+
+def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``sweep`` sub-command: the backtest options that apply to every run, plus the grid."""
+    from engine.backtest import DEFAULT_LATENCY
+    from engine.sweep import RANK_KEYS
+
+    p = sub.add_parser(
+        "sweep",
+        help="backtest a grid of strategy parameters over data files, in parallel on Ray",
+        description="Run a backtest for every (parameter set, data file) pair as a Ray task, on a local Ray "
+        "(default) or an existing cluster; write one Parquet row per run and print the parameter sets "
+        "ranked. A run that fails is reported with its parameters and the others go on; the exit status "
+        "is 1 only when every run failed.",
+        epilog=_strategies_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE", help="data files; each one is a run")
+    p.add_argument("--strategy", required=True, metavar="NAME", help="a strategy listed below")
+    p.add_argument(
+        "--grid", action="append", required=True, metavar="NAME=V1,V2,...", help="values to try (repeatable)"
+    )
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter fixed for every run")
+    p.add_argument("--params", metavar="FILE.toml", help="fixed parameters from TOML (--param wins)")
+    p.add_argument("--symbol", metavar="SYM", help="the instrument to trade when the data holds several")
+    p.add_argument("--tick-size", type=float, metavar="X", help="price increment (ITCH default 0.01; npz: required)")
+    p.add_argument("--lot-size", type=float, metavar="Y", help="size increment (ITCH default 1; npz: required)")
+    p.add_argument("--latency", default=DEFAULT_LATENCY, metavar="MODEL", help="as for backtest (constant:E,R ...)")
+    p.add_argument("--queue", metavar="MODEL", help="as for backtest (L2 data: risk-averse | power:N | log)")
+    p.add_argument("--maker-fee", type=float, default=0.0, metavar="F", help="fraction of value; negative = rebate")
+    p.add_argument("--taker-fee", type=float, default=0.0, metavar="F", help="fraction of traded value")
+    p.add_argument(
+        "--address", metavar="ADDR", help="an existing Ray cluster: auto | ray://HOST:PORT (default: a local Ray)"
+    )
+    p.add_argument("--out", default="sweep.parquet", metavar="FILE.parquet", help="one row per run (sweep.parquet)")
+    p.add_argument("--rank-by", choices=list(RANK_KEYS), default="sharpe", help="rank the parameter sets by (sharpe)")
+    p.add_argument("--json", action="store_true", help="print the ranked summary as a JSON list")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+
 def _seconds(text: str) -> float:
     """An argparse type: a positive number of seconds."""
     value = float(text)
@@ -432,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_backtest)
+
+    _add_sweep_parser(sub)
 
     p = sub.add_parser("sim-exchange", help="run the simulated exchange (ITCH over MoldUDP64, OUCH over Aeron)")
     p.add_argument("--config", metavar="FILE", help="TOML config (see examples/sim-exchange.toml); defaults without")

@@ -51,7 +51,7 @@ def symbol(itch_day: Path) -> str:
 def test_backtest_itch_day_json_and_outputs(itch_day: Path, symbol: str, tmp_path: Path) -> None:
     done = run(
         "backtest", "--data", itch_day, "--strategy", "touch", "--symbol", symbol,
-        "--param", "order_qty=100", "--param", "max_position=500", "--param", "interval_ns=1000000",
+        "--param", "order_qty=100", "--param", "max_position=500", "--param", "interval_ns=1000000000",
         "--maker-fee", "-0.0002", "--taker-fee", "0.0003", "--out", "out", "--json", "-q", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

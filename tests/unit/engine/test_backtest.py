@@ -224,3 +224,11 @@ def test_per_day_splits_pnl_and_fills_by_utc_day() -> None:
     assert [d["pnl"] for d in days] == [2.0, 2.0]
     assert [(d["fills"], d["volume"]) for d in days] == [(1, 3.0), (1, 4.0)]
     assert per_day(np.array([5, 6]), np.array([0.0, 1.0]), np.array([5]), np.array([1.0]))[0]["day"] == "session 0"
+
+
+def test_system_events_for_every_instrument_do_not_count_as_an_instrument(tmp_path: Path) -> None:
+    from engine.events import ALL_INSTRUMENTS, KIND_STATUS
+
+    system = (0, 0, 0, 0, 0, 0, 0, ALL_INSTRUMENTS, KIND_STATUS, 0, ord("O"), ord("S"))
+    rows = [system, *book_rows(), ev(1.5, KIND_TRADE, side=SIDE_ASK, price=BID - 100, qty=1), ev(9, KIND_TRADE)]
+    assert run(write(tmp_path, rows)).stats["fills"] == 1  # no --symbol needed: one instrument
