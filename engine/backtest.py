@@ -33,15 +33,16 @@ from engine.instruments import Instrument
 from engine.jit import CompileWatch, tell_compiling
 from engine.quoting_nb import new_actions
 from engine.replay import FeedPass, read_feeds
+from engine.view_nb import new_flow
 from strategies import get_strategy
-from strategies.api import QUOTE_FN, Strategy, new_quotes, new_view
+from strategies.api import DEPTH, QUOTE_FN, Strategy, new_quotes, new_view
 
 DEFAULT_LATENCY = "constant:10000,10000"  # 10 us each way: a co-located gateway
 DEFAULT_ITCH_TICK = 0.01  # US equities at or above $1 (Reg NMS)
 SAMPLE_NS = 100_000_000  # equity curve resolution
 TRADING_SECONDS_PER_YEAR = 252 * 23_400  # Sharpe/Sortino annualisation: 252 sessions of 6.5 hours
 CHUNK_EVENTS = 1 << 20  # events per compiled call (the progress bar moves between calls)
-ORDER_SLOTS = 64
+ORDER_SLOTS = 32
 
 
 class BacktestError(ValueError):
@@ -302,8 +303,6 @@ def _new_state(params: np.ndarray, state_size: int, lat: Latency) -> k.BacktestS
     mi[k.MI_NEXT_WAKE] = k.NEVER
     mi[k.MI_LAST_SAMPLE] = -k.NEVER
     mf = np.zeros(k.N_MF, np.float64)
-    for i in (k.MF_BUY_HIGH, k.MF_SELL_LOW, k.MF_LAST_TRADE):
-        mf[i] = np.nan
     return k.BacktestState(
         own=own,
         queue=np.zeros((ORDER_SLOTS, 2), np.float64),
@@ -322,8 +321,9 @@ def _new_state(params: np.ndarray, state_size: int, lat: Latency) -> k.BacktestS
         params=params,
         sstate=np.zeros(state_size, np.float64),
         quotes=new_quotes(),
-        depth=np.zeros((k.DEPTH, 3), np.int64),
+        depth=np.zeros((DEPTH, 3), np.int64),
         actions=new_actions(ORDER_SLOTS),
+        flow=new_flow(1)[0],
     )
 
 

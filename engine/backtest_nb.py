@@ -54,7 +54,6 @@ from engine.book_nb import (
     _remove_order_nb,
     apply_event_nb,
     best_level_nb,
-    depth_nb,
     has_room_nb,
     hash_find_nb,
     hash_slot_nb,
@@ -96,32 +95,8 @@ from engine.quoting_nb import (
     OW_STATE,
     plan_nb,
 )
-from strategies.api import (
-    DEPTH,
-    MAX_LEVELS,
-    P_INTERVAL_NS,
-    V_ASK,
-    V_ASK_QTY,
-    V_BID,
-    V_BID_QTY,
-    V_BUY_HIGH,
-    V_BUY_VOLUME,
-    V_DEPTH,
-    V_ELAPSED_NS,
-    V_EQUITY,
-    V_FILLED_BUY,
-    V_FILLED_SELL,
-    V_FILLS,
-    V_LAST_TRADE,
-    V_LOT,
-    V_OPEN_ASK,
-    V_OPEN_BID,
-    V_POSITION,
-    V_SELL_LOW,
-    V_SELL_VOLUME,
-    V_TICK,
-    V_TRADES,
-)
+from engine.view_nb import fill_view_nb, mid_nb, own_fill_nb, reset_flow_nb, trade_stats_nb
+from strategies.api import MAX_LEVELS, P_INTERVAL_NS
 
 NEVER = np.int64(2**62)
 
@@ -198,17 +173,8 @@ N_MI = 22
     MF_FEES,
     MF_VOLUME,  # units traded
     MF_VALUE,  # currency traded
-    MF_TRADES,  # since the last call
-    MF_BUY_VOL,
-    MF_SELL_VOL,
-    MF_BUY_HIGH,
-    MF_SELL_LOW,
-    MF_LAST_TRADE,
-    MF_FILLS,
-    MF_FILLED_BUY,
-    MF_FILLED_SELL,
-) = range(13)
-N_MF = 13
+) = range(4)
+N_MF = 4
 
 # --- why run_nb returned ------------------------------------------------------------------------
 RC_DONE, RC_GROW_EXCH, RC_GROW_LOCAL, RC_FILLS_FULL, RC_EQUITY_FULL, RC_MESSAGES_FULL = range(6)
@@ -236,6 +202,7 @@ class BacktestState(NamedTuple):
     quotes: np.ndarray  # f8[MAX_LEVELS, 4]
     depth: np.ndarray  # i8[DEPTH, 3] scratch for depth reads
     actions: np.ndarray  # i8[O + 2 * MAX_LEVELS, N_AC] scratch for engine.quoting_nb.plan_nb
+    flow: np.ndarray  # f8[N_FS]: trades and our fills since the strategy's previous call (engine.view_nb)
 
 
 # --- small helpers ------------------------------------------------------------------------------
@@ -413,24 +380,36 @@ def _queue_depth_nb(bt, slot, prev_qty, new_qty):
 
 
 @njit(cache=True, nogil=True)
-def _l2_before_nb(bt, xt, ev, b, now):
-    """L2 data, before the book takes ``ev``: trades fill or advance our queues; returns the level's old size."""
+def _trade_nb(bt, xt, ev, now, l3):
+    """A trade print: it fills our orders it went through; at our price, what it took beyond the
+    quantity ahead of us (exact on L3, the queue model's estimate on L2) reaches us."""
+    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = xt
     own = bt.own
-    if ev.kind == KIND_TRADE:
-        passive = -ev.side
-        for s in range(own.shape[0]):
-            if own[s, OW_EXCH] != EX_RESTING or own[s, OW_SIDE] != passive:
-                continue
-            price = own[s, OW_PRICE]
-            if _better(passive, price, ev.price):
-                _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, ev.qty), price, 1)
-            elif price == ev.price:
+    passive = -ev.side
+    for s in range(own.shape[0]):
+        if own[s, OW_EXCH] != EX_RESTING or own[s, OW_SIDE] != passive:
+            continue
+        price = own[s, OW_PRICE]
+        if _better(passive, price, ev.price):
+            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, ev.qty), price, 1)
+        elif price == ev.price:
+            if l3:
+                beyond = ev.qty - queue_ahead_nb(orders, own[s, OW_ROW])[1]
+            else:
                 bt.queue[s, 0] -= ev.qty
                 bt.queue[s, 1] += ev.qty
-                ahead = _round_half_away(bt.queue[s, 0])
-                if ahead < 0:
-                    _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, np.int64(-ahead)), price, 1)
+                beyond = np.int64(-_round_half_away(bt.queue[s, 0]))
+            if beyond > 0:
+                _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, beyond), price, 1)
+                if not l3:
                     bt.queue[s, 0] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _l2_before_nb(bt, xt, ev, b, now):
+    """L2 data, before the book takes ``ev``: trades fill or advance our queues; returns the level's old size."""
+    if ev.kind == KIND_TRADE:
+        _trade_nb(bt, xt, ev, now, False)
         return 0
     if ev.kind == KIND_LEVEL:
         return _level_qty_nb(xt, b, _side_index(ev.side), ev.price)
@@ -472,17 +451,7 @@ def _l3_before_nb(bt, xt, ev, now):
             if own[s, OW_EXCH] == EX_RESTING and own[s, OW_SIDE] == side and _better(side, own[s, OW_PRICE], price):
                 _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, ev.qty), own[s, OW_PRICE], 1)
     elif kind == KIND_TRADE:
-        passive = -ev.side
-        for s in range(own.shape[0]):
-            if own[s, OW_EXCH] != EX_RESTING or own[s, OW_SIDE] != passive:
-                continue
-            price = own[s, OW_PRICE]
-            if _better(passive, price, ev.price):
-                _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, ev.qty), price, 1)
-            elif price == ev.price:
-                ahead = queue_ahead_nb(orders, own[s, OW_ROW])[1]
-                if ev.qty > ahead:
-                    _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, ev.qty - ahead), price, 1)
+        _trade_nb(bt, xt, ev, now, True)
 
 
 @njit(cache=True, nogil=True)
@@ -578,11 +547,7 @@ def _receive_nb(bt, now, i):
         mf[MF_FEES] += fee
         mf[MF_VOLUME] += units
         mf[MF_VALUE] += value
-        mf[MF_FILLS] += 1
-        if side == SIDE_BID:
-            mf[MF_FILLED_BUY] += units
-        else:
-            mf[MF_FILLED_SELL] += units
+        own_fill_nb(bt.flow, side, units)
         n = mi[MI_NFILL]
         f = bt.fills
         f[n, FL_LOCAL_NS] = now
@@ -603,110 +568,30 @@ def _receive_nb(bt, now, i):
 
 
 @njit(cache=True, nogil=True)
-def _trade_stats_nb(bt, lt, ev):
-    """A local-timeline trade (a print or an execution) into the statistics the strategy sees next call."""
-    mf = bt.mf
-    unit = bt.cff[CFF_UNIT]
-    kind = ev.kind
-    aggressor = 0
-    price = ev.price
-    if kind == KIND_TRADE:
-        aggressor = ev.side
-    elif kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE):
-        orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = lt
-        o = hash_find_nb(o_hash, orders, OR_ID, np.int64(ev.order_id))
-        if o != EMPTY:
-            aggressor = SIDE_ASK if orders[o, OR_SIDE] == BID else SIDE_BID
-            if kind == KIND_EXECUTE:
-                price = orders[o, OR_PRICE]
-    if aggressor != 0 and ev.qty > 0:
-        px = price * unit
-        units = ev.qty * bt.cff[CFF_LOT]
-        mf[MF_TRADES] += 1
-        mf[MF_LAST_TRADE] = px
-        if aggressor == SIDE_BID:
-            mf[MF_BUY_VOL] += units
-            mf[MF_BUY_HIGH] = px if np.isnan(mf[MF_BUY_HIGH]) else max(mf[MF_BUY_HIGH], px)
-        else:
-            mf[MF_SELL_VOL] += units
-            mf[MF_SELL_LOW] = px if np.isnan(mf[MF_SELL_LOW]) else min(mf[MF_SELL_LOW], px)
-
-
-@njit(cache=True, nogil=True)
-def _mid_nb(lt, b, unit):
-    """Mid price in currency of the local book (NaN when a side is empty)."""
-    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = lt
-    if b == EMPTY:
-        return np.nan
-    bl = best_level_nb(levels, sides, arena, b, BID)
-    al = best_level_nb(levels, sides, arena, b, ASK)
-    if bl == EMPTY or al == EMPTY:
-        return np.nan
-    return 0.5 * (levels[bl, LV_PRICE] + levels[al, LV_PRICE]) * unit
+def _equity_nb(bt, lt, b):
+    """Cash plus the position at the local mid, less fees (the mid missing: the position counts nothing)."""
+    mid = mid_nb(lt, b, bt.cff[CFF_UNIT])
+    position = bt.mi[MI_POSITION] * bt.cff[CFF_LOT]
+    return bt.mf[MF_CASH] + (0.0 if np.isnan(mid) else position * mid) - bt.mf[MF_FEES], mid
 
 
 @njit(cache=True, nogil=True)
 def _fill_view_nb(bt, lt, b, now):
-    """Write what the strategy may know into ``bt.sview``."""
-    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = lt
-    view, mi, mf, cf, cff = bt.sview, bt.mi, bt.mf, bt.cf, bt.cff
-    unit = cff[CFF_UNIT]
+    """Write what the strategy may know into ``bt.sview`` (engine.view_nb, as the live node does)."""
+    mi, cff, own = bt.mi, bt.cff, bt.own
     lot = cff[CFF_LOT]
-    view[V_TICK] = cf[CF_TICK] * unit
-    view[V_LOT] = lot
-    for j in range(V_DEPTH, V_DEPTH + 4 * DEPTH):
-        view[j] = np.nan
-    view[V_BID] = np.nan
-    view[V_ASK] = np.nan
-    view[V_BID_QTY] = 0.0
-    view[V_ASK_QTY] = 0.0
-    if b != EMPTY:
-        for side_index in range(2):
-            k = depth_nb(levels, sides, arena, b, side_index, bt.depth)
-            base = V_DEPTH + 2 * DEPTH * side_index
-            for j in range(k):
-                view[base + 2 * j] = bt.depth[j, 0] * unit
-                view[base + 2 * j + 1] = bt.depth[j, 1] * lot
-            if k > 0:
-                view[V_BID + 2 * side_index] = bt.depth[0, 0] * unit
-                view[V_BID_QTY + 2 * side_index] = bt.depth[0, 1] * lot
-    view[V_POSITION] = mi[MI_POSITION] * lot
     open_bid = 0
     open_ask = 0
-    own = bt.own
     for s in range(own.shape[0]):
-        state = own[s, OW_STATE]
-        if state in (LS_PENDING_NEW, LS_LIVE, LS_PENDING_CANCEL):
+        if own[s, OW_STATE] in (LS_PENDING_NEW, LS_LIVE, LS_PENDING_CANCEL):
             if own[s, OW_SIDE] == SIDE_BID:
                 open_bid += own[s, OW_OPEN]
             else:
                 open_ask += own[s, OW_OPEN]
-    view[V_OPEN_BID] = open_bid * lot
-    view[V_OPEN_ASK] = open_ask * lot
-    view[V_ELAPSED_NS] = 0.0 if mi[MI_CALLS] == 0 else np.float64(now - mi[MI_LAST_CALL])
-    view[V_TRADES] = mf[MF_TRADES]
-    view[V_BUY_VOLUME] = mf[MF_BUY_VOL]
-    view[V_SELL_VOLUME] = mf[MF_SELL_VOL]
-    view[V_BUY_HIGH] = mf[MF_BUY_HIGH]
-    view[V_SELL_LOW] = mf[MF_SELL_LOW]
-    view[V_LAST_TRADE] = mf[MF_LAST_TRADE]
-    view[V_FILLS] = mf[MF_FILLS]
-    view[V_FILLED_BUY] = mf[MF_FILLED_BUY]
-    view[V_FILLED_SELL] = mf[MF_FILLED_SELL]
-    mid = _mid_nb(lt, b, unit)
-    view[V_EQUITY] = mf[MF_CASH] + (0.0 if np.isnan(mid) else mi[MI_POSITION] * lot * mid) - mf[MF_FEES]
-
-
-@njit(cache=True, nogil=True)
-def _reset_since_call_nb(mf):
-    mf[MF_TRADES] = 0.0
-    mf[MF_BUY_VOL] = 0.0
-    mf[MF_SELL_VOL] = 0.0
-    mf[MF_BUY_HIGH] = np.nan
-    mf[MF_SELL_LOW] = np.nan
-    mf[MF_FILLS] = 0.0
-    mf[MF_FILLED_BUY] = 0.0
-    mf[MF_FILLED_SELL] = 0.0
+    elapsed = 0.0 if mi[MI_CALLS] == 0 else np.float64(now - mi[MI_LAST_CALL])
+    equity, _ = _equity_nb(bt, lt, b)
+    fill_view_nb(bt.sview, lt, b, bt.depth, bt.cf[CF_TICK] * cff[CFF_UNIT], cff[CFF_UNIT], lot, mi[MI_POSITION] * lot,
+                 open_bid * lot, open_ask * lot, elapsed, bt.flow, equity)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -756,10 +641,10 @@ def _act_nb(bt, now, wanted):
 def _sample_nb(bt, lt, b, now):
     mi, mf = bt.mi, bt.mf
     n = mi[MI_NEQ]
-    mid = _mid_nb(lt, b, bt.cff[CFF_UNIT])
+    equity, mid = _equity_nb(bt, lt, b)
     position = mi[MI_POSITION] * bt.cff[CFF_LOT]
     bt.eq_ts[n] = now
-    bt.eq[n, EQ_EQUITY] = mf[MF_CASH] + (0.0 if np.isnan(mid) else position * mid) - mf[MF_FEES]
+    bt.eq[n, EQ_EQUITY] = equity
     bt.eq[n, EQ_POSITION] = position
     bt.eq[n, EQ_MID] = mid
     bt.eq[n, EQ_FEES] = mf[MF_FEES]
@@ -769,12 +654,25 @@ def _sample_nb(bt, lt, b, now):
 
 
 # --- the loop -----------------------------------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _borrowed_nb(bt):
+    """The state with owner-less views of its arrays: helpers that are not inlined then pay no
+    reference counting per event (the caller keeps the arrays alive; tables grow between calls)."""
+    return BacktestState(
+        borrow(bt.own), borrow(bt.queue), borrow(bt.req), borrow(bt.rsp), borrow(bt.fills), borrow(bt.fill_fee),
+        borrow(bt.eq_ts), borrow(bt.eq), borrow(bt.cf), borrow(bt.cff), borrow(bt.lat), borrow(bt.mi),
+        borrow(bt.mf), borrow(bt.sview), borrow(bt.params), borrow(bt.sstate), borrow(bt.quotes),
+        borrow(bt.depth), borrow(bt.actions), borrow(bt.flow),
+    )  # fmt: skip
+
+
 @njit(cache=True, nogil=True)
 def run_nb(bt, xs, ls, events, quote):
     """Advance the backtest until the events end (RC_DONE) or a table is full (another RC_* code)."""
     xt = tables_nb(xs)
     lt = tables_nb(ls)
     events = borrow(events)
+    bt = _borrowed_nb(bt)
     mi, cf = bt.mi, bt.cf
     n = len(events)
     interval = np.int64(bt.params[P_INTERVAL_NS])
@@ -844,7 +742,7 @@ def run_nb(bt, xs, ls, events, quote):
             mi[MI_NOW] = t
             if ev.instrument == instrument:
                 if ev.kind == KIND_TRADE or ev.kind == KIND_EXECUTE or ev.kind == KIND_EXECUTE_PRICE:
-                    _trade_stats_nb(bt, lt, ev)
+                    trade_stats_nb(bt.flow, lt, ev, bt.cff[CFF_UNIT], bt.cff[CFF_LOT])
                 apply_event_nb(lt, ev)
             mi[MI_IL] = il + 1
             if interval > 0 and mi[MI_NEXT_WAKE] == NEVER:
@@ -875,7 +773,7 @@ def _wake_nb(bt, lt, now, quote):
     wanted = quote(now, bt.sview, bt.params, bt.sstate, bt.quotes)
     mi[MI_CALLS] += 1
     mi[MI_LAST_CALL] = now
-    _reset_since_call_nb(bt.mf)
+    reset_flow_nb(bt.flow)
     _act_nb(bt, now, wanted)
     if now - mi[MI_LAST_SAMPLE] >= bt.cf[CF_SAMPLE_NS]:
         _sample_nb(bt, lt, b, now)

@@ -172,6 +172,14 @@ def cmd_bench_feed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_backtest(args: argparse.Namespace) -> int:
+    """Backtester events/s with touch and GLFT, beside hftbacktest on the same npz (bench/backtest.py)."""
+    from bench.backtest import run
+
+    run(args.npz, args.npz_events, args.messages, args.symbols, args.seed, args.repeats, args.out)
+    return 0
+
+
 # --- sim-exchange -------------------------------------------------------------------------------
 SIM_POLL_S = 0.2  # how often the waiting main thread checks the duration and the exchange's health
 
@@ -475,6 +483,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs; the best is kept (5)")
     b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
     b.set_defaults(func=cmd_bench_feed)
+
+    b = bench.add_parser("backtest", help="backtester events/s (touch, glft) beside hftbacktest on the same npz")
+    b.add_argument("--npz", metavar="FILE", help="hftbacktest event file (../shared/replay_data/hftbacktest/...)")
+    b.add_argument("--npz-events", type=int, default=0, metavar="N", help="only its first N events (0: all)")
+    b.add_argument("--messages", type=_positive, default=5_000_000, metavar="N", help="ITCH day messages (5,000,000)")
+    b.add_argument("--symbols", type=_positive, default=50, metavar="K", help="ITCH day instruments (50)")
+    b.add_argument("--seed", type=int, default=1, metavar="S", help="random seed of the ITCH day (1)")
+    b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs each; best and median (5)")
+    b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
+    b.set_defaults(func=cmd_bench_backtest)
 
     p = sub.add_parser(
         "backtest",
