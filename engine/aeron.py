@@ -73,6 +73,14 @@ class DriverConfig:
             raise ValueError("client_sleep_ns and await_sleep_ns must be positive")
 
 
+def connect(
+    aeron_dir: str, client_sleep_ns: int = DEFAULT_CLIENT_SLEEP_NS, await_sleep_ns: int = DEFAULT_AWAIT_SLEEP_NS
+) -> pyaeron.Aeron:
+    """A client of the running media driver whose directory is ``aeron_dir`` (any process; close it yourself)."""
+    context = pyaeron.Context(dir=aeron_dir, idle_sleep_duration_ns=client_sleep_ns)
+    return pyaeron.Aeron(context=context, idle=pyaeron.IdleStrategy.sleeping(await_sleep_ns))
+
+
 def _idle_environment(idle: str) -> dict[str, str]:
     """The ``AERON_*_IDLE_STRATEGY[_INIT_ARGS]`` variables that give every driver agent ``idle``."""
     name, _, args = idle.partition(":")
@@ -121,8 +129,7 @@ class EmbeddedDriver:
         """A new client of this driver (closed with the driver)."""
         if self.driver is None:
             raise RuntimeError("the driver is closed")
-        context = pyaeron.Context(dir=self.config.dir, idle_sleep_duration_ns=self.config.client_sleep_ns)
-        client = pyaeron.Aeron(context=context, idle=pyaeron.IdleStrategy.sleeping(self.config.await_sleep_ns))
+        client = connect(self.config.dir, self.config.client_sleep_ns, self.config.await_sleep_ns)
         self.clients.append(client)
         return client
 

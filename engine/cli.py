@@ -231,6 +231,69 @@ def cmd_sim_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- live -----------------------------------------------------------------------------------------
+def _live_config(path: str | None):
+    """The live config of ``--config`` (the defaults without one); raises ConfigError in one line."""
+    from engine.config import load_toml
+    from engine.live_config import LiveConfig
+
+    return load_toml(path, LiveConfig) if path else LiveConfig()
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """Run the live daemon until Ctrl-C, SIGTERM or the duration; cancel everything; print the report."""
+    import signal
+
+    from engine.config import ConfigError
+    from engine.live import LiveDaemon, LiveError, format_report, install_signals, stderr_line, terminal_status
+    from engine.metrics import MetricsBlockError
+
+    try:
+        config = _live_config(args.config)
+    except ConfigError as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    tty = sys.stderr.isatty()
+    notice = (lambda text: stderr_line(f"\n{text}")) if tty else stderr_line
+    daemon = LiveDaemon(config, out=notice, status=terminal_status if tty else None)
+    handlers = install_signals(daemon)
+    try:
+        try:
+            daemon.start()
+        except (LiveError, MetricsBlockError, ValueError) as exc:  # a port in use, another daemon, a bad CPU...
+            print(f"hftmm: error: {args.config or 'live'}: {' '.join(str(exc).split())}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        install_signals(daemon)  # again: starting Ray put its own SIGTERM handler in place
+        stderr_line(f"hftmm live: {len(config.nodes)} node(s), metrics on {daemon.exporter.url}")
+        daemon.run(args.duration)
+        daemon.shutdown()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if tty:
+        print(file=sys.stderr)  # end the status line
+    report = daemon.report()
+    print(format_report(report), flush=True)
+    if args.report:
+        with open(args.report, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    """Trip the kill switch of the running live daemon (cancel everything, quote no more)."""
+    from engine.config import ConfigError
+    from engine.live import LiveError, kill_daemon
+
+    try:
+        pid = kill_daemon(_live_config(args.config).runtime_dir)
+    except (ConfigError, LiveError) as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"kill switch sent to hftmm live (pid {pid})")
+    return 0
+
+
 # --- backtest -----------------------------------------------------------------------------------
 def _strategy_params(args: argparse.Namespace) -> dict[str, float]:
     """Parameters from ``--params FILE.toml`` (top-level keys or a [params] table), then ``--param k=v``."""
@@ -483,7 +546,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs; the best is kept (5)")
     b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
     b.set_defaults(func=cmd_bench_feed)
-
     b = bench.add_parser("backtest", help="backtester events/s (touch, glft) beside hftbacktest on the same npz")
     b.add_argument("--npz", metavar="FILE", help="hftbacktest event file (../shared/replay_data/hftbacktest/...)")
     b.add_argument("--npz-events", type=int, default=0, metavar="N", help="only its first N events (0: all)")
@@ -552,6 +614,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="TOML config (see examples/sim-exchange.toml); defaults without")
     p.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
     p.set_defaults(func=cmd_sim_exchange)
+
+    p = sub.add_parser("live", help="run the live trading daemon (nodes, risk, OUCH gateway, metrics)")
+    p.add_argument("--config", metavar="FILE", help="TOML config (every key with its default: examples/live.toml)")
+    p.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    p.add_argument("--report", metavar="FILE.json", help="also write the session report as JSON")
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("kill", help="trip the kill switch of the running live daemon")
+    p.add_argument("--config", metavar="FILE", help="the daemon's config (for its runtime_dir; default /tmp/hftmm)")
+    p.set_defaults(func=cmd_kill)
     return parser
 
 

@@ -479,16 +479,22 @@ class OrderEntryServer:
         if not n:
             return 0
         reports, itch = self.engine.submit(self._requests[:n], self.timestamp_ns())
-        for report in reports:
-            session = self._by_owner.get(int(report["owner"]))
-            if session is not None:
-                self._on_report(session, report, cancel_reason)
+        self.on_reports(reports, cancel_reason)
         for session in self.sessions:
             session.pending.clear()
             session.batch_kinds.clear()
         if self.on_itch is not None and len(itch):
             self.on_itch(itch)
         return n
+
+    def on_reports(self, reports: np.ndarray, cancel_reason: str = ouch.CANCEL_IOC) -> None:
+        """Answer every engine report about a session's order, including those another submitter caused
+        (the background flow's market order executing a resting order); ``cancel_reason`` for cancels
+        nobody asked for."""
+        for report in reports:
+            session = self._by_owner.get(int(report["owner"]))
+            if session is not None:
+                self._on_report(session, report, cancel_reason)
 
     def _on_report(self, session: _Session, report: np.void, cancel_reason: str) -> None:
         kind = int(report["kind"])
@@ -737,13 +743,18 @@ class OrderEntryClient:
         """Send any inbound OUCH message as Unsequenced Data; False when it could not be offered now."""
         return self.state == LOGGED_IN and self._offer(bytes((PKT_UNSEQUENCED,)) + message)
 
-    def _offer_buf(self, length: int) -> bool:
+    def offer_packet(self, packet: memoryview) -> bool:
+        """Offer a complete Unsequenced Data packet (type byte included) built elsewhere, e.g. by a
+        compiled gateway; False when not logged in or it could not be offered now."""
         if self.state != LOGGED_IN or self._publication is None:
             return False
-        if self._publication.offer(memoryview(self._buf)[:length]):
+        if self._publication.offer(packet):
             self._last_tx_ns = self.clock_ns()
             return True
         return False
+
+    def _offer_buf(self, length: int) -> bool:
+        return self.offer_packet(memoryview(self._buf)[:length])
 
     def _offer(self, packet: bytes) -> bool:
         if self._publication is not None and self._publication.offer(packet):

@@ -345,6 +345,7 @@ class SimExchange:
     # --- hot-path hooks (runner thread) -------------------------------------------------------------
     def _on_flow_submit(self, reports: np.ndarray, itch: np.ndarray) -> None:
         tally_reports_nb(reports, self.counters)
+        self.order_entry.on_reports(reports)  # the flow's orders may have executed a session's resting order
         if len(itch):
             self.publisher.publish_flat(itch)
 

@@ -1,0 +1,540 @@
+"""The live trading daemon (``hftmm live``): exchange link, Aeron, Ray-placed trading nodes, metrics, report.
+
+What runs where::
+
+    daemon process (this module)                         one Ray actor process per [[nodes]] entry
+      [embedded] SimExchange runner thread (backoff)       engine.node.TradingNode on a pinned thread:
+      its Aeron media driver (sleeping idle)                 UDP MoldUDP64 -> book -> strategy -> risk
+      MetricsExporter thread (HTTP, 127.0.0.1:port)          -> OUCH over Aeron IPC (the driver's dir)
+      main thread: signals, supervision, status line       metrics block  /dev/shm/hftmm-metrics-<pid>-<node>
+      Ray (local: raylet, GCS; started here or attached)   control block  /dev/shm/hftmm-control-<pid>-<node>
+
+With ``[exchange] embedded = false`` the daemon starts (or with ``[aeron] attach`` attaches to) the
+media driver of ``[aeron] dir`` and the nodes speak OUCH on each node's configured channels.
+
+Lifecycle: start -> run until Ctrl-C, SIGTERM or ``--duration`` -> every node cancels its open
+orders and waits (bounded) for the acknowledgements -> the session report. A node whose actor dies
+is restarted (``[ray] max_restarts``), continuing its client order ids. ``SIGUSR1`` (what ``hftmm
+kill`` sends to the pid in ``<runtime_dir>/live.pid``) engages the kill switch: every node cancels
+everything and quotes no more while the daemon keeps running; the report says ``killed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.aeron import DriverConfig, EmbeddedDriver
+from engine.live_config import DEFAULT_PRICE, SHM_DIR, LiveConfig, NodeConfig
+from engine.metrics import (
+    BLOCK_PREFIX,
+    G_PNL,
+    G_POSITION,
+    I_ORDERS_FILLED,
+    I_ORDERS_SENT,
+    DaemonMetrics,
+    MetricsBlock,
+    MetricsExporter,
+)
+from engine.node import (
+    CT_KILL,
+    CT_NEXT_ID,
+    CT_STATE,
+    CT_STOP,
+    STAGES,
+    STATE_NAMES,
+    ControlBlock,
+    NodeProcess,
+    NodeSpec,
+    percentile_ns,
+)
+from engine.orderentry import Port
+from engine.risk import RISK_REASONS
+
+log = logging.getLogger("hftmm.live")
+
+PID_FILE = "live.pid"
+CONTROL_PREFIX = "hftmm-control-"
+FIRST_STREAM_ID = 1001  # node k (0-based) of an embedded exchange: streams 1001 + 2k (in) and 1002 + 2k (out)
+RESTART_ID_GAP = 1000  # a restarted node starts its client order ids this far above the last one seen
+SECONDS_PER_DAY = 86_400
+IDS_PER_SECOND = 10_000  # client order ids start at seconds-since-midnight x this (they must rise all day)
+RAY_OBJECT_STORE_BYTES = 100 << 20
+POLL_S = 0.1
+
+
+# --- the session ----------------------------------------------------------------------------------
+@dataclass
+class NodeHandle:
+    """The daemon's side of one node: spec, blocks, actor and its pending run, restarts, report."""
+
+    config: NodeConfig
+    spec: NodeSpec
+    block: MetricsBlock
+    control: ControlBlock
+    actor: object = None
+    run_ref: object = None
+    restarts: int = 0
+    report: dict = field(default_factory=dict)
+    failure: str = ""
+
+
+class LiveError(RuntimeError):
+    """The daemon cannot start (one line saying why)."""
+
+
+def first_order_id() -> int:
+    """Client order ids start from the time of day, so that they rise across daemon restarts."""
+    return int(time.time()) % SECONDS_PER_DAY * IDS_PER_SECOND + 1
+
+
+def _port(node: NodeConfig, k: int) -> Port:
+    return Port(
+        node.username or f"MM{k + 1}",
+        node.password,
+        node.inbound_channel,
+        node.inbound_stream_id or FIRST_STREAM_ID + 2 * k,
+        node.outbound_channel,
+        node.outbound_stream_id or FIRST_STREAM_ID + 2 * k + 1,
+    )
+
+
+class LiveDaemon:
+    """One live session: :meth:`start`, :meth:`run` until stopped, :meth:`shutdown`, then :meth:`report`."""
+
+    def __init__(
+        self, config: LiveConfig, out: Callable[[str], None] = print, status: Callable[[str], None] | None = None
+    ) -> None:
+        self.config = config
+        self.out = out
+        self.status = status or out
+        self.instruments = config.resolved_instruments()
+        self.stop_requested = threading.Event()
+        self.kill_requested = threading.Event()
+        self.killed = False
+        self.exchange = None
+        self.driver: EmbeddedDriver | None = None
+        self.exporter: MetricsExporter | None = None
+        self.daemon_metrics = DaemonMetrics()
+        self.nodes: list[NodeHandle] = []
+        self.started_ray = False
+        self.started_at = time.monotonic()
+        self.exchange_record: dict[str, int] | None = None
+        self._pid_file = Path(config.runtime_dir) / PID_FILE
+
+    # --- start ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Pid file, exchange or driver, metrics, Ray and the node actors (released again on failure)."""
+        try:
+            self._claim_pid_file()
+            aeron_dir = self._start_exchange() if self.config.exchange.embedded else self._start_driver()
+            self.exporter = MetricsExporter.from_config(self.config.metrics, self.daemon_metrics)
+            self.exporter.start()
+            for k, node in enumerate(self.config.nodes):
+                self.nodes.append(self._handle(node, k, aeron_dir))
+            self._start_ray()
+            for handle in self.nodes:
+                self._launch(handle)
+        except BaseException:
+            self.shutdown()
+            raise
+        self.started_at = time.monotonic()
+
+    def _claim_pid_file(self) -> None:
+        path = self._pid_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            other = int(path.read_text().strip())
+            if other != os.getpid() and _alive(other):
+                raise LiveError(f"a live daemon already runs with runtime_dir {path.parent} (pid {other})")
+        path.write_text(f"{os.getpid()}\n")
+
+    def _start_exchange(self) -> str:
+        from engine.simexchange import (
+            AeronConfig,
+            MarketDataConfig,
+            OrderEntryConfig,
+            OrderEntryUser,
+            SimExchange,
+            SimExchangeConfig,
+            SimInstrument,
+        )
+
+        cfg = self.config
+        ex = cfg.exchange
+        prices = {i.symbol: i.initial_price for i in cfg.instruments}
+        users = []
+        for k, node in enumerate(cfg.nodes):
+            port = _port(node, k)
+            users.append(OrderEntryUser(port.username, port.password, port.inbound_channel, port.inbound_stream_id,
+                                        port.outbound_channel, port.outbound_stream_id))  # fmt: skip
+        sim = SimExchangeConfig(
+            instruments=tuple(
+                SimInstrument(
+                    locate=i.locate,
+                    symbol=i.symbol,
+                    tick=i.tick,
+                    lot=i.lot,
+                    initial_price=prices.get(i.symbol, DEFAULT_PRICE),
+                )
+                for i in self.instruments.values()
+            ),
+            seed=ex.seed,
+            warm_up_s=ex.warm_up_s,
+            idle=ex.idle,
+            market_data=MarketDataConfig(
+                host=ex.md_host,
+                port=ex.md_port,
+                multicast_group=ex.multicast_group,
+                retransmission_port=ex.retransmission_port,
+            ),
+            order_entry=OrderEntryConfig(users=tuple(users)),
+            aeron=AeronConfig(dir=cfg.aeron.dir, driver_idle=cfg.aeron.driver_idle),
+        )
+        self.exchange = SimExchange(sim)
+        self.exchange.start()
+        assert self.exchange.driver is not None
+        return self.exchange.driver.dir
+
+    def _start_driver(self) -> str:
+        aeron = self.config.aeron
+        if aeron.attach:
+            return aeron.dir
+        directory = aeron.dir or os.path.join(SHM_DIR, f"hftmm-live-{os.getpid()}", "aeron")
+        self.driver = EmbeddedDriver(DriverConfig(dir=directory, idle=aeron.driver_idle))
+        return directory
+
+    def _handle(self, node: NodeConfig, k: int, aeron_dir: str) -> NodeHandle:
+        cfg = self.config
+        tag = f"{os.getpid()}-{node.name}"
+        block = MetricsBlock.create(
+            node.name, node.symbols, STAGES, RISK_REASONS, name=BLOCK_PREFIX + tag, replace=True
+        )
+        self.exporter.add(block)
+        control = ControlBlock(CONTROL_PREFIX + tag, create=True)
+        ex = cfg.exchange
+        spec = NodeSpec(
+            name=node.name,
+            strategy=node.strategy,
+            params=dict(node.params),
+            instruments=tuple(self.instruments[s] for s in node.symbols),
+            md_bind=(ex.md_host, ex.md_port),
+            multicast_group=ex.multicast_group,
+            retransmit=(ex.retransmission_host, ex.retransmission_port),
+            aeron_dir=aeron_dir,
+            port=_port(node, k),
+            risk=cfg.risk,
+            metrics_block=block.name,
+            control_block=control.name,
+            cpu=node.cpu,
+            idle=node.idle,
+            post_only=node.post_only,
+            order_rows=node.order_rows,
+            first_order_id=first_order_id(),
+            stop_wait_s=cfg.stop_wait_s,
+        )
+        return NodeHandle(node, spec, block, control)
+
+    def _start_ray(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+        if self.config.ray.address:
+            ray.init(address=self.config.ray.address, **quiet)
+        else:
+            needed = math.ceil(self.config.ray.node_cpus * len(self.nodes))
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False,
+                     object_store_memory=RAY_OBJECT_STORE_BYTES, **quiet)  # fmt: skip
+        self.started_ray = True
+
+    def _launch(self, handle: NodeHandle) -> None:
+        import ray
+
+        actor_class = ray.remote(NodeProcess).options(num_cpus=self.config.ray.node_cpus, max_restarts=0)
+        handle.actor = actor_class.remote(handle.spec)
+        handle.run_ref = handle.actor.run.remote()
+        self.daemon_metrics.set_node_up(handle.config.name, True)
+
+    # --- run ------------------------------------------------------------------------------------
+    def run(self, duration_s: float | None = None) -> None:
+        """Supervise until a stop request or the duration; print the status line every interval."""
+        interval = self.config.status_interval_s
+        next_status = time.monotonic() + interval
+        while not self.stop_requested.wait(POLL_S):
+            now = time.monotonic()
+            if duration_s is not None and now - self.started_at >= duration_s:
+                break
+            if self.kill_requested.is_set() and not self.killed:
+                self.engage_kill_switch()
+            if self.exchange is not None and self.exchange.failed:
+                self.out("hftmm: the embedded exchange failed; stopping")
+                break
+            self._supervise()
+            if interval and now >= next_status:
+                self.status(self.status_line())
+                next_status = now + interval
+
+    def engage_kill_switch(self) -> None:
+        """Every node cancels everything and quotes no more; the daemon keeps running."""
+        self.killed = True
+        for handle in self.nodes:
+            handle.control.slots[CT_KILL] = 1
+        self.daemon_metrics.set_kill_switch(True)
+        self.out("hftmm: kill switch engaged: every node cancels its orders and stops quoting")
+
+    def _supervise(self) -> None:
+        """Restart a node whose actor ended before the daemon asked it to."""
+        import ray
+
+        for handle in self.nodes:
+            if handle.run_ref is None:
+                continue
+            ready, _ = ray.wait([handle.run_ref], timeout=0)
+            if not ready:
+                continue
+            try:
+                handle.report = ray.get(handle.run_ref)
+                handle.failure = "ended on its own"
+            except Exception as exc:  # the actor died or run() raised: its reason, in one line
+                handle.failure = " ".join(str(exc).split())[:300]
+            handle.run_ref = None
+            self.daemon_metrics.set_node_up(handle.config.name, False)
+            if handle.restarts >= self.config.ray.max_restarts:
+                self.out(f"hftmm: node {handle.config.name} failed and is not restarted again: {handle.failure}")
+                continue
+            handle.restarts += 1
+            self.daemon_metrics.node_restarted(handle.config.name)
+            next_id = int(handle.control.slots[CT_NEXT_ID]) + RESTART_ID_GAP
+            handle.spec = replace(handle.spec, first_order_id=max(next_id, handle.spec.first_order_id + RESTART_ID_GAP))
+            handle.control.slots[:] = 0
+            handle.control.slots[CT_KILL] = int(self.killed)
+            self.out(f"hftmm: node {handle.config.name} failed ({handle.failure}); restart {handle.restarts}")
+            self._launch(handle)
+
+    def status_line(self) -> str:
+        """One line: run time, then per node its state, orders, fills, positions and PnL."""
+        parts = [f"{time.monotonic() - self.started_at:6.1f}s"]
+        for handle in self.nodes:
+            block = handle.block
+            state = STATE_NAMES[min(int(handle.control.slots[CT_STATE]), len(STATE_NAMES) - 1)]
+            counters = block.instrument_counters
+            gauges = block.instrument_gauges
+            positions = " ".join(f"{s} {gauges[i, G_POSITION]:+.0f}" for i, s in enumerate(block.instruments))
+            parts.append(
+                f"{handle.config.name} {state}: orders {int(counters[:, I_ORDERS_SENT].sum())} "
+                f"fills {int(counters[:, I_ORDERS_FILLED].sum())} pos {positions} "
+                f"pnl {gauges[:, G_PNL].sum():+.2f} risk-rejects {int(block.risk_rejections.sum())}"
+            )
+        if self.killed:
+            parts.append("KILLED")
+        return " | ".join(parts)
+
+    # --- stop -----------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop every node (cancel all, wait for the acknowledgements), collect reports, release everything."""
+        duration = time.monotonic() - self.started_at
+        try:
+            self._stop_nodes()
+        finally:
+            self._release()
+        self.duration_s = duration
+
+    def _stop_nodes(self) -> None:
+        if not self.nodes:
+            return
+        import ray
+
+        for handle in self.nodes:
+            handle.control.slots[CT_STOP] = 1
+        deadline = time.monotonic() + self.config.stop_wait_s + 30.0
+        for handle in self.nodes:
+            if handle.run_ref is None:
+                continue
+            try:
+                handle.report = ray.get(handle.run_ref, timeout=max(1.0, deadline - time.monotonic()))
+            except Exception as exc:  # a node that cannot report: say so in the report, go on
+                handle.failure = " ".join(str(exc).split())[:300]
+                with contextlib.suppress(Exception):
+                    ray.kill(handle.actor)
+            handle.run_ref = None
+            self.daemon_metrics.set_node_up(handle.config.name, False)
+
+    def _release(self) -> None:
+        if self.started_ray:
+            import ray
+
+            ray.shutdown()
+            self.started_ray = False
+        if self.exchange is not None:
+            with contextlib.suppress(RuntimeError):
+                self.exchange.stop()
+            self.exchange_record = exchange_positions(self.exchange, [h.spec.port.username for h in self.nodes])
+            self.exchange = None
+        if self.exporter is not None:
+            self.exporter.stop()
+        for handle in self.nodes:
+            if self.exporter is not None:
+                with contextlib.suppress(ValueError):
+                    self.exporter.remove(handle.block)
+            handle.block.close()
+            handle.control.close()
+        self.exporter = None
+        if self.driver is not None:
+            self.driver.close()
+            shutil.rmtree(os.path.dirname(self.driver.dir), ignore_errors=True)
+            self.driver = None
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            if int(self._pid_file.read_text().strip()) == os.getpid():
+                self._pid_file.unlink()
+
+    # --- report ---------------------------------------------------------------------------------
+    def report(self) -> dict:
+        """The session report (see ``hftmm live --report``)."""
+        orders: dict[str, int] = {}
+        fills: dict[str, int] = {}
+        position: dict[str, int] = {}
+        pnl: dict[str, float] = {}
+        by_symbol: dict[str, dict[str, int]] = {}
+        samples = [np.zeros(0, np.int64)]
+        nodes = {}
+        totals = {"unknown_responses": 0, "duplicate_responses": 0}
+        for handle in self.nodes:
+            rep = handle.report
+            nodes[handle.config.name] = {
+                "restarts": handle.restarts,
+                "failure": handle.failure,
+                **{key: value for key, value in rep.items() if key not in ("symbols", "t2t_ns", "node")},
+            }
+            for symbol, s in rep.get("symbols", {}).items():
+                orders[symbol] = s["orders"]
+                fills[symbol] = s["fills"]
+                position[symbol] = s["position"]
+                pnl[symbol] = round(s["pnl"], 6)
+                by_symbol[symbol] = s["risk_rejections"]
+            if "t2t_ns" in rep:
+                samples.append(np.asarray(rep["t2t_ns"], np.int64))
+            for key in totals:
+                totals[key] += rep.get(key, 0)
+        t2t = np.concatenate(samples)
+        reasons = {r: sum(s.get(r, 0) for s in by_symbol.values()) for r in RISK_REASONS}
+        return {
+            "duration_s": round(getattr(self, "duration_s", 0.0), 3),
+            "killed": self.killed,
+            "orders": orders,
+            "fills": fills,
+            "position": position,
+            "pnl": pnl,
+            "risk_rejections": {"total": sum(reasons.values()), "by_reason": reasons, "by_symbol": by_symbol},
+            "t2t_p50_ns": percentile_ns(t2t, 50),
+            "t2t_p99_ns": percentile_ns(t2t, 99),
+            "t2t_samples": len(t2t),
+            **totals,
+            "exchange_position": self.exchange_record,
+            "nodes": nodes,
+        }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def exchange_positions(exchange, usernames: list[str]) -> dict[str, int]:
+    """The embedded exchange's record of our executions: net shares per symbol over the given users' sessions."""
+    from feeds import ouch
+
+    out: dict[str, int] = {}
+    for session in exchange.order_entry.sessions:
+        if session.port.username not in usernames:
+            continue
+        orders: dict[int, tuple[str, int]] = {}
+        for packet in session.sent:
+            message = ouch.decode(ouch.OUTBOUND, packet[1:])
+            kind = chr(packet[1])
+            if kind in "AU":
+                sign = 1 if message["side"] == ouch.SIDE_BUY else -1
+                orders[int(message["user_ref_num"])] = (str(message["symbol"]), sign)
+            elif kind == "E":
+                symbol, sign = orders[int(message["user_ref_num"])]
+                out[symbol] = out.get(symbol, 0) + sign * int(message["quantity"])
+    return out
+
+
+def kill_daemon(runtime_dir: str) -> int:
+    """Send the kill switch (SIGUSR1) to the daemon whose pid file is in ``runtime_dir``; its pid."""
+    path = Path(runtime_dir) / PID_FILE
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        raise LiveError(f"no live daemon found: {path} is missing or unreadable") from None
+    if not _alive(pid):
+        raise LiveError(f"no live daemon runs: {path} names pid {pid}, which has ended")
+    os.kill(pid, signal.SIGUSR1)
+    return pid
+
+
+def format_report(report: dict) -> str:
+    """The session report as a few human-readable lines."""
+    lines = [f"session {report['duration_s']:.1f} s{' (killed)' if report['killed'] else ''}"]
+    lines.append(f"{'symbol':<10}{'orders':>8}{'fills':>8}{'position':>10}{'pnl':>12}{'risk rejects':>14}")
+    by_symbol = report["risk_rejections"]["by_symbol"]
+    for symbol in report["orders"]:
+        lines.append(
+            f"{symbol:<10}{report['orders'][symbol]:>8}{report['fills'][symbol]:>8}{report['position'][symbol]:>10}"
+            f"{report['pnl'][symbol]:>12.2f}{sum(by_symbol[symbol].values()):>14}"
+        )
+    nonzero = {r: n for r, n in report["risk_rejections"]["by_reason"].items() if n}
+    lines.append(f"risk rejections {report['risk_rejections']['total']} {nonzero or ''}".rstrip())
+    p50, p99 = report["t2t_p50_ns"], report["t2t_p99_ns"]
+    if p50 is None:
+        lines.append("tick-to-trade  no samples")
+    else:
+        lines.append(
+            f"tick-to-trade  p50 {p50 / 1000:.1f} us  p99 {p99 / 1000:.1f} us  ({report['t2t_samples']} samples)"
+        )
+    lines.append(f"responses      unknown {report['unknown_responses']}  duplicate {report['duplicate_responses']}")
+    if report["exchange_position"] is not None:
+        lines.append(f"exchange record of our position: {report['exchange_position']}")
+    for name, node in report["nodes"].items():
+        if node["failure"] or node["restarts"]:
+            lines.append(f"node {name}: restarts {node['restarts']} {node['failure']}".rstrip())
+    return "\n".join(lines)
+
+
+def install_signals(daemon: LiveDaemon) -> dict[int, object]:
+    """SIGINT / SIGTERM stop the session, SIGUSR1 trips the kill switch; returns the previous handlers."""
+    handlers = {
+        signal.SIGINT: lambda *_: daemon.stop_requested.set(),
+        signal.SIGTERM: lambda *_: daemon.stop_requested.set(),
+        signal.SIGUSR1: lambda *_: daemon.kill_requested.set(),
+    }
+    return {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+
+
+def stderr_line(text: str) -> None:
+    """Status and notices go to stderr, the report to stdout."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def terminal_status(text: str) -> None:
+    """The status line on a terminal: rewritten in place (a notice after it starts on a new line)."""
+    print(f"\r{text}\033[K", end="", file=sys.stderr, flush=True)

@@ -1,0 +1,145 @@
+"""The live daemon's configuration (``hftmm live --config``): frozen structs, unknown keys rejected.
+
+Every key with its default and meaning: ``examples/live.toml``. The Kubernetes ConfigMap
+(``k8s/base/live.toml``) uses the same shape.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from engine.aeron import DEFAULT_DRIVER_IDLE, IPC_CHANNEL, DriverConfig
+from engine.agent import idle_strategy
+from engine.metrics import MetricsConfig
+from engine.node import NodeInstrument
+from engine.risk import RiskConfig
+from strategies import get_strategy
+
+LOOPBACK = "127.0.0.1"
+SHM_DIR = "/dev/shm"
+DEFAULT_PRICE = 1_000_000  # $100.0000 in 1e-4 units
+
+
+class ExchangeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[exchange]``: the embedded sim-exchange, or where a real one's market data arrives."""
+
+    embedded: bool = True  # start an in-process sim-exchange (false: connect to a running one)
+    md_host: str = LOOPBACK  # where MoldUDP64 datagrams arrive (the nodes bind here)
+    md_port: int = 26400  # their UDP port
+    multicast_group: str = ""  # "" = unicast (then one node per md_port); else the group the nodes join
+    retransmission_host: str = LOOPBACK  # MoldUDP64 re-request server
+    retransmission_port: int = 26401
+    seed: int = 1  # embedded: background flow seed
+    warm_up_s: float = 2.0  # embedded: simulated seconds of flow that build the books first
+    idle: str = "backoff"  # embedded: the exchange runner's idle strategy (spin | yield | backoff | sleep:N_US)
+
+    def __post_init__(self) -> None:
+        idle_strategy(self.idle)
+        if not 0 < self.md_port < 1 << 16 or not 0 < self.retransmission_port < 1 << 16:
+            raise ValueError("md_port and retransmission_port must be in 1..65535")
+        if self.warm_up_s < 0:
+            raise ValueError("warm_up_s must be >= 0")
+
+
+class LiveAeronConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[aeron]``: the media driver the nodes' order entry goes through."""
+
+    dir: str = ""  # "" = a fresh embedded driver directory under /dev/shm
+    attach: bool = False  # true: a driver already runs in `dir`; attach instead of starting one
+    driver_idle: str = DEFAULT_DRIVER_IDLE  # idle strategy of a driver we start ("sleeping:1ms", "backoff", ...)
+
+    def __post_init__(self) -> None:
+        DriverConfig(dir=self.dir or SHM_DIR, idle=self.driver_idle)
+        if self.attach and not self.dir:
+            raise ValueError("[aeron] attach needs the dir of the running driver")
+
+
+class RayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[ray]``: where the node actors go."""
+
+    address: str = ""  # "" = start a local Ray (shut down at exit); else "auto" or "ray://host:port"
+    node_cpus: float = 1.0  # Ray CPUs each node actor reserves
+    max_restarts: int = 3  # restarts of a failed node before the daemon gives it up
+
+    def __post_init__(self) -> None:
+        if self.node_cpus < 0 or self.max_restarts < 0:
+            raise ValueError("node_cpus and max_restarts must be >= 0")
+
+
+class LiveInstrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[[instruments]]``: one tradable symbol (symbols of nodes not listed get the defaults)."""
+
+    symbol: str
+    locate: int = 0  # ITCH stock locate (0: position in this list + 1, as the embedded exchange numbers them)
+    tick: int = 100  # price increment, 1e-4 units ($0.01)
+    lot: int = 1  # shares per lot
+    initial_price: int = DEFAULT_PRICE  # embedded: the starting fair value, 1e-4 units
+
+
+class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[[nodes]]``: one trading node (one pinned busy-polling process) and its OUCH session."""
+
+    name: str
+    strategy: str = "touch"
+    symbols: tuple[str, ...] = ()
+    cpu: int = -1  # -1: pick one of the process's allowed CPUs
+    idle: str = "spin"  # the node loop's idle strategy: spin | yield | backoff | sleep:N_US
+    params: dict[str, float] = {}  # strategy parameters (see hftmm backtest --help)
+    post_only: bool = True  # orders never take liquidity (as the backtester's default gtx)
+    order_rows: int = 32  # order slots per instrument
+    username: str = ""  # OUCH user ("" = MM<k>, k = position in [[nodes]] + 1; embedded sets up the port)
+    password: str = "secret"
+    inbound_channel: str = IPC_CHANNEL  # node -> exchange (external exchange: its channel, e.g. aeron:udp?...)
+    inbound_stream_id: int = 0  # 0: 1001 + 2 x position in [[nodes]]
+    outbound_channel: str = IPC_CHANNEL  # exchange -> node
+    outbound_stream_id: int = 0  # 0: 1002 + 2 x position in [[nodes]]
+
+    def __post_init__(self) -> None:
+        get_strategy(self.strategy).param_array(self.params)
+        idle_strategy(self.idle)
+        if not self.symbols or len(set(self.symbols)) != len(self.symbols):
+            raise ValueError(f"node {self.name!r} needs distinct symbols")
+        if self.order_rows < 2 or self.cpu < -1:
+            raise ValueError(f"node {self.name!r}: order_rows must be >= 2 and cpu >= -1")
+
+
+class LiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Everything ``hftmm live`` runs with (every key and its default: examples/live.toml)."""
+
+    runtime_dir: str = "/tmp/hftmm"  # live.pid goes here (what `hftmm kill` reads)
+    status_interval_s: float = 1.0  # the status line's refresh (0: no status line)
+    stop_wait_s: float = 5.0  # how long a node waits for its cancels to be acknowledged at shutdown
+    exchange: ExchangeConfig = ExchangeConfig()
+    aeron: LiveAeronConfig = LiveAeronConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    risk: RiskConfig = RiskConfig()
+    ray: RayConfig = RayConfig()
+    instruments: tuple[LiveInstrument, ...] = ()
+    nodes: tuple[NodeConfig, ...] = (NodeConfig(name="mm-1", symbols=("HFTA",)),)
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            raise ValueError("at least one [[nodes]] entry is needed")
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise ValueError("node names must be distinct")
+        symbols = [s for n in self.nodes for s in n.symbols]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError("a symbol may belong to one node only")
+        if len(self.nodes) > 1 and not self.exchange.multicast_group:
+            raise ValueError("several nodes need [exchange] multicast_group (unicast market data reaches one)")
+        if self.stop_wait_s <= 0 or self.status_interval_s < 0:
+            raise ValueError("stop_wait_s must be > 0 and status_interval_s >= 0")
+        self.resolved_instruments()
+
+    def resolved_instruments(self) -> dict[str, NodeInstrument]:
+        """Every traded symbol with its locate, tick and lot: the listed ones, then the nodes' others."""
+        listed = {i.symbol: i for i in self.instruments}
+        order = [i.symbol for i in self.instruments] + [s for n in self.nodes for s in n.symbols if s not in listed]
+        out = {}
+        for k, symbol in enumerate(order):
+            spec = listed.get(symbol, LiveInstrument(symbol=symbol))
+            out[symbol] = NodeInstrument(symbol, spec.locate or k + 1, spec.tick, spec.lot)
+        if len({i.locate for i in out.values()}) != len(out):
+            raise ValueError("instrument locates must be distinct")
+        return out

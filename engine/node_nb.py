@@ -1,0 +1,361 @@
+"""The trading node's compiled step: responses -> book -> strategy -> risk -> OUCH bytes, in ONE call.
+
+``step_nb`` is called by ``engine.node`` once per duty cycle that brought market data (a batch of
+event rows: every packet the receiver read this cycle), order-entry responses, a due strategy timer
+or a control change. It
+
+1. reconciles the OUCH responses (``engine.oms``): order states, positions, cash, PnL;
+2. applies the event rows to the L3 book, counting trades into the strategy's flow figures;
+3. for each instrument: while the node is halted (a feed gap, the kill switch, shutdown) cancels
+   every working order and quotes nothing; otherwise, when the strategy is due (``interval_ns``
+   after its previous call, or at every batch when 0), fills the view (``engine.view_nb``), calls
+   the strategy, turns its quotes into cancels and new orders with ``quoting_nb.plan_nb`` (as the
+   backtester does), passes each new order through ``risk.check_order_nb`` and encodes what passes
+   as OUCH Enter Order / Cancel Order session packets into ``out`` (message k is
+   ``out[out_off[k]:out_off[k + 1]]``);
+4. writes the metrics block (counters, gauges, latency histograms) and the control block's next id.
+
+The Python side offers those packets on Aeron and passes back, through ``mi``, when they went out:
+the tick-to-trade latency of a batch (packet receive to order offer) is observed on the next call.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from engine.book_nb import apply_event_nb, has_room_nb, tables_nb
+from engine.events import KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_TRADE, SIDE_BID
+from engine.metrics import (
+    G_PNL,
+    G_POSITION,
+    G_QUOTED_SPREAD_TICKS,
+    HIST_TICK_TO_TRADE,
+    I_BOOK_UPDATES,
+    I_ORDERS_ACCEPTED,
+    I_ORDERS_CANCELED,
+    I_ORDERS_FILLED,
+    I_ORDERS_REJECTED,
+    I_ORDERS_SENT,
+    observe_nb,
+)
+from engine.oms import (
+    IN_ACCEPTED,
+    IN_CANCELED,
+    IN_CANCELS,
+    IN_FILLS,
+    IN_LOCATE,
+    IN_LOT,
+    IN_ORDERS,
+    IN_POSITION,
+    IN_REJECTS,
+    IN_TICK,
+    MN_MID,
+    MN_REALIZED,
+    MN_UNIT,
+    OC_DUPLICATE,
+    OC_NEXT_ID,
+    apply_response_nb,
+    cancel_order_nb,
+    new_order_nb,
+    open_units_nb,
+    pnl_nb,
+    unrealized_nb,
+    working_count_nb,
+    working_nb,
+)
+from engine.quoting_nb import AC_KIND, AC_PRICE, AC_QTY, AC_ROW, AC_SIDE, ACT_CANCEL, OW_ID, OW_PRICE, OW_SIDE, plan_nb
+from engine.risk import RISK_OK, RS_KILLED, check_order_nb
+from engine.view_nb import book_of_nb, fill_view_nb, mid_nb, own_fill_nb, reset_flow_nb, trade_stats_nb
+from feeds import ouch
+from feeds.bytes_nb import put_be_nb
+
+# --- node scalars: mi[NI_*] ---------------------------------------------------------------------
+(
+    NI_HALT,  # 1 while the feed has a gap (or lost messages): cancel everything, quote nothing
+    NI_STOP,  # 1 once shutdown began: cancel everything, quote nothing
+    NI_EV_DONE,  # events of the current batch already applied (resume point after the book grew)
+    NI_RECV_NS,  # receive time of the newest packet of the batch
+    NI_T2T_RECV,  # receive time of the batch whose orders are being offered (0: none)
+    NI_OFFER_NS,  # written by Python: when the previous call's packets were offered
+    NI_T2T_N,  # tick-to-trade samples taken (the ring keeps the latest)
+    NI_NEXT_WAKE,  # earliest time a strategy is due
+    NI_POST_ONLY,
+    NI_CALLS,
+) = range(10)
+N_NI = 10
+NEVER = np.int64(2**62)
+STALE, FRESH = 1, 2  # dirty[i]: market data since the previous call, from an earlier step / from this one
+
+PKT_UNSEQUENCED = 85  # "U": the session packet carrying an inbound OUCH message
+MESSAGE_BYTES = 64  # room per message in ``out`` (Enter Order 47 + appendage 3, Cancel 11, + 1)
+POST_ONLY_YES = 80  # "P"
+_SIDE_BUY, _SIDE_SELL = ord(ouch.SIDE_BUY), ord(ouch.SIDE_SELL)
+_TIF_DAY, _DISPLAY, _CAPACITY = ord(ouch.TIF_DAY), ord(ouch.DISPLAY_VISIBLE), ord(ouch.CAPACITY_PRINCIPAL)
+_ISO, _CROSS = ord(ouch.ISO_NOT_ELIGIBLE), ord(ouch.CROSS_CONTINUOUS)
+_TAG_POST_ONLY = ouch.TAG_POST_ONLY
+_APPLEN_FROM_END = 2  # AppendageLength is the last field of the fixed part
+_K_EXECUTED = ord("E")
+
+
+class NodeState(NamedTuple):
+    """Every array ``step_nb`` reads or writes (built by ``engine.node``); n instruments, R order rows."""
+
+    own: np.ndarray  # i8[n, R, oms.N_OW]
+    oc: np.ndarray  # i8[oms.N_OC]
+    inst: np.ndarray  # i8[n, oms.N_IN]
+    money: np.ndarray  # f8[n, oms.N_MN]
+    flow: np.ndarray  # f8[n, view_nb.N_FS]
+    symbols: np.ndarray  # u1[n, 8] space-padded OUCH symbols
+    cl_ord_id: np.ndarray  # u1[14] (blank)
+    limits: np.ndarray  # f8[risk.N_LIMITS]
+    rstate: np.ndarray  # f8[risk.N_RS]
+    rlog: np.ndarray  # i8[risk.LOG_ROWS, risk.N_LG]
+    mi: np.ndarray  # i8[N_NI]
+    next_call: np.ndarray  # i8[n]
+    last_call: np.ndarray  # i8[n]  (-1: never called)
+    dirty: np.ndarray  # i8[n]  0, STALE or FRESH: market data since the strategy's previous call
+    scratch: np.ndarray  # f8[3, n] positions, working buys, working sells (units), for risk
+    sview: np.ndarray  # f8[VIEW_LEN] what the strategy sees
+    params: np.ndarray  # f8[P]
+    sstate: np.ndarray  # f8[n, state size]
+    quotes: np.ndarray  # f8[MAX_LEVELS, 4]
+    depth: np.ndarray  # i8[DEPTH, 3]
+    actions: np.ndarray  # i8[R + 2 MAX_LEVELS, N_AC]
+    out: np.ndarray  # u1[K * MESSAGE_BYTES]
+    out_off: np.ndarray  # i8[K + 1]
+    t2t: np.ndarray  # i8[T] ring of tick-to-trade samples, ns
+    stage_ns: np.ndarray  # i8[stages] written by Python, observed and cleared here
+    node: np.ndarray  # metrics block: i8[N_NODE_SLOTS]
+    counters: np.ndarray  # metrics block: i8[n, N_INSTRUMENT_COUNTERS]
+    gauges: np.ndarray  # metrics block: f8[n, N_INSTRUMENT_GAUGES]
+    risk_counts: np.ndarray  # metrics block: i8[n, len(RISK_REASONS)]
+    hist: np.ndarray  # metrics block: i8[1 + stages, HIST_WIDTH]
+    control: np.ndarray  # control block: i8[CT_SLOTS] (engine.node)
+    control_next_id: np.ndarray  # i8[1] view of the control block slot that mirrors the next client id
+
+
+@njit(cache=True, nogil=True)
+def _begin(ns, k):
+    """Start message ``k`` in ``out``: the session packet type; returns where the OUCH message goes."""
+    pos = ns.out_off[k]
+    ns.out[pos] = PKT_UNSEQUENCED
+    return pos + 1
+
+
+@njit(cache=True, nogil=True)
+def _encode_cancel(ns, k, order_id):
+    pos = _begin(ns, k)
+    ns.out_off[k + 1] = pos + ouch.encode_cancel_nb(ns.out, pos, order_id, 0)
+    return k + 1
+
+
+@njit(cache=True, nogil=True)
+def _encode_enter(ns, k, i, order_id, side, shares, price):
+    pos = _begin(ns, k)
+    n = ouch.encode_enter_order_nb(
+        ns.out, pos, order_id, _SIDE_BUY if side == SIDE_BID else _SIDE_SELL, shares, ns.symbols[i], price,
+        _TIF_DAY, _DISPLAY, _CAPACITY, _ISO, _CROSS, ns.cl_ord_id,
+    )  # fmt: skip
+    end = pos + n
+    if ns.mi[NI_POST_ONLY]:  # one TagValue: length 2, PostOnly, "P"
+        ns.out[end] = 2
+        ns.out[end + 1] = _TAG_POST_ONLY
+        ns.out[end + 2] = POST_ONLY_YES
+        put_be_nb(ns.out, end - _APPLEN_FROM_END, 3, 2)
+        end += 3
+    ns.out_off[k + 1] = end
+    return k + 1
+
+
+@njit(cache=True, nogil=True)
+def _cancel_all(ns, i, k):
+    """Cancel every working order of instrument ``i`` not already being canceled."""
+    own = ns.own
+    for r in range(own.shape[1]):
+        if working_nb(own[i, r]) and k + 1 < ns.out_off.shape[0] and cancel_order_nb(own, i, r):
+            k = _encode_cancel(ns, k, own[i, r, OW_ID])
+            ns.inst[i, IN_CANCELS] += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _quote(ns, tables, i, now_ns, k, quote):
+    """Call the strategy of instrument ``i`` and encode the cancels and the risk-checked new orders."""
+    inst, money, own, scratch = ns.inst, ns.money, ns.own, ns.scratch
+    b = book_of_nb(tables, inst[i, IN_LOCATE])
+    unit = money[i, MN_UNIT]
+    lot = inst[i, IN_LOT]
+    tick = inst[i, IN_TICK]
+    position = np.float64(inst[i, IN_POSITION] * lot)
+    open_bid = open_units_nb(own, inst, i, SIDE_BID)
+    open_ask = open_units_nb(own, inst, i, -SIDE_BID)
+    elapsed = 0.0 if ns.last_call[i] < 0 else np.float64(now_ns - ns.last_call[i])
+    mid = money[i, MN_MID]
+    equity = money[i, MN_REALIZED] + unrealized_nb(inst, money, i)
+    fill_view_nb(ns.sview, tables, b, ns.depth, tick * unit, unit, np.float64(lot), position, open_bid, open_ask,
+                 elapsed, ns.flow[i], equity)  # fmt: skip
+    wanted = quote(now_ns, ns.sview, ns.params, ns.sstate[i], ns.quotes)
+    reset_flow_nb(ns.flow[i])
+    ns.last_call[i] = now_ns
+    ns.mi[NI_CALLS] += 1
+    count = plan_nb(own[i], ns.quotes, wanted, tick, unit, lot, ns.actions)
+    if count == 0:
+        return k
+    for j in range(inst.shape[0]):
+        scratch[0, j] = inst[j, IN_POSITION] * inst[j, IN_LOT]
+        scratch[1, j] = open_units_nb(own, inst, j, SIDE_BID)
+        scratch[2, j] = open_units_nb(own, inst, j, -SIDE_BID)
+    working = working_count_nb(own)
+    pnl = pnl_nb(inst, money)
+    for a in range(count):
+        if k + 1 >= ns.out_off.shape[0]:
+            break
+        if ns.actions[a, AC_KIND] == ACT_CANCEL:
+            r = ns.actions[a, AC_ROW]
+            if cancel_order_nb(own, i, r):
+                k = _encode_cancel(ns, k, own[i, r, OW_ID])
+                inst[i, IN_CANCELS] += 1
+            continue
+        side = ns.actions[a, AC_SIDE]
+        price = ns.actions[a, AC_PRICE]
+        lots = ns.actions[a, AC_QTY]
+        reason = check_order_nb(ns.limits, ns.rstate, ns.risk_counts, ns.rlog, scratch[0], scratch[1], scratch[2], i,
+                                side, price * unit, np.float64(lots * lot), mid, working, pnl, now_ns, price,
+                                lots)  # fmt: skip
+        if reason != RISK_OK:
+            continue
+        r = new_order_nb(own, ns.oc, i, side, price, lots, now_ns)
+        if r < 0:
+            continue
+        k = _encode_enter(ns, k, i, own[i, r, OW_ID], side, lots * lot, price)
+        inst[i, IN_ORDERS] += 1
+        working += 1
+        scratch[1 if side == SIDE_BID else 2, i] += lots * lot
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _spread_ticks(own, i, tick):
+    """Our best ask minus our best bid among working orders, in ticks (NaN unless both sides quote)."""
+    bid = -1
+    ask = -1
+    for r in range(own.shape[1]):
+        if not working_nb(own[i, r]):
+            continue
+        price = own[i, r, OW_PRICE]
+        if own[i, r, OW_SIDE] == SIDE_BID:
+            bid = max(bid, price)
+        elif ask < 0 or price < ask:
+            ask = price
+    return np.nan if bid < 0 or ask < 0 else (ask - bid) / tick
+
+
+@njit(cache=True, nogil=True)
+def _publish(ns):
+    """Mirror the node's figures into its metrics block and control block."""
+    inst = ns.inst
+    for i in range(inst.shape[0]):
+        c = ns.counters[i]
+        c[I_ORDERS_SENT] = inst[i, IN_ORDERS]
+        c[I_ORDERS_ACCEPTED] = inst[i, IN_ACCEPTED]
+        c[I_ORDERS_REJECTED] = inst[i, IN_REJECTS]
+        c[I_ORDERS_CANCELED] = inst[i, IN_CANCELED]
+        c[I_ORDERS_FILLED] = inst[i, IN_FILLS]
+        g = ns.gauges[i]
+        g[G_POSITION] = inst[i, IN_POSITION] * inst[i, IN_LOT]
+        g[G_PNL] = ns.money[i, MN_REALIZED] + unrealized_nb(inst, ns.money, i)
+        g[G_QUOTED_SPREAD_TICKS] = _spread_ticks(ns.own, i, inst[i, IN_TICK])
+    ns.control_next_id[0] = ns.oc[OC_NEXT_ID]
+
+
+@njit(cache=True, nogil=True)
+def _observe(ns):
+    """The latencies Python measured since the previous call: tick-to-trade and the stages."""
+    mi = ns.mi
+    if mi[NI_T2T_RECV] > 0 and mi[NI_OFFER_NS] > 0:
+        value = mi[NI_OFFER_NS] - mi[NI_T2T_RECV]
+        observe_nb(ns.hist[HIST_TICK_TO_TRADE], value)
+        ns.t2t[mi[NI_T2T_N] % ns.t2t.shape[0]] = value
+        mi[NI_T2T_N] += 1
+    mi[NI_T2T_RECV] = 0
+    mi[NI_OFFER_NS] = 0
+    for s in range(ns.stage_ns.shape[0]):
+        if ns.stage_ns[s] > 0:
+            observe_nb(ns.hist[1 + s], ns.stage_ns[s])
+            ns.stage_ns[s] = 0
+
+
+@njit(cache=True, nogil=True)
+def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
+    """One step (see the module doc); returns the messages written to ``out``, or -1 when the book must grow
+    (grow it and call again with the same events and no responses: the step resumes where it stopped)."""
+    mi, inst, money = ns.mi, ns.inst, ns.money
+    n = inst.shape[0]
+    if mi[NI_EV_DONE] == 0:
+        _observe(ns)
+        for j in range(n_responses):
+            rsp = responses[j]
+            duplicates = ns.oc[OC_DUPLICATE]
+            i = apply_response_nb(ns.own, ns.oc, inst, money, rsp)
+            if i >= 0 and rsp.kind == _K_EXECUTED and ns.oc[OC_DUPLICATE] == duplicates:
+                own_fill_nb(ns.flow[i], SIDE_BID if _bought(ns, i, rsp) else -SIDE_BID, np.float64(rsp.qty))
+    tables = tables_nb(book)
+    for e in range(mi[NI_EV_DONE], len(events)):
+        if not has_room_nb(tables):
+            mi[NI_EV_DONE] = e
+            return -1
+        ev = events[e]
+        for i in range(n):
+            if inst[i, IN_LOCATE] == ev.instrument:
+                if ev.kind == KIND_TRADE or ev.kind == KIND_EXECUTE or ev.kind == KIND_EXECUTE_PRICE:
+                    trade_stats_nb(ns.flow[i], tables, ev, money[i, MN_UNIT], np.float64(inst[i, IN_LOT]))
+                ns.dirty[i] = FRESH
+                ns.counters[i, I_BOOK_UPDATES] += 1
+        apply_event_nb(tables, ev)
+        mi[NI_RECV_NS] = ev.ts_local_ns
+    mi[NI_EV_DONE] = 0
+    halted = mi[NI_HALT] != 0 or mi[NI_STOP] != 0 or ns.rstate[RS_KILLED] != 0.0
+    interval = np.int64(ns.params[0])
+    k = 0
+    ns.out_off[0] = 0
+    fresh = False
+    mi[NI_NEXT_WAKE] = NEVER
+    for i in range(n):
+        mid = mid_nb(tables, book_of_nb(tables, inst[i, IN_LOCATE]), money[i, MN_UNIT])
+        if mid > 0.0:
+            money[i, MN_MID] = mid
+        if halted:
+            k = _cancel_all(ns, i, k)
+            ns.dirty[i] = min(ns.dirty[i], STALE)
+            continue
+        due = now_ns >= ns.next_call[i] if interval > 0 else ns.dirty[i] != 0
+        if due:
+            before = k
+            k = _quote(ns, tables, i, now_ns, k, quote)
+            fresh = fresh or (k > before and ns.dirty[i] == FRESH)
+            ns.dirty[i] = 0
+            ns.next_call[i] = now_ns + interval
+        elif ns.dirty[i] == FRESH:
+            ns.dirty[i] = STALE
+        if interval > 0:
+            mi[NI_NEXT_WAKE] = min(mi[NI_NEXT_WAKE], ns.next_call[i])
+    if fresh:
+        mi[NI_T2T_RECV] = mi[NI_RECV_NS]
+    if ns.rstate[RS_KILLED] != 0.0 and not halted:  # the loss limit tripped during this step
+        for i in range(n):
+            k = _cancel_all(ns, i, k)
+    _publish(ns)
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _bought(ns, i, rsp):
+    """Whether the execution ``rsp`` of instrument ``i`` was a buy of ours (looked up by client id)."""
+    own = ns.own
+    for r in range(own.shape[1]):
+        if own[i, r, OW_ID] == rsp.user_ref_num:
+            return own[i, r, OW_SIDE] == SIDE_BID
+    return False

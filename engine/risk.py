@@ -1,0 +1,195 @@
+"""Pre-trade risk: the checks every new order of a trading node passes before it is encoded.
+
+The node's compiled loop calls :func:`check_order_nb` for each order the strategy wants and encodes
+only the orders it passes; there is no other way to an OUCH Enter Order (``engine.node`` encodes
+inside the same function, after the check). Cancels are never stopped: they only reduce risk.
+
+Checks, in order (the first that fails names the rejection; ``RISK_REASONS`` holds the names the
+metrics block exports):
+
+    kill_switch      the kill switch is engaged (``hftmm kill``, a signal, or the loss limit)
+    max_loss         realized + unrealized PnL of the node is below -max_loss: trips the kill switch
+    order_qty        the order is larger than max_order_qty (instrument units)
+    order_notional   price x quantity is above max_order_notional (currency)
+    no_reference     no mid price to check the price against (a side of the book is empty)
+    price_collar     the price is more than price_collar_bps away from the mid
+    position         position + every working order on that side + this order exceeds max_position
+    total_position   the sum over instruments of the worst-case |position| exceeds max_total_position
+    open_orders      the node already has max_open_orders working orders
+    order_rate       more than max_orders_per_s (token bucket, burst = one second's worth)
+
+Every rejection adds one to ``counts[instrument, reason]`` (the node's metrics block) and one row
+to ``log`` (a ring the node's Python side prints off the hot path). Limits of 0 switch a check off,
+except the kill switch and position limits, which always apply.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+from numba import njit
+
+RISK_OK = -1
+(
+    R_KILL_SWITCH,
+    R_MAX_LOSS,
+    R_ORDER_QTY,
+    R_ORDER_NOTIONAL,
+    R_NO_REFERENCE,
+    R_PRICE_COLLAR,
+    R_POSITION,
+    R_TOTAL_POSITION,
+    R_OPEN_ORDERS,
+    R_ORDER_RATE,
+) = range(10)
+RISK_REASONS = (
+    "kill_switch",
+    "max_loss",
+    "order_qty",
+    "order_notional",
+    "no_reference",
+    "price_collar",
+    "position",
+    "total_position",
+    "open_orders",
+    "order_rate",
+)
+
+# --- limits: float64[N_LIMITS] ------------------------------------------------------------------
+(
+    LM_MAX_POSITION,
+    LM_MAX_TOTAL_POSITION,
+    LM_MAX_ORDER_QTY,
+    LM_MAX_ORDER_NOTIONAL,
+    LM_PRICE_COLLAR_BPS,
+    LM_MAX_OPEN_ORDERS,
+    LM_MAX_ORDERS_PER_S,
+    LM_MAX_LOSS,
+) = range(8)
+N_LIMITS = 8
+
+# --- state: float64[N_RS] -----------------------------------------------------------------------
+RS_KILLED, RS_TOKENS, RS_LAST_NS, RS_LOGGED = range(4)  # RS_LOGGED: rows ever written to the log
+N_RS = 4
+
+# --- the rejection log: int64 rows (time, instrument index, reason, side, price, lots) -----------
+LG_NS, LG_INSTRUMENT, LG_REASON, LG_SIDE, LG_PRICE, LG_LOTS = range(6)
+N_LG = 6
+LOG_ROWS = 256
+NS_PER_S = 1_000_000_000
+BPS = 1e-4
+
+
+class RiskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The ``[risk]`` table: limits per node (quantities in instrument units, money in currency)."""
+
+    max_position: float = 1000.0  # |position + working orders of one side| per instrument
+    max_total_position: float = 0.0  # sum over the node's instruments of the worst-case |position| (0: off)
+    max_order_qty: float = 500.0  # one order's size
+    max_order_notional: float = 0.0  # one order's price x size (0: off)
+    price_collar_bps: float = 100.0  # farthest an order may be priced from the mid, basis points (0: off)
+    max_open_orders: int = 20  # working orders of the node (0: off)
+    max_orders_per_s: float = 200.0  # new orders per second, burst one second's worth (0: off)
+    max_loss: float = 0.0  # realized + unrealized loss of the node that trips the kill switch (0: off)
+
+    def __post_init__(self) -> None:
+        values = (self.max_position, self.max_total_position, self.max_order_qty, self.max_order_notional)
+        values += (self.price_collar_bps, self.max_open_orders, self.max_orders_per_s, self.max_loss)
+        if any(not v >= 0 for v in values):
+            raise ValueError("risk limits must be >= 0")
+
+    def limits(self) -> np.ndarray:
+        """The limits as the float64 array the compiled checks read."""
+        out = np.zeros(N_LIMITS, np.float64)
+        out[LM_MAX_POSITION] = self.max_position
+        out[LM_MAX_TOTAL_POSITION] = self.max_total_position
+        out[LM_MAX_ORDER_QTY] = self.max_order_qty
+        out[LM_MAX_ORDER_NOTIONAL] = self.max_order_notional
+        out[LM_PRICE_COLLAR_BPS] = self.price_collar_bps
+        out[LM_MAX_OPEN_ORDERS] = self.max_open_orders
+        out[LM_MAX_ORDERS_PER_S] = self.max_orders_per_s
+        out[LM_MAX_LOSS] = self.max_loss
+        return out
+
+
+def new_risk_state(limits: np.ndarray) -> np.ndarray:
+    """A fresh risk state: kill switch off, a full token bucket."""
+    state = np.zeros(N_RS, np.float64)
+    state[RS_TOKENS] = limits[LM_MAX_ORDERS_PER_S]
+    state[RS_LAST_NS] = -1.0
+    return state
+
+
+def new_risk_log() -> np.ndarray:
+    """An empty rejection ring."""
+    return np.zeros((LOG_ROWS, N_LG), np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _reason_nb(limits, state, positions, open_buy, open_sell, i, side, price, qty, mid, open_orders, pnl, now_ns):
+    """The first failing check (R_*) or RISK_OK; quantities in units, prices in currency."""
+    if state[RS_KILLED] != 0.0:
+        return R_KILL_SWITCH
+    if limits[LM_MAX_LOSS] > 0.0 and pnl < -limits[LM_MAX_LOSS]:
+        state[RS_KILLED] = 1.0
+        return R_MAX_LOSS
+    if (limits[LM_MAX_ORDER_QTY] > 0.0 and qty > limits[LM_MAX_ORDER_QTY]) or not qty > 0.0:
+        return R_ORDER_QTY
+    if limits[LM_MAX_ORDER_NOTIONAL] > 0.0 and price * qty > limits[LM_MAX_ORDER_NOTIONAL]:
+        return R_ORDER_NOTIONAL
+    if limits[LM_PRICE_COLLAR_BPS] > 0.0:
+        if not mid > 0.0:
+            return R_NO_REFERENCE
+        if abs(price - mid) > limits[LM_PRICE_COLLAR_BPS] * BPS * mid:
+            return R_PRICE_COLLAR
+    limit = limits[LM_MAX_POSITION]
+    buy = side > 0
+    if (buy and positions[i] + open_buy[i] + qty > limit) or (not buy and positions[i] - open_sell[i] - qty < -limit):
+        return R_POSITION
+    if limits[LM_MAX_TOTAL_POSITION] > 0.0:
+        total = 0.0
+        for j in range(positions.shape[0]):
+            long_side = positions[j] + open_buy[j] + (qty if j == i and buy else 0.0)
+            short_side = positions[j] - open_sell[j] - (qty if j == i and not buy else 0.0)
+            total += max(abs(long_side), abs(short_side))
+        if total > limits[LM_MAX_TOTAL_POSITION]:
+            return R_TOTAL_POSITION
+    if limits[LM_MAX_OPEN_ORDERS] > 0.0 and open_orders >= limits[LM_MAX_OPEN_ORDERS]:
+        return R_OPEN_ORDERS
+    rate = limits[LM_MAX_ORDERS_PER_S]
+    if rate > 0.0:
+        if state[RS_LAST_NS] >= 0.0:
+            state[RS_TOKENS] = min(rate, state[RS_TOKENS] + (now_ns - state[RS_LAST_NS]) * rate / NS_PER_S)
+        state[RS_LAST_NS] = now_ns
+        if state[RS_TOKENS] < 1.0:
+            return R_ORDER_RATE
+        state[RS_TOKENS] -= 1.0
+    return RISK_OK
+
+
+@njit(cache=True, nogil=True)
+def check_order_nb(
+    limits, state, counts, log, positions, open_buy, open_sell, i, side, price, qty, mid, open_orders, pnl, now_ns,
+    price_units, lots,
+):  # fmt: skip
+    """Check one new order; returns RISK_OK or the reason, which is then counted and logged.
+
+    ``positions``, ``open_buy``, ``open_sell``: float64 per instrument, units (working buy / sell
+    orders); ``i`` the instrument index; ``side`` +1 buy / -1 sell; ``price`` and ``mid`` currency,
+    ``qty`` units; ``open_orders`` the node's working orders; ``pnl`` the node's realized +
+    unrealized PnL. ``price_units`` and ``lots`` only go to the log.
+    """
+    reason = _reason_nb(limits, state, positions, open_buy, open_sell, i, side, price, qty, mid, open_orders, pnl,
+                        now_ns)  # fmt: skip
+    if reason == RISK_OK:
+        return RISK_OK
+    counts[i, reason] += 1
+    row = np.int64(state[RS_LOGGED]) % log.shape[0]
+    log[row, LG_NS] = now_ns
+    log[row, LG_INSTRUMENT] = i
+    log[row, LG_REASON] = reason
+    log[row, LG_SIDE] = side
+    log[row, LG_PRICE] = price_units
+    log[row, LG_LOTS] = lots
+    state[RS_LOGGED] += 1.0
+    return reason

@@ -1,0 +1,243 @@
+"""``hftmm live`` end to end: the daemon as a user runs it, against its embedded sim-exchange (real UDP
+market data on 127.0.0.1, a real Aeron driver, a real local Ray), scraped over HTTP, tripped with
+``hftmm kill`` and stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.node import CT_PID, CT_SLOTS, CT_STATE, ST_RUNNING
+from tests.conftest import step_until
+from tests.integration.test_simexchange import free_port, free_tcp_port
+
+REPO = Path(__file__).resolve().parents[2]
+START_S = 300.0  # bounded; generous because a cold Numba cache compiles every kernel first
+SETTLE_S = 1.5  # after the kill switch: long enough for any order already decided to have gone out
+STOP_S = 90.0
+POLL_S = 0.25
+MAX_POLLS = 2000
+REPORT_KEYS = ("orders", "fills", "position", "pnl", "risk_rejections", "t2t_p50_ns", "t2t_p99_ns")
+
+
+def config_text(tmp: Path, max_order_qty: float = 500) -> str:
+    """Two instruments on one node quoting the touch; free ports; the runtime dir in ``tmp``."""
+    return f"""
+runtime_dir = "{tmp / "run"}"
+stop_wait_s = 5.0
+[exchange]
+md_port = {free_port()}
+retransmission_port = {free_port()}
+warm_up_s = 2.0
+[metrics]
+port = {free_tcp_port()}
+[risk]
+max_position = 1000
+max_order_qty = {max_order_qty}
+[[instruments]]
+symbol = "AAA"
+[[instruments]]
+symbol = "BBB"
+initial_price = 500000
+tick = 50
+[[nodes]]
+name = "mm-1"
+strategy = "touch"
+symbols = ["AAA", "BBB"]
+idle = "backoff"
+params = {{ order_qty = 1, max_position = 50, interval_ns = 0 }}
+"""
+
+
+def hftmm(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine.cli", *args]
+
+
+def metric(body: str, name: str) -> float:
+    """The sum of every sample of ``name`` (any labels) in a Prometheus text body."""
+    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", re.MULTILINE)
+    return sum(float(v) for v in pattern.findall(body))
+
+
+@dataclass
+class Session:
+    """What a finished daemon left: exit status, stdout, stderr, the JSON report, scrapes, leftovers."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict
+    scrapes: dict[str, str]
+    kill_output: str
+    leftovers: list[str]
+
+
+class Daemon:
+    """``hftmm live`` as a subprocess with a config in ``tmp``."""
+
+    def __init__(self, tmp: Path, max_order_qty: float = 500) -> None:
+        self.config = tmp / "live.toml"
+        self.config.write_text(config_text(tmp, max_order_qty))
+        self.port = int(re.search(r"\[metrics\]\nport = (\d+)", self.config.read_text()).group(1))
+        self.report_path = tmp / "report.json"
+        self.stderr_path = tmp / "stderr.txt"
+        with open(self.stderr_path, "w") as err:
+            self.proc = subprocess.Popen(
+                hftmm("live", "--config", str(self.config), "--duration", "600", "--report", str(self.report_path)),
+                cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
+            )  # fmt: skip
+
+    def scrape(self) -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            return ""
+
+    def wait_for(self, done, wait_s: float) -> None:
+        """Poll (scrape) until ``done(body)``, bounded; fails early if the daemon died."""
+
+        def check() -> bool:
+            assert self.proc.poll() is None, self.stderr_path.read_text()[-3000:]
+            return done(self.scrape())
+
+        step_until(lambda: 0, check, wait_s=wait_s, max_cycles=MAX_POLLS, idle_s=POLL_S)
+
+    def stop(self, scrapes: dict[str, str], kill_output: str = "") -> Session:
+        """SIGTERM, wait for the report, look for what it left behind in /dev/shm."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=STOP_S)
+        report = json.loads(self.report_path.read_text()) if self.report_path.exists() else {}
+        pid = str(self.proc.pid)
+        leftovers = [name for name in os.listdir("/dev/shm") if f"-{pid}-" in name or name.endswith(f"-{pid}")]
+        return Session(self.proc.returncode, out, self.stderr_path.read_text(), report, scrapes, kill_output, leftovers)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=STOP_S)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    """One live session: trade until orders and fills show on /metrics, ``hftmm kill``, SIGTERM."""
+    daemon = Daemon(tmp_path_factory.mktemp("live"))
+    try:
+        daemon.wait_for(lambda b: metric(b, "hftmm_orders_filled_total") >= 2, START_S)
+        trading = daemon.scrape()
+        killed = subprocess.run(hftmm("kill", "--config", str(daemon.config)), cwd=REPO, capture_output=True,
+                                text=True, timeout=STOP_S)  # fmt: skip
+        assert killed.returncode == 0, killed.stderr
+        daemon.wait_for(lambda b: metric(b, "hftmm_kill_switch_engaged") == 1, STOP_S)
+        time.sleep(SETTLE_S)
+        after_kill = daemon.scrape()
+        yield daemon.stop({"trading": trading, "after_kill": after_kill}, killed.stdout)
+    finally:
+        daemon.kill()
+
+
+def test_orders_flow_and_fills_arrive(session: Session) -> None:
+    assert session.returncode == 0, session.stderr[-3000:]
+    report = session.report
+    assert sum(report["orders"].values()) > 0 and sum(report["fills"].values()) >= 2
+    assert report["t2t_samples"] > 0 and 0 < report["t2t_p50_ns"] <= report["t2t_p99_ns"]
+    assert report["unknown_responses"] == 0
+
+
+def test_positions_match_the_exchange_record_of_our_executions(session: Session) -> None:
+    ours = {s: q for s, q in session.report["position"].items() if q}
+    assert ours == {s: q for s, q in session.report["exchange_position"].items() if q}
+
+
+def test_the_metrics_endpoint_serves_the_node_metrics(session: Session) -> None:
+    body = session.scrapes["trading"]
+    for name in ("hftmm_md_messages_total", "hftmm_orders_sent_total", "hftmm_book_updates_total",
+                 "hftmm_tick_to_trade_seconds_count", "hftmm_position", "hftmm_risk_rejections_total"):  # fmt: skip
+        assert f"{name}{{" in body, name
+    assert 'instrument="AAA",node="mm-1"' in body and metric(body, "hftmm_md_messages_total") > 0
+    assert metric(body, "hftmm_node_up") == 1 and metric(body, "hftmm_kill_switch_engaged") == 0
+
+
+def test_hftmm_kill_cancels_everything_and_stops_quoting(session: Session) -> None:
+    assert "kill switch sent" in session.kill_output
+    report = session.report
+    assert report["killed"] is True
+    node = report["nodes"]["mm-1"]
+    assert node["killed"] is True and node["working_orders_left"] == 0
+    assert report["risk_rejections"]["by_reason"]["kill_switch"] == 0  # halted: nothing is even planned
+    after = session.scrapes["after_kill"]
+    assert metric(after, "hftmm_orders_sent_total") == sum(report["orders"].values())  # no order after the kill
+
+
+def test_sigterm_shuts_down_cleanly_with_the_report(session: Session) -> None:
+    assert session.returncode == 0 and "Traceback" not in session.stderr
+    for key in REPORT_KEYS:
+        assert key in session.report, key
+    for key in ("orders", "fills", "position", "pnl"):
+        assert set(session.report[key]) == {"AAA", "BBB"}
+    assert "tick-to-trade" in session.stdout and "AAA" in session.stdout
+    assert session.leftovers == []
+
+
+def test_a_low_risk_limit_rejects_counts_and_sends_nothing(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, max_order_qty=0.5)  # every order of the node (1 share) is too big
+    try:
+        daemon.wait_for(lambda b: metric(b, "hftmm_risk_rejections_total") >= 4, START_S)
+        scraped = daemon.scrape()
+        session = daemon.stop({"trading": scraped})
+    finally:
+        daemon.kill()
+    assert session.returncode == 0, session.stderr[-3000:]
+    report = session.report
+    assert report["risk_rejections"]["by_reason"]["order_qty"] >= 4
+    assert report["risk_rejections"]["total"] == report["risk_rejections"]["by_reason"]["order_qty"]
+    assert sum(report["orders"].values()) == 0 and not any(report["exchange_position"].values())
+    assert 'reason="order_qty"' in scraped and metric(scraped, "hftmm_orders_sent_total") == 0
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(config_text(tmp_path).replace("[risk]", "[risk]\nmax_positon = 3"))
+    done = subprocess.run(hftmm("live", "--config", str(path)), cwd=REPO, capture_output=True, text=True,
+                          timeout=STOP_S)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "max_positon" in lines[0] and str(path) in lines[0]
+
+
+def test_kill_without_a_daemon_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "live.toml"
+    path.write_text(config_text(tmp_path))
+    done = subprocess.run(hftmm("kill", "--config", str(path)), cwd=REPO, capture_output=True, text=True,
+                          timeout=STOP_S)  # fmt: skip
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "no live daemon" in done.stderr
+
+
+def test_a_node_whose_process_dies_is_restarted_and_trades_again(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path)
+    try:
+        daemon.wait_for(lambda b: metric(b, "hftmm_orders_sent_total") >= 1, START_S)
+        control = np.memmap(f"/dev/shm/hftmm-control-{daemon.proc.pid}-mm-1", np.int64, "r", shape=(CT_SLOTS,))
+        first_pid = int(control[CT_PID])
+        os.kill(first_pid, signal.SIGKILL)
+        daemon.wait_for(lambda b: metric(b, "hftmm_node_restarts_total") == 1 and control[CT_STATE] == ST_RUNNING
+                        and int(control[CT_PID]) not in (0, first_pid), START_S)  # fmt: skip
+        daemon.wait_for(lambda b: metric(b, "hftmm_orders_sent_total") >= 1, START_S)  # the new life's orders
+        session = daemon.stop({})
+    finally:
+        daemon.kill()
+    assert session.returncode == 0, session.stderr[-3000:]
+    assert session.report["nodes"]["mm-1"]["restarts"] == 1 and "restart 1" in session.stderr
+    assert sum(session.report["orders"].values()) >= 1 and session.leftovers == []

@@ -1,0 +1,163 @@
+"""The trading node's compiled step without a network: book -> strategy -> risk -> OUCH bytes, gaps, kill."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from engine import node_nb as k
+from engine.book_nb import new_state
+from engine.events import KIND_ADD, SIDE_ASK, SIDE_BID, empty_events
+from engine.metrics import G_POSITION, I_BOOK_UPDATES, I_ORDERS_FILLED, I_ORDERS_SENT, MetricsBlock
+from engine.node import (
+    CT_NEXT_ID,
+    STAGES,
+    ControlBlock,
+    NodeInstrument,
+    NodeSpec,
+    QuoteAddress,
+    build_state,
+    load_kernel,
+)
+from engine.oms import OC_UNKNOWN
+from engine.orderentry import Port
+from engine.risk import R_KILL_SWITCH, R_ORDER_QTY, RISK_REASONS, RS_KILLED, RiskConfig
+from feeds import ouch
+from strategies import get_strategy
+from tests.unit.engine.test_oms import response
+
+BID, ASK = 999_900, 1_000_100  # $99.99 / $100.01
+QTY = 100
+_NAMES = itertools.count()
+
+
+class Harness:
+    """One node's state with its blocks, a book, and helpers to step it."""
+
+    def __init__(self, risk: RiskConfig, interval_ns: int = 0) -> None:
+        tag = f"test-{os.getpid()}-{next(_NAMES)}"
+        self.spec = NodeSpec(
+            name=tag, strategy="touch", params={"order_qty": QTY, "max_position": 1000, "interval_ns": interval_ns},
+            instruments=(NodeInstrument("AAA", 1, 100, 1),), md_bind=("127.0.0.1", 0), multicast_group="",
+            retransmit=("127.0.0.1", 9), aeron_dir="", port=Port("T", "p", "aeron:ipc", 1, "aeron:ipc", 2),
+            risk=risk, metrics_block=f"hftmm-metrics-{tag}", control_block=f"hftmm-control-{tag}", first_order_id=50,
+        )  # fmt: skip
+        self.block = MetricsBlock.create(tag, ["AAA"], STAGES, RISK_REASONS, name=self.spec.metrics_block)
+        self.control = ControlBlock(self.spec.control_block, create=True)
+        self.ns = build_state(self.spec, self.block, self.control)
+        self.book = new_state()
+        self.quote = QuoteAddress(get_strategy("touch").quote)
+        self.step_nb = load_kernel(self.ns, self.book)  # the entry point the node calls
+        self.now = 1_000_000
+
+    def step(self, events: np.ndarray | None = None, responses: np.ndarray | None = None) -> list[dict]:
+        """One step; the OUCH messages it wrote, decoded."""
+        self.now += 1_000_000
+        events = empty_events(0) if events is None else events
+        rsp = ouch.empty_responses(1) if responses is None else responses
+        n = self.step_nb(self.ns, self.book, events, rsp, 0 if responses is None else len(rsp), self.now, self.quote)
+        assert n >= 0
+        out, off = self.ns.out, self.ns.out_off
+        messages = []
+        for j in range(n):
+            assert out[off[j]] == k.PKT_UNSEQUENCED
+            messages.append(ouch.decode(ouch.INBOUND, out[off[j] + 1 : off[j + 1]].tobytes()))
+        return messages
+
+    def close(self) -> None:
+        self.ns = None
+        self.block.close()
+        self.control.close()
+
+
+def touch_events(first_id: int = 1) -> np.ndarray:
+    """A bid at BID and an ask at ASK joining the book of locate 1."""
+    events = empty_events(2)
+    for row, (oid, side, price) in enumerate(((first_id, SIDE_BID, BID), (first_id + 1, SIDE_ASK, ASK))):
+        events[row]["kind"] = KIND_ADD
+        events[row]["order_id"] = oid
+        events[row]["side"] = side
+        events[row]["price"] = price
+        events[row]["qty"] = 300
+        events[row]["instrument"] = 1
+        events[row]["ts_local_ns"] = 5
+    return events
+
+
+@pytest.fixture
+def node() -> Iterator[Harness]:
+    harness = Harness(RiskConfig())
+    yield harness
+    harness.close()
+
+
+def test_a_batch_of_market_data_gives_risk_checked_post_only_orders_at_the_touch(node: Harness) -> None:
+    messages = node.step(touch_events())
+    assert [(m["message_type"], m["side"], m["price"], m["quantity"]) for m in messages] == [
+        ("O", ouch.SIDE_BUY, BID, QTY),
+        ("O", ouch.SIDE_SELL, ASK, QTY),
+    ]
+    assert [m["user_ref_num"] for m in messages] == [50, 51] and messages[0]["symbol"] == "AAA"
+    assert (ouch.TAG_POST_ONLY, b"P") in messages[0]["appendage"]
+    counters = node.block.instrument_counters
+    assert counters[0, I_ORDERS_SENT] == 2 and counters[0, I_BOOK_UPDATES] == 2
+    assert node.control.slots[CT_NEXT_ID] == 52
+    assert node.step(touch_events()[:0]) == []  # nothing new: the orders stay
+
+
+def test_fills_reach_position_metrics_and_the_next_quotes(node: Harness) -> None:
+    node.step(touch_events())
+    node.step(responses=np.concatenate([response("A", 50, QTY, BID), response("E", 50, QTY, BID, match=9)]))
+    assert node.block.instrument_counters[0, I_ORDERS_FILLED] == 1
+    assert node.block.instrument_gauges[0, G_POSITION] == QTY
+
+
+def test_nothing_that_fails_a_risk_check_is_encoded() -> None:
+    node = Harness(RiskConfig(max_order_qty=QTY - 1))
+    try:
+        assert node.step(touch_events()) == []
+        assert node.block.risk_rejections[0, R_ORDER_QTY] == 2 and node.block.instrument_counters[0, I_ORDERS_SENT] == 0
+    finally:
+        node.close()
+
+
+def test_a_feed_gap_cancels_every_order_once_and_stops_quoting_until_it_closes(node: Harness) -> None:
+    node.step(touch_events())
+    node.ns.mi[k.NI_HALT] = 1
+    cancels = node.step(touch_events()[:0])
+    assert sorted((m["message_type"], m["user_ref_num"]) for m in cancels) == [("X", 50), ("X", 51)]
+    assert node.step(touch_events()[:0]) == []  # already on their way: not twice
+    node.step(responses=np.concatenate([response("C", 50, QTY), response("C", 51, QTY)]))
+    node.ns.mi[k.NI_HALT] = 0
+    again = node.step(touch_events(3))
+    assert [m["message_type"] for m in again] == ["O", "O"]
+
+
+def test_the_kill_switch_cancels_everything_and_nothing_more_is_quoted(node: Harness) -> None:
+    node.step(touch_events())
+    node.ns.rstate[RS_KILLED] = 1.0
+    assert {m["message_type"] for m in node.step(touch_events()[:0])} == {"X"}
+    node.step(responses=np.concatenate([response("C", 50, QTY), response("C", 51, QTY)]))
+    assert node.step(touch_events()[:0]) == []
+    assert node.block.risk_rejections[0, R_KILL_SWITCH] == 0  # halted: nothing is even planned
+
+
+def test_unknown_responses_are_counted_not_fatal(node: Harness) -> None:
+    node.step(responses=response("E", 12345, QTY, BID, match=1))
+    assert node.ns.oc[OC_UNKNOWN] == 1
+
+
+def test_with_an_interval_the_strategy_runs_once_per_interval_and_on_the_timer() -> None:
+    node = Harness(RiskConfig(), interval_ns=10_000_000)  # the harness clock steps 1 ms a call
+    try:
+        node.step(touch_events())
+        for j in range(19):
+            node.step(touch_events(10 + 2 * j) if j % 2 else None)
+        assert node.ns.mi[k.NI_CALLS] == 2
+        assert node.ns.mi[k.NI_NEXT_WAKE] == node.ns.next_call[0] > node.now
+    finally:
+        node.close()

@@ -1,0 +1,223 @@
+"""Order management: the state machine over OUCH responses, positions and PnL, unknown and duplicate responses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.events import SIDE_ASK, SIDE_BID
+from engine.oms import (
+    IN_ACCEPTED,
+    IN_CANCELED,
+    IN_FILLS,
+    IN_LOT,
+    IN_POSITION,
+    IN_REJECTS,
+    MN_AVG_PRICE,
+    MN_CASH,
+    MN_MID,
+    MN_REALIZED,
+    MN_UNIT,
+    N_IN,
+    N_MN,
+    OC_DUPLICATE,
+    OC_FULL_TABLE,
+    OC_UNKNOWN,
+    OC_WRITTEN_OFF,
+    OS_CANCELED,
+    OS_FILLED,
+    OS_LIVE,
+    OS_PARTIAL,
+    OS_PENDING_CANCEL,
+    OS_PENDING_NEW,
+    OS_PENDING_REPLACE,
+    OS_REJECTED,
+    OS_REPLACED,
+    OW_EXCH_REF,
+    OW_ORDER_STATE,
+    apply_response_nb,
+    cancel_order_nb,
+    new_counters,
+    new_order_nb,
+    new_orders,
+    open_units_nb,
+    pnl_nb,
+    replace_order_nb,
+    working_count_nb,
+)
+from engine.quoting_nb import LS_DONE, LS_LIVE, LS_PENDING_CANCEL, LS_PENDING_NEW, OW_ID, OW_OPEN, OW_STATE
+from feeds import ouch
+
+LOT = 10
+PRICE = 1_000_000  # $100 in 1e-4 units
+
+
+def response(kind: str, order_id: int, qty: int = 0, price: int = 0, match: int = 0, orig: int = 0) -> np.ndarray:
+    """One OUCH response row as the order-entry client decodes it (exchange order reference 7)."""
+    rsp = ouch.empty_responses(1)
+    rsp["kind"] = ord(kind)
+    rsp["user_ref_num"] = order_id
+    rsp["orig_user_ref_num"] = orig
+    rsp["qty"] = qty
+    rsp["price"] = price
+    rsp["match_number"] = match
+    rsp["order_reference_number"] = 7
+    return rsp
+
+
+class Desk:
+    """Order tables of two instruments, driven by OUCH response rows as the node receives them."""
+
+    def __init__(self, rows: int = 4) -> None:
+        self.own = new_orders(2, rows)
+        self.oc = new_counters(100)
+        self.inst = np.zeros((2, N_IN), np.int64)
+        self.inst[:, IN_LOT] = LOT
+        self.money = np.zeros((2, N_MN))
+        self.money[:, MN_UNIT] = 1e-4
+        self.match = 0
+
+    def new(self, side: int = SIDE_BID, lots: int = 3, price: int = PRICE, i: int = 0) -> int:
+        row = new_order_nb(self.own, self.oc, i, side, price, lots, 0)
+        assert row >= 0
+        return row
+
+    def respond(self, kind: str, order_id: int, qty: int = 0, price: int = PRICE, match: int | None = None,
+                orig: int = 0) -> int:  # fmt: skip
+        if kind == "E":
+            self.match += 1
+        rsp = response(kind, order_id, qty, price, self.match if match is None else match, orig)
+        return apply_response_nb(self.own, self.oc, self.inst, self.money, rsp[0])
+
+    def state(self, row: int, i: int = 0) -> tuple[int, int]:
+        return int(self.own[i, row, OW_STATE]), int(self.own[i, row, OW_ORDER_STATE])
+
+    def id(self, row: int, i: int = 0) -> int:
+        return int(self.own[i, row, OW_ID])
+
+
+def test_new_order_takes_the_next_client_id_and_is_pending_until_accepted() -> None:
+    desk = Desk()
+    row = desk.new()
+    assert desk.id(row) == 100 and desk.state(row) == (LS_PENDING_NEW, OS_PENDING_NEW)
+    assert desk.respond("A", 100, 3 * LOT) == 0
+    assert desk.state(row) == (LS_LIVE, OS_LIVE) and desk.own[0, row, OW_EXCH_REF] == 7
+    assert desk.inst[0, IN_ACCEPTED] == 1 and working_count_nb(desk.own) == 1
+
+
+def test_partial_then_full_fill_moves_position_cash_and_finishes_the_order() -> None:
+    desk = Desk()
+    row = desk.new(lots=3)
+    desk.respond("A", 100, 3 * LOT)
+    desk.respond("E", 100, LOT, PRICE)
+    assert desk.state(row) == (LS_LIVE, OS_PARTIAL) and desk.own[0, row, OW_OPEN] == 2
+    desk.respond("E", 100, 2 * LOT, PRICE - 100)
+    assert desk.state(row) == (LS_DONE, OS_FILLED) and desk.own[0, row, OW_OPEN] == 0
+    assert desk.inst[0, IN_POSITION] == 3 and desk.inst[0, IN_FILLS] == 2
+    assert desk.money[0, MN_CASH] == pytest.approx(-(10 * 100.0 + 20 * 99.99))
+    assert desk.money[0, MN_AVG_PRICE] == pytest.approx((100.0 + 2 * 99.99) / 3)
+    assert working_count_nb(desk.own) == 0
+
+
+def test_realized_and_unrealized_pnl_on_an_average_cost_basis() -> None:
+    desk = Desk()
+    desk.new(SIDE_BID, 2)
+    desk.respond("A", 100)
+    desk.respond("E", 100, 2 * LOT, PRICE)  # long 20 units at 100
+    desk.new(SIDE_ASK, 3, PRICE + 500)
+    desk.respond("A", 101)
+    desk.respond("E", 101, 3 * LOT, PRICE + 500)  # sell 30 at 100.05: realize 20 x 0.05, short 10 at 100.05
+    assert desk.inst[0, IN_POSITION] == -1
+    assert desk.money[0, MN_REALIZED] == pytest.approx(1.0)
+    assert desk.money[0, MN_AVG_PRICE] == pytest.approx(100.05)
+    desk.money[0, MN_MID] = 100.0
+    assert pnl_nb(desk.inst, desk.money) == pytest.approx(1.0 + 10 * 0.05)
+    assert desk.money[0, MN_CASH] + (-10) * 100.0 == pytest.approx(pnl_nb(desk.inst, desk.money))
+
+
+def test_cancel_goes_pending_then_canceled_and_frees_nothing_twice() -> None:
+    desk = Desk()
+    row = desk.new()
+    desk.respond("A", 100, 3 * LOT)
+    assert cancel_order_nb(desk.own, 0, row)
+    assert desk.state(row) == (LS_PENDING_CANCEL, OS_PENDING_CANCEL)
+    assert not cancel_order_nb(desk.own, 0, row)  # already on its way
+    desk.respond("C", 100, 3 * LOT)
+    assert desk.state(row) == (LS_DONE, OS_CANCELED) and desk.inst[0, IN_CANCELED] == 1
+    assert not cancel_order_nb(desk.own, 0, row)
+
+
+def test_cancel_before_the_accept_keeps_pending_cancel_and_counts_the_accept() -> None:
+    desk = Desk()
+    row = desk.new()
+    assert cancel_order_nb(desk.own, 0, row)
+    desk.respond("A", 100, 3 * LOT)
+    assert desk.state(row) == (LS_PENDING_CANCEL, OS_PENDING_CANCEL) and desk.oc[OC_DUPLICATE] == 0
+    desk.respond("C", 100, 3 * LOT)
+    assert desk.state(row) == (LS_DONE, OS_CANCELED)
+
+
+def test_reject_of_a_new_order_and_of_a_cancel() -> None:
+    desk = Desk()
+    row = desk.new()
+    desk.respond("J", 100)
+    assert desk.state(row) == (LS_DONE, OS_REJECTED) and desk.inst[0, IN_REJECTS] == 1
+    other = desk.new()
+    desk.respond("A", 101)
+    cancel_order_nb(desk.own, 0, other)
+    desk.respond("J", 101)  # the cancel was refused: the order is live again
+    assert desk.state(other) == (LS_LIVE, OS_LIVE)
+    for _ in range(2):  # refused twice more: the exchange has no such order; written off, no cancel storm
+        assert cancel_order_nb(desk.own, 0, other)
+        desk.respond("J", 101)
+    assert desk.state(other) == (LS_DONE, OS_CANCELED) and desk.oc[OC_WRITTEN_OFF] == 1
+
+
+def test_replace_moves_the_order_to_its_new_row() -> None:
+    desk = Desk()
+    old = desk.new(lots=3)
+    desk.respond("A", 100, 3 * LOT)
+    new = replace_order_nb(desk.own, desk.oc, 0, old, PRICE - 100, 2, 0)
+    assert new >= 0 and desk.state(old) == (LS_PENDING_CANCEL, OS_PENDING_REPLACE)
+    assert not cancel_order_nb(desk.own, 0, old)  # a replace is already on its way
+    desk.respond("U", 101, 2 * LOT, PRICE - 100, orig=100)
+    assert desk.state(old) == (LS_DONE, OS_REPLACED) and desk.state(new) == (LS_LIVE, OS_LIVE)
+    again = replace_order_nb(desk.own, desk.oc, 0, new, PRICE - 200, 2, 0)
+    desk.respond("J", desk.id(again))  # refused: the order it was to replace stays live
+    assert desk.state(new) == (LS_LIVE, OS_LIVE) and desk.state(again) == (LS_DONE, OS_REJECTED)
+
+
+def test_unknown_and_duplicate_responses_are_counted_never_fatal() -> None:
+    desk = Desk()
+    row = desk.new()
+    assert desk.respond("A", 999) == -1 and desk.oc[OC_UNKNOWN] == 1
+    desk.respond("A", 100, 3 * LOT)
+    desk.respond("A", 100, 3 * LOT)  # a second accept
+    desk.respond("E", 100, LOT, match=42)
+    desk.respond("E", 100, LOT, match=42)  # the same execution again
+    assert desk.oc[OC_DUPLICATE] == 2 and desk.inst[0, IN_POSITION] == 1
+    desk.respond("C", 100, 2 * LOT)
+    desk.respond("C", 100, 2 * LOT)  # cancel of a finished order
+    desk.respond("J", 100)  # a cancel refused after the order finished: not an error either
+    assert desk.oc[OC_DUPLICATE] == 3 and desk.state(row) == (LS_DONE, OS_CANCELED)
+    assert desk.respond("S", 0) == -1 and desk.oc[OC_UNKNOWN] == 1  # system events concern no order
+
+
+def test_a_full_table_reuses_finished_rows_and_counts_when_every_row_works() -> None:
+    desk = Desk(rows=2)
+    first = desk.new()
+    desk.new()
+    assert new_order_nb(desk.own, desk.oc, 0, SIDE_BID, PRICE, 1, 0) == -1 and desk.oc[OC_FULL_TABLE] == 1
+    desk.respond("J", desk.id(first))
+    assert desk.new() == first  # the finished row is reused; its old id is unknown from now on
+    assert desk.respond("J", 100) == -1 and desk.oc[OC_UNKNOWN] == 1
+
+
+def test_open_units_count_working_orders_of_one_side() -> None:
+    desk = Desk()
+    desk.new(SIDE_BID, 2)
+    desk.new(SIDE_BID, 3, i=1)
+    desk.new(SIDE_ASK, 4)
+    assert open_units_nb(desk.own, desk.inst, 0, SIDE_BID) == 20.0
+    assert open_units_nb(desk.own, desk.inst, 0, SIDE_ASK) == 40.0
+    assert open_units_nb(desk.own, desk.inst, 1, SIDE_BID) == 30.0
