@@ -241,6 +241,7 @@ class LiveDaemon:
             cpu=node.cpu,
             idle=node.idle,
             post_only=node.post_only,
+            lock_memory=node.lock_memory,
             order_rows=node.order_rows,
             first_order_id=first_order_id(),
             stop_wait_s=cfg.stop_wait_s,

@@ -86,6 +86,7 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     idle: str = "spin"  # the node loop's idle strategy: spin | yield | backoff | sleep:N_US
     params: dict[str, float] = {}  # strategy parameters (see hftmm backtest --help)
     post_only: bool = True  # orders never take liquidity (as the backtester's default gtx)
+    lock_memory: bool = False  # mlockall the node process after start-up, where permitted (production: true)
     order_rows: int = 32  # order slots per instrument
     username: str = ""  # OUCH user ("" = MM<k>, k = position in [[nodes]] + 1; embedded sets up the port)
     password: str = "secret"

@@ -43,7 +43,7 @@ from numba.core.dispatcher import Dispatcher
 
 from engine import node_nb as k
 from engine.aeron import connect
-from engine.affinity import freeze_gc, pin_process, plan_placement
+from engine.affinity import MCL_CURRENT, freeze_gc, lock_memory, pin_process, plan_placement
 from engine.agent import AgentRunner
 from engine.book_nb import grow_state, new_state
 from engine.events import empty_events
@@ -172,6 +172,7 @@ class NodeSpec:
     cpu: int = -1
     idle: str = "spin"
     post_only: bool = True
+    lock_memory: bool = False
     order_rows: int = 32  # order rows per instrument
     first_order_id: int = 1
     stop_wait_s: float = 5.0
@@ -309,6 +310,9 @@ class TradingNode:
         self._step_nb = load_kernel(self.ns, self.book)
         freeze_gc()
         log.info("node %s: %s", spec.name, placement.note)
+        if spec.lock_memory:  # pages present now stay in RAM; Ray's later object-store maps are left alone
+            locked = lock_memory(MCL_CURRENT)
+            log.info("node %s: memory %s", spec.name, "locked" if locked.locked else f"not locked ({locked.reason})")
 
     def _on_rows(self, rows: np.ndarray) -> None:
         self._rows = rows
