@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
-import json
 import os
 import statistics
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import machine_info
+from bench.machine import machine_info, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_NPZ = REPO.parent / "shared" / "replay_data" / "hftbacktest" / "usdm_btcusdt_20240808_head120k.npz"
@@ -380,9 +379,6 @@ def run(
 
 
 def _write(result: dict, out_dir: str) -> None:
-    folder = Path(out_dir) / f"{result['date'][:10]}-backtest"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "backtest.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     lines = [
         f"# Backtester throughput ({result['date'][:10]})",
@@ -420,9 +416,7 @@ def _write(result: dict, out_dir: str) -> None:
             f"PnL {c['ours_pnl']:.4f} vs {c['hftbacktest_pnl']:.4f}.",
         ]
     lines += [f"Note: {n}." for n in result["notes"]]
-    (folder / "backtest.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"\nresults in {folder}/")
+    write_results(result, "backtest", lines, out_dir)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import struct
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import machine_info
+from bench.machine import machine_info, write_results
 from engine.book import Book
 from engine.events import EVENT_DTYPE, SIDE_ASK, SIDE_BID
 from feeds.flatfile import BATCH_ROWS  # events per decode call, as the streaming reader uses
@@ -200,9 +199,6 @@ def run(messages: int, symbols: int, seed: int, repeats: int, out_dir: str) -> d
 
 
 def _write(result: dict, out_dir: str) -> None:
-    folder = Path(out_dir) / f"{result['date'][:10]}-feed"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "feed.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     lines = [
         f"# Feed + book throughput ({result['date'][:10]})",
@@ -221,9 +217,7 @@ def _write(result: dict, out_dir: str) -> None:
         f"{1e9 / result['baseline_python_msgs_per_s']:.0f} | |"
     )
     lines += ["", f"decode + book is {result['speedup_vs_python']}x the pure-Python baseline."]
-    (folder / "feed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"\nresults in {folder}/")
+    write_results(result, "feed", lines, out_dir)
 
 
 def main() -> None:

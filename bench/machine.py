@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -38,3 +40,14 @@ def machine_info() -> dict:
         "numpy": np.__version__,
         "numba": numba.__version__,
     }
+
+
+def write_results(result: dict, name: str, lines: list[str], out_dir: str) -> Path:
+    """Write ``result`` as JSON and ``lines`` as Markdown into ``out_dir/<date>-<name>/``, echo the table."""
+    folder = Path(out_dir) / f"{result['date'][:10]}-{name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\nresults in {folder}/")
+    return folder
