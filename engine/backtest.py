@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from engine import backtest_nb as k
 from engine.book_nb import grow_state, new_state
+from engine.config import ConfigError, load_toml
 from engine.events import ALL_INSTRUMENTS, EVENT_DTYPE, KIND_CLEAR_SIDE, KIND_LEVEL, KIND_NONE, SIDE_BID
 from engine.instruments import Instrument
 from engine.jit import CompileWatch, tell_compiling
@@ -134,6 +136,39 @@ def parse_feed_latency(spec: str | None) -> int:
     raise BacktestError(f"bad --feed-latency {spec!r}: expected data | constant:NS")
 
 
+# --- instruments --------------------------------------------------------------------------------
+class InstrumentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Tick and lot of one symbol, for data that does not carry them (or to override what it says)."""
+
+    symbol: str
+    tick_size: float = 0.0  # price increment in currency (0: keep the data's)
+    lot_size: float = 0.0  # size increment in the instrument's units (0: keep the data's)
+
+
+class InstrumentFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``--instruments FILE.toml``: ``[[instruments]]`` tables of symbol, tick_size, lot_size."""
+
+    instruments: list[InstrumentSpec] = []
+
+
+def read_instruments(path: str) -> dict[str, InstrumentSpec]:
+    """The instrument file as symbol -> spec; a ConfigError names the file and the problem."""
+    specs = load_toml(path, InstrumentFile).instruments
+    for spec in specs:
+        if spec.tick_size < 0 or spec.lot_size < 0:
+            raise ConfigError(f"{path}: {spec.symbol}: tick_size and lot_size must not be negative")
+    return {spec.symbol: spec for spec in specs}
+
+
+def _spec_for(specs: dict[str, InstrumentSpec], symbol: str | None, path: str) -> InstrumentSpec | None:
+    """The spec of ``symbol``, else of the file's name (an npz is named after its symbol), else the only one."""
+    stem = Path(path).name.removesuffix(".gz").removesuffix(".npz")
+    for key in (symbol, stem):
+        if key in specs:
+            return specs[key]
+    return next(iter(specs.values())) if len(specs) == 1 and symbol is None else None
+
+
 # --- results ------------------------------------------------------------------------------------
 @dataclass
 class BacktestResult:
@@ -186,9 +221,18 @@ def load_events(
     symbol: str | None = None,
     tick_size: float | None = None,
     lot_size: float | None = None,
+    instruments: str | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, Instrument, FeedPass]:
-    """The events of one instrument from ``paths`` (read in order), its description, and the pass stats."""
+    """The events of one instrument from ``paths`` (read in order), its description, and the pass stats.
+
+    Tick and lot: the command line's, else the instrument file's, else what the data says.
+    """
+    specs = read_instruments(instruments) if instruments else {}
+    guess = _spec_for(specs, symbol, paths[0]) if specs and paths else None
+    if guess is not None:  # formats without tick and lot (hftbacktest npz) need them to read the file
+        tick_size = tick_size or guess.tick_size or None
+        lot_size = lot_size or guess.lot_size or None
     fp = FeedPass(list(paths))
     symbols = {symbol} if symbol else None
     batches = [
@@ -208,8 +252,9 @@ def load_events(
     if len(ids) == 0:
         raise BacktestError(f"no market events in {', '.join(paths)}")
     inst = fp.instrument(int(ids[0]))
-    tick = tick_size or inst.tick_size or DEFAULT_ITCH_TICK
-    lot = lot_size or inst.lot_size or 1.0
+    spec = specs.get(inst.symbol)
+    tick = tick_size or (spec and spec.tick_size) or inst.tick_size or DEFAULT_ITCH_TICK
+    lot = lot_size or (spec and spec.lot_size) or inst.lot_size or 1.0
     inst = Instrument(inst.instrument_id, inst.symbol, inst.price_scale, tick, lot)
     return events, inst, fp
 
@@ -229,13 +274,15 @@ def backtest(
     maker_fee: float = 0.0,
     taker_fee: float = 0.0,
     time_in_force: str = "gtx",
+    instruments: str | None = None,
     progress: bool = True,
 ) -> BacktestResult:
     """Run ``strategy`` over ``data`` and return the result (see the module docstring).
 
     Fees are fractions of traded value (negative: a rebate). ``queue`` defaults to ``fifo`` on L3
     data and ``risk-averse`` on L2 data; ``time_in_force`` ``gtx`` (post-only, the default) rejects
-    an order that would cross on arrival, ``gtc`` lets it take liquidity at the touch.
+    an order that would cross on arrival, ``gtc`` lets it take liquidity at the touch. ``instruments``
+    is a TOML file of ``[[instruments]]`` symbol, tick_size, lot_size (the arguments win over it).
     """
     paths = [data] if isinstance(data, str) else list(data)
     try:
@@ -249,7 +296,9 @@ def backtest(
         raise BacktestError(f"bad time in force {time_in_force!r}: expected gtx (post-only) or gtc")
 
     t_load = time.perf_counter()
-    events, inst, fp = load_events(paths, symbol=symbol, tick_size=tick_size, lot_size=lot_size, progress=progress)
+    events, inst, fp = load_events(
+        paths, symbol=symbol, tick_size=tick_size, lot_size=lot_size, instruments=instruments, progress=progress
+    )
     load_s = time.perf_counter() - t_load
     l2 = bool(np.isin(events["kind"], (KIND_LEVEL, KIND_CLEAR_SIDE)).any())
     model, power_n = parse_queue(queue or ("risk-averse" if l2 else "fifo"))

@@ -339,6 +339,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             maker_fee=args.maker_fee,
             taker_fee=args.taker_fee,
             time_in_force=args.time_in_force,
+            instruments=args.instruments,
             progress=not args.quiet,
         )
     except (BacktestError, ConfigError) as exc:
@@ -390,6 +391,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             symbol=args.symbol,
             tick_size=args.tick_size,
             lot_size=args.lot_size,
+            instruments=args.instruments,
             latency=args.latency,
             queue=args.queue,
             maker_fee=args.maker_fee,
@@ -452,6 +454,11 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbol", metavar="SYM", help="the instrument to trade when the data holds several")
     p.add_argument("--tick-size", type=float, metavar="X", help="price increment (ITCH default 0.01; npz: required)")
     p.add_argument("--lot-size", type=float, metavar="Y", help="size increment (ITCH default 1; npz: required)")
+    p.add_argument(
+        "--instruments",
+        metavar="FILE.toml",
+        help="tick and lot per symbol: [[instruments]] symbol, tick_size, lot_size (--tick-size/--lot-size win)",
+    )
     p.add_argument("--latency", default=DEFAULT_LATENCY, metavar="MODEL", help="as for backtest (constant:E,R ...)")
     p.add_argument("--queue", metavar="MODEL", help="as for backtest (L2 data: risk-averse | power:N | log)")
     p.add_argument("--maker-fee", type=float, default=0.0, metavar="F", help="fraction of value; negative = rebate")
@@ -577,6 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbol", metavar="SYM", help="the instrument to trade when the data holds several")
     p.add_argument("--tick-size", type=float, metavar="X", help="price increment (ITCH default 0.01; npz: required)")
     p.add_argument("--lot-size", type=float, metavar="Y", help="size increment (ITCH default 1; npz: required)")
+    p.add_argument(
+        "--instruments",
+        metavar="FILE.toml",
+        help="tick and lot per symbol: [[instruments]] symbol, tick_size, lot_size (--tick-size/--lot-size win)",
+    )
     p.add_argument(
         "--latency",
         default="constant:10000,10000",

@@ -113,3 +113,19 @@ def test_backtest_npz_without_tick_size_is_a_clear_error(replay_data: Path, tmp_
     npz = real_file(replay_data, HFTBACKTEST_NPZ)
     done = run("backtest", "--data", npz, "--strategy", "touch", cwd=tmp_path)
     assert done.returncode == 2 and "--tick-size" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_backtest_npz_ticks_and_lots_from_an_instrument_file(replay_data: Path, tmp_path: Path) -> None:
+    npz = real_file(replay_data, HFTBACKTEST_NPZ)
+    (tmp_path / "inst.toml").write_text(
+        '[[instruments]]\nsymbol = "usdm_btcusdt_20240808_head120k"\ntick_size = 0.1\nlot_size = 0.001\n'
+    )
+    args = ["backtest", "--data", npz, "--strategy", "touch", "--param", "order_qty=0.001", "--json", "-q"]
+    done = run(*args, "--instruments", "inst.toml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    flags = run(*args, "--tick-size", "0.1", "--lot-size", "0.001", cwd=tmp_path)
+    same = ("fills", "orders", "position", "pnl")
+    assert {k: json.loads(done.stdout)[k] for k in same} == {k: json.loads(flags.stdout)[k] for k in same}
+    (tmp_path / "bad.toml").write_text('[[instruments]]\nsymbol = "X"\ntick = 0.1\n')
+    bad = run(*args, "--instruments", "bad.toml", cwd=tmp_path)
+    assert bad.returncode == 2 and "bad.toml" in bad.stderr and "Traceback" not in bad.stderr
