@@ -70,6 +70,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PREFIX_BYTES = 8  # magic, version, metadata length
 DBN_PRICE_SCALE = dbn.FIXED_PRICE_SCALE  # 1e-9 fixed-point prices
 SUPPORTED_SCHEMA = "mbo"
+DEFINITION_SCHEMA = "definition"  # instrument definitions: read for symbols and ticks, no events
 
 RTYPE_MBO = 0xA0
 MBO_RECORD_BYTES = 56
@@ -308,11 +309,22 @@ class DbnReader(FeedReader):
         finally:
             raw.close()
         schema = self.metadata.schema
-        if schema is not None and str(schema) != SUPPORTED_SCHEMA:
-            raise FeedError(f"schema {schema} is not supported; hftmm reads MBO", path=path)
+        self.definitions_only = schema is not None and str(schema) == DEFINITION_SCHEMA
+        if schema is not None and str(schema) != SUPPORTED_SCHEMA and not self.definitions_only:
+            raise FeedError(f"schema {schema} is not supported; hftmm reads MBO (and definitions)", path=path)
         self.symbols = symbols_by_id(self.metadata)
-        definitions = definitions if definitions is not None else find_definitions(path)
+        if self.definitions_only:  # the instruments of the files after it, no events of its own
+            definitions = path
+        elif definitions is None:
+            definitions = find_definitions(path)
         self.definitions = load_definitions(definitions) if definitions else {}
+        if self.definitions_only:
+            self.instruments = {i: self._instrument(i) for i in self.definitions}
+
+    def continue_from(self, previous: FeedReader) -> None:
+        """Definitions read just before (a definition file given with the data) name these instruments."""
+        if isinstance(previous, DbnReader) and not self.definitions:
+            self.definitions = previous.definitions
 
     def _instrument(self, instrument_id: int) -> Instrument:
         """The instrument of an id: symbol from the mappings, else the definitions, else the metadata."""
@@ -339,6 +351,9 @@ class DbnReader(FeedReader):
 
     def batches(self) -> Iterator[np.ndarray]:
         """Yield event arrays (views into one reused buffer) until the file ends."""
+        if self.definitions_only:
+            self.bytes_done = self.total_bytes
+            return
         work = np.empty(self.chunk_bytes + MAX_RECORD_BYTES + WORD_BYTES, np.uint8)
         words = work.view(np.uint32)
         out = np.empty(self.batch_rows, EVENT_DTYPE)

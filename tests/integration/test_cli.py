@@ -243,6 +243,10 @@ def test_book_json_on_real_esm4_dbn_rebuilds_the_known_book(replay_data: Path, t
     assert len(shallow["bids"]) == len(shallow["asks"]) == 3
     assert shallow["bids"] == esm4["bids"][:3] and shallow["asks"] == esm4["asks"][:3]
 
+    whole_folder = run("book", *sorted(mbo.parent.glob("*.dbn.zst")), "--json", cwd=tmp_path)  # definition first
+    assert whole_folder.returncode == 0, whole_folder.stderr
+    assert json.loads(whole_folder.stdout) == book
+
 
 def test_book_text_on_real_esm4_dbn_prints_a_ladder(replay_data: Path, tmp_path: Path) -> None:
     mbo = real_file(replay_data, ESM4_MBO)

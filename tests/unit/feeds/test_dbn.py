@@ -174,12 +174,24 @@ def test_glbx_mdp3_mbo_decodes(replay_data: Path) -> None:
     assert events["price"][0] == 3_675_750_000_000
 
 
-@pytest.mark.parametrize("schema", ["mbp-1", "trades", "definition"])
+@pytest.mark.parametrize("schema", ["mbp-1", "trades"])
 def test_other_schemas_are_a_clear_feed_error(replay_data: Path, schema: str) -> None:
     path = real_file(replay_data, XNAS.format(schema))
     with pytest.raises(FeedError) as info:
         DbnReader(str(path))
-    assert str(info.value) == f"{path}: schema {schema} is not supported; hftmm reads MBO"
+    assert str(info.value) == f"{path}: schema {schema} is not supported; hftmm reads MBO (and definitions)"
+
+
+def test_a_definition_file_names_instruments_and_yields_no_events(replay_data: Path, tmp_path: Path) -> None:
+    definitions = DbnReader(str(real_file(replay_data, ESM4_DEFINITION)))
+    assert read_all(definitions).size == 0 and definitions.stats.messages == 0
+    assert definitions.instruments[5602].symbol == "ESM4" and definitions.instruments[5602].tick_size == 0.25
+    data = tmp_path / "esm4.dbn.zst"  # away from the definition file: it only knows them from the one before
+    data.write_bytes(real_file(replay_data, ESM4).read_bytes())
+    after = DbnReader(str(data))
+    after.continue_from(definitions)
+    read_all(after)
+    assert after.instruments[5602].tick_size == 0.25
 
 
 def test_synthetic_stream_maps_every_action(tmp_path: Path) -> None:
