@@ -319,6 +319,53 @@ def _strategy_params(args: argparse.Namespace) -> dict[str, float]:
     return values
 
 
+def _model_options(args: argparse.Namespace) -> dict:
+    """The backtest's instrument, latency, queue, fee and order options, as ``engine.backtest.backtest`` takes them."""
+    names = ("symbol", "tick_size", "lot_size", "instruments", "latency", "feed_latency", "queue", "partial_fills",
+             "maker_fee", "taker_fee", "time_in_force")  # fmt: skip
+    return {name: getattr(args, name) for name in names}
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """The options of ``backtest`` that ``sweep`` shares: instrument, models, fees, time in force."""
+    from engine.backtest import DEFAULT_LATENCY
+
+    p.add_argument("--symbol", metavar="SYM", help="the instrument to trade when the data holds several")
+    p.add_argument("--tick-size", type=float, metavar="X", help="price increment (ITCH default 0.01; npz: required)")
+    p.add_argument("--lot-size", type=float, metavar="Y", help="size increment (ITCH default 1; npz: required)")
+    p.add_argument(
+        "--instruments",
+        metavar="FILE.toml",
+        help="tick and lot per symbol: [[instruments]] symbol, tick_size, lot_size (--tick-size/--lot-size win)",
+    )
+    p.add_argument(
+        "--latency",
+        default=DEFAULT_LATENCY,
+        metavar="MODEL",
+        help="order entry and response latency: constant:ENTRY_NS,RESP_NS (default 10 us each) | "
+        "lognormal:ENTRY_MEDIAN_NS,RESP_MEDIAN_NS,SIGMA[,SEED] | table:FILE (time, entry, resp rows)",
+    )
+    p.add_argument(
+        "--feed-latency",
+        metavar="MODEL",
+        help="data (the files' local timestamps, default) | constant:NS after the exchange timestamp",
+    )
+    p.add_argument(
+        "--queue",
+        metavar="MODEL",
+        help="queue position on L2 data: risk-averse (default) | power:N | log; L3 data: fifo (exact)",
+    )
+    p.add_argument("--partial-fills", action="store_true", help="fill part of an order when less trades at it")
+    p.add_argument("--maker-fee", type=float, default=0.0, metavar="F", help="fraction of value; negative = rebate")
+    p.add_argument("--taker-fee", type=float, default=0.0, metavar="F", help="fraction of traded value")
+    p.add_argument(
+        "--time-in-force",
+        choices=("gtx", "gtc"),
+        default="gtx",
+        help="gtx: post-only, an order that would cross is rejected (default); gtc: it takes liquidity",
+    )
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Run one strategy over historical data and report PnL, risk and fill statistics."""
     from engine.backtest import BacktestError, backtest
@@ -326,21 +373,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     try:
         result = backtest(
-            args.data,
-            args.strategy,
-            _strategy_params(args),
-            symbol=args.symbol,
-            tick_size=args.tick_size,
-            lot_size=args.lot_size,
-            latency=args.latency,
-            feed_latency=args.feed_latency,
-            queue=args.queue,
-            partial_fills=args.partial_fills,
-            maker_fee=args.maker_fee,
-            taker_fee=args.taker_fee,
-            time_in_force=args.time_in_force,
-            instruments=args.instruments,
-            progress=not args.quiet,
+            args.data, args.strategy, _strategy_params(args), progress=not args.quiet, **_model_options(args)
         )
     except (BacktestError, ConfigError) as exc:
         print(f"hftmm: error: {exc}", file=sys.stderr)
@@ -388,14 +421,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             fixed_params=_strategy_params(args),
             rank_by=args.rank_by,
             progress=not args.quiet,
-            symbol=args.symbol,
-            tick_size=args.tick_size,
-            lot_size=args.lot_size,
-            instruments=args.instruments,
-            latency=args.latency,
-            queue=args.queue,
-            maker_fee=args.maker_fee,
-            taker_fee=args.taker_fee,
+            **_model_options(args),
         )
     except (SweepError, BacktestError, ConfigError) as exc:
         print(f"hftmm: error: {exc}", file=sys.stderr)
@@ -431,7 +457,6 @@ def _print_summary(rows: list[dict], grid_names: list[str]) -> None:
 
 def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     """The ``sweep`` sub-command: the backtest options that apply to every run, plus the grid."""
-    from engine.backtest import DEFAULT_LATENCY
     from engine.sweep import RANK_KEYS
 
     p = sub.add_parser(
@@ -451,18 +476,7 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter fixed for every run")
     p.add_argument("--params", metavar="FILE.toml", help="fixed parameters from TOML (--param wins)")
-    p.add_argument("--symbol", metavar="SYM", help="the instrument to trade when the data holds several")
-    p.add_argument("--tick-size", type=float, metavar="X", help="price increment (ITCH default 0.01; npz: required)")
-    p.add_argument("--lot-size", type=float, metavar="Y", help="size increment (ITCH default 1; npz: required)")
-    p.add_argument(
-        "--instruments",
-        metavar="FILE.toml",
-        help="tick and lot per symbol: [[instruments]] symbol, tick_size, lot_size (--tick-size/--lot-size win)",
-    )
-    p.add_argument("--latency", default=DEFAULT_LATENCY, metavar="MODEL", help="as for backtest (constant:E,R ...)")
-    p.add_argument("--queue", metavar="MODEL", help="as for backtest (L2 data: risk-averse | power:N | log)")
-    p.add_argument("--maker-fee", type=float, default=0.0, metavar="F", help="fraction of value; negative = rebate")
-    p.add_argument("--taker-fee", type=float, default=0.0, metavar="F", help="fraction of traded value")
+    _model_args(p)
     p.add_argument(
         "--address", metavar="ADDR", help="an existing Ray cluster: auto | ray://HOST:PORT (default: a local Ray)"
     )
@@ -581,40 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", required=True, metavar="NAME", help="a strategy listed below")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable)")
     p.add_argument("--params", metavar="FILE.toml", help="strategy parameters from TOML (--param wins)")
-    p.add_argument("--symbol", metavar="SYM", help="the instrument to trade when the data holds several")
-    p.add_argument("--tick-size", type=float, metavar="X", help="price increment (ITCH default 0.01; npz: required)")
-    p.add_argument("--lot-size", type=float, metavar="Y", help="size increment (ITCH default 1; npz: required)")
-    p.add_argument(
-        "--instruments",
-        metavar="FILE.toml",
-        help="tick and lot per symbol: [[instruments]] symbol, tick_size, lot_size (--tick-size/--lot-size win)",
-    )
-    p.add_argument(
-        "--latency",
-        default="constant:10000,10000",
-        metavar="MODEL",
-        help="order entry and response latency: constant:ENTRY_NS,RESP_NS (default 10 us each) | "
-        "lognormal:ENTRY_MEDIAN_NS,RESP_MEDIAN_NS,SIGMA[,SEED] | table:FILE (time, entry, resp rows)",
-    )
-    p.add_argument(
-        "--feed-latency",
-        metavar="MODEL",
-        help="data (the files' local timestamps, default) | constant:NS after the exchange timestamp",
-    )
-    p.add_argument(
-        "--queue",
-        metavar="MODEL",
-        help="queue position on L2 data: risk-averse (default) | power:N | log; L3 data: fifo (exact)",
-    )
-    p.add_argument("--partial-fills", action="store_true", help="fill part of an order when less trades at it")
-    p.add_argument("--maker-fee", type=float, default=0.0, metavar="F", help="fraction of value; negative = rebate")
-    p.add_argument("--taker-fee", type=float, default=0.0, metavar="F", help="fraction of traded value")
-    p.add_argument(
-        "--time-in-force",
-        choices=("gtx", "gtc"),
-        default="gtx",
-        help="gtx: post-only, an order that would cross is rejected (default); gtc: it takes liquidity",
-    )
+    _model_args(p)
     p.add_argument("--out", metavar="DIR", help="write fills.parquet, equity.parquet, equity.png and report.json")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
