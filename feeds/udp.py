@@ -66,6 +66,7 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_RCVBUF_BYTES = 4 << 20
 MAX_REQUEST_COUNT = 0xFFFF
 TYPE_COUNTS = 256
+STOCK_DIRECTORY = ord("R")  # counts[] index of the ITCH Stock Directory message
 
 
 @dataclass(slots=True)
@@ -152,6 +153,7 @@ class MoldStream:
         self.tracker = SequenceTracker()
         self.stocks = StockDirectory()
         self.counts = np.zeros(TYPE_COUNTS, np.int64)
+        self._directory_messages = 0  # Stock Directory messages decoded when the directory was last announced
         self.out = np.empty(out_rows, EVENT_DTYPE)
         self._n = 0
         # load (or compile) the decoder now, not on the first packet; an empty packet changes no state
@@ -267,7 +269,9 @@ class MoldStream:
 
     def _flush(self) -> None:
         if self._n:
-            self.stocks.announce()
+            if self.counts[STOCK_DIRECTORY] != self._directory_messages:  # a scan of every locate: only when needed
+                self._directory_messages = int(self.counts[STOCK_DIRECTORY])
+                self.stocks.announce()
             self.handler(self.out[: self._n])
             self._n = 0
 
