@@ -418,7 +418,7 @@ class LiveDaemon:
             nodes[handle.config.name] = {
                 "restarts": handle.restarts,
                 "failure": handle.failure,
-                **{key: value for key, value in rep.items() if key not in ("symbols", "t2t_ns", "node")},
+                **{key: value for key, value in rep.items() if key not in ("symbols", "t2t_ns", "probes", "node")},
             }
             for symbol, s in rep.get("symbols", {}).items():
                 orders[symbol] = s["orders"]

@@ -60,6 +60,7 @@ from engine.metrics import (
     N_MD_PACKETS,
     MetricsBlock,
 )
+from engine.node_nb import STAGES
 from engine.oms import (
     IN_ACCEPTED,
     IN_CANCELED,
@@ -110,14 +111,12 @@ from strategies.api import DEPTH, QUOTE_FN, QUOTE_SIG, new_quotes, new_view
 
 log = logging.getLogger("hftmm.node")
 
-STAGES = ("feed", "engine", "gateway")  # histogram rows 1..3 of the metrics block
-STAGE_FEED, STAGE_ENGINE, STAGE_GATEWAY = range(3)
 SHM_DIR = "/dev/shm"
 CT_STOP, CT_KILL, CT_STATE, CT_NEXT_ID, CT_PID = range(5)
 CT_SLOTS = 8
 ST_STARTING, ST_RUNNING, ST_STOPPING, ST_DONE = range(4)
 STATE_NAMES = ("starting", "running", "stopping", "done")
-T2T_SAMPLES = 1 << 16
+PROBES = 1 << 16  # tick-to-trade probe rows a node keeps (the latest)
 MAX_MESSAGES = 64  # OUCH messages one step may write
 PUBLISH_EVERY = 1024  # duty cycles between refreshes of the feed counters in the metrics block
 NS_PER_S = 1_000_000_000
@@ -217,8 +216,7 @@ def build_state(spec: NodeSpec, block: MetricsBlock, control: ControlBlock) -> k
         actions=new_actions(spec.order_rows),
         out=np.zeros(MAX_MESSAGES * k.MESSAGE_BYTES, np.uint8),
         out_off=np.zeros(MAX_MESSAGES + 1, np.int64),
-        t2t=np.zeros(T2T_SAMPLES, np.int64),
-        stage_ns=np.zeros(len(STAGES), np.int64),
+        probes=np.zeros((PROBES, k.N_PR), np.int64),
         node=block.node,
         counters=block.instrument_counters,
         gauges=block.instrument_gauges,
@@ -342,7 +340,8 @@ class TradingNode:
             work += 1
         rows = self._rows
         if rows is not None or self.client.n_responses or begin >= mi[k.NI_NEXT_WAKE] or work:
-            work += self._step(rows if rows is not None else self._no_events, fed - begin if rows is not None else 0)
+            mi[k.NI_DECODED_NS] = fed if rows is not None else 0
+            work += self._step(rows if rows is not None else self._no_events)
         if mi[k.NI_STOP]:
             self._check_finished(begin)
         elif control[CT_STATE] == ST_STARTING and self.client.state == LOGGED_IN and self.receiver.stats.messages:
@@ -354,20 +353,17 @@ class TradingNode:
             self._publish_feed()
         return work
 
-    def _step(self, rows: np.ndarray, feed_ns: int) -> int:
+    def _step(self, rows: np.ndarray) -> int:
         """Run the compiled step (growing the book when it asks) and offer what it wrote."""
         ns = self.ns
         self._rows = None
         t0 = time.monotonic_ns()
-        ns.stage_ns[STAGE_FEED] = feed_ns
         client = self.client
         count = self._step_nb(ns, self.book, rows, client.responses, client.n_responses, t0, self.quote)
         client.n_responses = 0
         while count < 0:
             self.book = grow_state(self.book)
             count = self._step_nb(ns, self.book, rows, client.responses, 0, time.monotonic_ns(), self.quote)
-        t1 = time.monotonic_ns()
-        ns.stage_ns[STAGE_ENGINE] = t1 - t0
         if count:
             out = memoryview(ns.out)
             offsets = ns.out_off
@@ -376,9 +372,8 @@ class TradingNode:
                 if self._backlog or not client.offer_packet(packet):
                     self._back_pressure += 1
                     self._backlog.append(bytes(packet))
-            sent_ns = time.monotonic_ns()
-            ns.mi[k.NI_OFFER_NS] = sent_ns
-            ns.stage_ns[STAGE_GATEWAY] = sent_ns - t1
+                if j == 0:  # tick-to-trade ends when the first order is out
+                    ns.mi[k.NI_OFFER_NS] = time.monotonic_ns()
         if ns.rstate[RS_LOGGED] > self._risk_logged:
             self._log_rejections()
         return count + 1
@@ -468,11 +463,12 @@ class TradingNode:
                 "risk_rejections": {r: int(self._risk_counts[i, j]) for j, r in enumerate(RISK_REASONS)},
             }
         stats = self.receiver.stats
-        taken = int(ns.mi[k.NI_T2T_N])
+        probes = completed_probes(ns)
         return {
             "node": self.spec.name,
             "symbols": symbols,
-            "t2t_ns": ns.t2t[: min(taken, len(ns.t2t))].copy(),
+            "t2t_ns": probes[:, k.PR_OFFERED_NS] - probes[:, k.PR_RECV_NS],
+            "probes": probes,
             "unknown_responses": int(ns.oc[OC_UNKNOWN]),
             "duplicate_responses": int(ns.oc[OC_DUPLICATE]),
             "responses": int(ns.oc[OC_RESPONSES]),
@@ -494,6 +490,16 @@ class TradingNode:
                 for j, stage in enumerate(STAGES)
             },
         }
+
+
+def completed_probes(ns: k.NodeState) -> np.ndarray:
+    """The tick-to-trade probe rows the ring still holds, oldest first (``node_nb.PR_*`` columns)."""
+    taken = int(ns.mi[k.NI_PROBES])
+    ring = ns.probes
+    if taken <= len(ring):
+        return ring[:taken].copy()
+    start = taken % len(ring)
+    return np.concatenate((ring[start:], ring[:start]))
 
 
 def bucket_percentile_ns(row: np.ndarray, q: float) -> int | None:

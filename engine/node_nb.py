@@ -15,8 +15,11 @@ or a control change. It
    ``out[out_off[k]:out_off[k + 1]]``);
 4. writes the metrics block (counters, gauges, latency histograms) and the control block's next id.
 
-The Python side offers those packets on Aeron and passes back, through ``mi``, when they went out:
-the tick-to-trade latency of a batch (packet receive to order offer) is observed on the next call.
+The Python side offers those packets on Aeron and passes back, through ``mi``, when the first went
+out. A batch of market data that made the step send leaves a *probe* row (``PR_*``): the stamps of
+its way through the node (CLOCK_MONOTONIC, ``engine.clock_nb``), completed with that offer time on
+the next call, when tick-to-trade and its ``STAGES`` are observed into the metrics block. The
+latency harness (``bench/t2t.py``) joins the probes with the exchange's own stamps.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from engine.book_nb import apply_event_nb, has_room_nb, tables_nb
+from engine.clock_nb import monotonic_ns
 from engine.events import KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_TRADE, SIDE_BID
 from engine.metrics import (
     G_PNL,
@@ -78,14 +82,38 @@ from feeds.bytes_nb import put_be_nb
     NI_STOP,  # 1 once shutdown began: cancel everything, quote nothing
     NI_EV_DONE,  # events of the current batch already applied (resume point after the book grew)
     NI_RECV_NS,  # receive time of the newest packet of the batch
-    NI_T2T_RECV,  # receive time of the batch whose orders are being offered (0: none)
+    NI_SEQ,  # sequence number of the newest message of the batch
+    NI_DECODED_NS,  # written by Python: when the batch's rows were ready (0: no market data)
+    NI_STEP_NS,  # when this step began
+    NI_RISK_NS,  # time spent in pre-trade checks during this step
+    NI_ENCODE_NS,  # time spent encoding OUCH during this step
+    NI_PROBE_OPEN,  # 1: the newest probe row waits for its offer time
     NI_OFFER_NS,  # written by Python: when the previous call's packets were offered
-    NI_T2T_N,  # tick-to-trade samples taken (the ring keeps the latest)
+    NI_PROBES,  # probe rows completed (the ring keeps the latest)
+    NI_MESSAGES,  # OUCH messages written since start
     NI_NEXT_WAKE,  # earliest time a strategy is due
     NI_POST_ONLY,
     NI_CALLS,
-) = range(10)
-N_NI = 10
+) = range(16)
+N_NI = 16
+
+# --- tick-to-trade probes: probes[n % P, PR_*], one row per market-data batch that made the node send ----
+(
+    PR_SEQ,  # sequence number of the newest message of the batch
+    PR_RECV_NS,  # its packet was in hand (receive time)
+    PR_DECODED_NS,  # the batch's event rows were ready
+    PR_STEP_NS,  # the compiled step began
+    PR_BOOKED_NS,  # responses reconciled and events applied to the book
+    PR_RISK_NS,  # duration of the pre-trade checks
+    PR_ENCODE_NS,  # duration of the OUCH encoding
+    PR_STEPPED_NS,  # the step returned its messages
+    PR_OFFERED_NS,  # its first message was offered on Aeron
+    PR_FIRST_MESSAGE,  # index of the step's first message among all the node sent (0-based)
+    PR_MESSAGES,  # messages the step wrote
+) = range(11)
+N_PR = 11
+# stages of tick-to-trade (histogram rows 1 + s of the metrics block); they add up to offered - received
+STAGES = ("decode", "dispatch", "book", "strategy", "risk", "encode", "offer")
 NEVER = np.int64(2**62)
 STALE, FRESH = 1, 2  # dirty[i]: market data since the previous call, from an earlier step / from this one
 
@@ -126,8 +154,7 @@ class NodeState(NamedTuple):
     actions: np.ndarray  # i8[R + 2 MAX_LEVELS, N_AC]
     out: np.ndarray  # u1[K * MESSAGE_BYTES]
     out_off: np.ndarray  # i8[K + 1]
-    t2t: np.ndarray  # i8[T] ring of tick-to-trade samples, ns
-    stage_ns: np.ndarray  # i8[stages] written by Python, observed and cleared here
+    probes: np.ndarray  # i8[P, N_PR] ring of tick-to-trade probes
     node: np.ndarray  # metrics block: i8[N_NODE_SLOTS]
     counters: np.ndarray  # metrics block: i8[n, N_INSTRUMENT_COUNTERS]
     gauges: np.ndarray  # metrics block: f8[n, N_INSTRUMENT_GAUGES]
@@ -204,6 +231,7 @@ def _quote(ns, tables, i, now_ns, k, quote):
     count = plan_nb(own[i], ns.quotes, wanted, tick, unit, lot, ns.actions)
     if count == 0:
         return k
+    stamp = monotonic_ns()  # from here on the time goes to risk (these sums included) and encoding
     for j in range(inst.shape[0]):
         scratch[0, j] = inst[j, IN_POSITION] * inst[j, IN_LOT]
         scratch[1, j] = open_units_nb(own, inst, j, SIDE_BID)
@@ -218,6 +246,7 @@ def _quote(ns, tables, i, now_ns, k, quote):
             if cancel_order_nb(own, i, r):
                 k = _encode_cancel(ns, k, own[i, r, OW_ID])
                 inst[i, IN_CANCELS] += 1
+            stamp = _lap(ns, NI_ENCODE_NS, stamp)
             continue
         side = ns.actions[a, AC_SIDE]
         price = ns.actions[a, AC_PRICE]
@@ -225,16 +254,24 @@ def _quote(ns, tables, i, now_ns, k, quote):
         reason = check_order_nb(ns.limits, ns.rstate, ns.risk_counts, ns.rlog, scratch[0], scratch[1], scratch[2], i,
                                 side, price * unit, np.float64(lots * lot), mid, working, pnl, now_ns, price,
                                 lots)  # fmt: skip
-        if reason != RISK_OK:
-            continue
-        r = new_order_nb(own, ns.oc, i, side, price, lots, now_ns)
+        r = new_order_nb(own, ns.oc, i, side, price, lots, now_ns) if reason == RISK_OK else -1
+        stamp = _lap(ns, NI_RISK_NS, stamp)
         if r < 0:
             continue
         k = _encode_enter(ns, k, i, own[i, r, OW_ID], side, lots * lot, price)
         inst[i, IN_ORDERS] += 1
         working += 1
         scratch[1 if side == SIDE_BID else 2, i] += lots * lot
+        stamp = _lap(ns, NI_ENCODE_NS, stamp)
     return k
+
+
+@njit(cache=True, nogil=True)
+def _lap(ns, slot, since_ns):
+    """Add the time since ``since_ns`` to ``mi[slot]``; returns now."""
+    now = monotonic_ns()
+    ns.mi[slot] += now - since_ns
+    return now
 
 
 @njit(cache=True, nogil=True)
@@ -273,19 +310,48 @@ def _publish(ns):
 
 @njit(cache=True, nogil=True)
 def _observe(ns):
-    """The latencies Python measured since the previous call: tick-to-trade and the stages."""
+    """Complete the open probe with the offer time Python passed back; observe tick-to-trade and its stages."""
     mi = ns.mi
-    if mi[NI_T2T_RECV] > 0 and mi[NI_OFFER_NS] > 0:
-        value = mi[NI_OFFER_NS] - mi[NI_T2T_RECV]
-        observe_nb(ns.hist[HIST_TICK_TO_TRADE], value)
-        ns.t2t[mi[NI_T2T_N] % ns.t2t.shape[0]] = value
-        mi[NI_T2T_N] += 1
-    mi[NI_T2T_RECV] = 0
+    if mi[NI_PROBE_OPEN] and mi[NI_OFFER_NS] > 0:
+        p = ns.probes[mi[NI_PROBES] % ns.probes.shape[0]]
+        p[PR_OFFERED_NS] = mi[NI_OFFER_NS]
+        mi[NI_PROBES] += 1
+        observe_nb(ns.hist[HIST_TICK_TO_TRADE], p[PR_OFFERED_NS] - p[PR_RECV_NS])
+        strategy = p[PR_STEPPED_NS] - p[PR_BOOKED_NS] - p[PR_RISK_NS] - p[PR_ENCODE_NS]
+        _observe_stage(ns, 0, p[PR_DECODED_NS] - p[PR_RECV_NS])
+        _observe_stage(ns, 1, p[PR_STEP_NS] - p[PR_DECODED_NS])
+        _observe_stage(ns, 2, p[PR_BOOKED_NS] - p[PR_STEP_NS])
+        _observe_stage(ns, 3, strategy)
+        _observe_stage(ns, 4, p[PR_RISK_NS])
+        _observe_stage(ns, 5, p[PR_ENCODE_NS])
+        _observe_stage(ns, 6, p[PR_OFFERED_NS] - p[PR_STEPPED_NS])
+    mi[NI_PROBE_OPEN] = 0
     mi[NI_OFFER_NS] = 0
-    for s in range(ns.stage_ns.shape[0]):
-        if ns.stage_ns[s] > 0:
-            observe_nb(ns.hist[1 + s], ns.stage_ns[s])
-            ns.stage_ns[s] = 0
+
+
+@njit(cache=True, nogil=True)
+def _observe_stage(ns, stage, value):
+    if 1 + stage < ns.hist.shape[0]:
+        observe_nb(ns.hist[1 + stage], value)
+
+
+@njit(cache=True, nogil=True)
+def _close_step(ns, booked_ns, first_message, messages):
+    """Record the probe of a step whose market data made it send ``messages`` (offer time comes next call)."""
+    mi = ns.mi
+    p = ns.probes[mi[NI_PROBES] % ns.probes.shape[0]]
+    p[PR_SEQ] = mi[NI_SEQ]
+    p[PR_RECV_NS] = mi[NI_RECV_NS]
+    p[PR_DECODED_NS] = mi[NI_DECODED_NS]
+    p[PR_STEP_NS] = mi[NI_STEP_NS]
+    p[PR_BOOKED_NS] = booked_ns
+    p[PR_RISK_NS] = mi[NI_RISK_NS]
+    p[PR_ENCODE_NS] = mi[NI_ENCODE_NS]
+    p[PR_FIRST_MESSAGE] = first_message
+    p[PR_MESSAGES] = messages
+    p[PR_OFFERED_NS] = 0
+    p[PR_STEPPED_NS] = monotonic_ns()
+    mi[NI_PROBE_OPEN] = 1
 
 
 @njit(cache=True, nogil=True)
@@ -295,6 +361,7 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
     mi, inst, money = ns.mi, ns.inst, ns.money
     n = inst.shape[0]
     if mi[NI_EV_DONE] == 0:
+        mi[NI_STEP_NS] = monotonic_ns()
         _observe(ns)
         for j in range(n_responses):
             rsp = responses[j]
@@ -316,7 +383,11 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
                 ns.counters[i, I_BOOK_UPDATES] += 1
         apply_event_nb(tables, ev)
         mi[NI_RECV_NS] = ev.ts_local_ns
+        mi[NI_SEQ] = ev.seq
     mi[NI_EV_DONE] = 0
+    booked = monotonic_ns()
+    mi[NI_RISK_NS] = 0
+    mi[NI_ENCODE_NS] = 0
     halted = mi[NI_HALT] != 0 or mi[NI_STOP] != 0 or ns.rstate[RS_KILLED] != 0.0
     interval = np.int64(ns.params[0])
     k = 0
@@ -342,12 +413,14 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
             ns.dirty[i] = STALE
         if interval > 0:
             mi[NI_NEXT_WAKE] = min(mi[NI_NEXT_WAKE], ns.next_call[i])
-    if fresh:
-        mi[NI_T2T_RECV] = mi[NI_RECV_NS]
     if ns.rstate[RS_KILLED] != 0.0 and not halted:  # the loss limit tripped during this step
         for i in range(n):
             k = _cancel_all(ns, i, k)
+    first_message = mi[NI_MESSAGES]
+    mi[NI_MESSAGES] += k
     _publish(ns)
+    if fresh:
+        _close_step(ns, booked, first_message, k)
     return k
 
 

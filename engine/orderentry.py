@@ -251,6 +251,7 @@ class OrderEntryServer:
         self._n_requests = 0
         self._handlers: list[Callable[[pyaeron.BufferView, pyaeron.Header], None]] = []
         self.protocol_violations = 0
+        self.tap: Callable[[bytes], None] | None = None  # sees every inbound packet first (latency harness)
 
     # --- agent ----------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -295,7 +296,10 @@ class OrderEntryServer:
     # --- inbound --------------------------------------------------------------------------------
     def _handler(self, session: _Session) -> Callable[[pyaeron.BufferView, pyaeron.Header], None]:
         def on_fragment(view: pyaeron.BufferView, header: pyaeron.Header) -> None:
-            self._on_packet(session, view.tobytes())
+            packet = view.tobytes()
+            if self.tap is not None:
+                self.tap(packet)
+            self._on_packet(session, packet)
 
         return on_fragment
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +22,7 @@ from engine.node import (
     NodeSpec,
     QuoteAddress,
     build_state,
+    completed_probes,
     load_kernel,
 )
 from engine.oms import OC_UNKNOWN
@@ -107,6 +109,27 @@ def test_a_batch_of_market_data_gives_risk_checked_post_only_orders_at_the_touch
     assert counters[0, I_ORDERS_SENT] == 2 and counters[0, I_BOOK_UPDATES] == 2
     assert node.control.slots[CT_NEXT_ID] == 52
     assert node.step(touch_events()[:0]) == []  # nothing new: the orders stay
+
+
+def test_a_batch_that_makes_orders_leaves_a_probe_whose_stages_add_up_to_tick_to_trade(node: Harness) -> None:
+    events = touch_events()
+    events["seq"] = [7, 8]
+    events["ts_local_ns"] = time.monotonic_ns()
+    node.ns.mi[k.NI_DECODED_NS] = time.monotonic_ns()
+    assert len(node.step(events)) == 2
+    assert len(completed_probes(node.ns)) == 0  # open until Python says when the orders went out
+    node.ns.mi[k.NI_OFFER_NS] = offered = time.monotonic_ns()
+    node.ns.mi[k.NI_DECODED_NS] = 0
+    node.step()
+    [probe] = completed_probes(node.ns)
+    assert probe[k.PR_SEQ] == 8 and probe[k.PR_FIRST_MESSAGE] == 0 and probe[k.PR_MESSAGES] == 2
+    stamps = probe[[k.PR_RECV_NS, k.PR_DECODED_NS, k.PR_STEP_NS, k.PR_BOOKED_NS, k.PR_STEPPED_NS, k.PR_OFFERED_NS]]
+    assert (np.diff(stamps) >= 0).all() and stamps[-1] == offered
+    assert 0 < probe[k.PR_RISK_NS] + probe[k.PR_ENCODE_NS] <= probe[k.PR_STEPPED_NS] - probe[k.PR_BOOKED_NS]
+    hist = node.block.histograms
+    assert hist[0, -1] == offered - probe[k.PR_RECV_NS]  # the tick-to-trade row's sum
+    assert hist[1:, -1].sum() == hist[0, -1]  # the stages account for all of it
+    assert hist[1 : 1 + len(STAGES), :-1].sum() == len(STAGES)
 
 
 def test_fills_reach_position_metrics_and_the_next_quotes(node: Harness) -> None:
