@@ -105,6 +105,18 @@ def plan_placement(cpu: int = ANY_CPU, allowed: Iterable[int] | None = None) -> 
     return Placement(hot, others, False, note)
 
 
+def cpu_pair(requested: tuple[int, int] | None = None, allowed: Iterable[int] | None = None) -> tuple[int, int]:
+    """Two CPUs for two busy-polling processes: ``requested`` (each must be allowed), else the highest
+    allowed CPU and the next one below (the same one twice on a single CPU)."""
+    cpus = frozenset(allowed_cpus() if allowed is None else allowed)
+    if requested is not None:
+        for cpu in requested:
+            plan_placement(cpu, cpus)  # ValueError for a CPU outside the allowed set
+        return requested
+    ordered = sorted(cpus, reverse=True)
+    return ordered[0], ordered[min(1, len(ordered) - 1)]
+
+
 def thread_ids() -> list[int]:
     """Kernel thread ids of every thread of this process (``/proc/self/task``)."""
     return sorted(int(name) for name in os.listdir("/proc/self/task"))

@@ -164,11 +164,27 @@ def cmd_gen_itch(args: argparse.Namespace) -> int:
 
 
 # --- bench --------------------------------------------------------------------------------------
+def _old_result(args: argparse.Namespace) -> dict | None:
+    """The ``--compare`` result, read before a long run so a bad path fails at once (ValueError)."""
+    from bench.report import load_result
+
+    return load_result(args.compare) if args.compare else None
+
+
+def _print_comparison(old: dict | None, result: dict, old_path: str) -> None:
+    from bench.report import compare, compare_lines
+
+    if old is not None:
+        print("\n".join(["", *compare_lines(compare(old, result), old_path, "this run")]))
+
+
 def cmd_bench_feed(args: argparse.Namespace) -> int:
     """Decode and book throughput (bench/feed_book.py)."""
     from bench.feed_book import run
 
-    run(messages=args.messages, symbols=args.symbols, seed=args.seed, repeats=args.repeats, out_dir=args.out)
+    old = _old_result(args)
+    result = run(messages=args.messages, symbols=args.symbols, seed=args.seed, repeats=args.repeats, out_dir=args.out)
+    _print_comparison(old, result, args.compare)
     return 0
 
 
@@ -176,7 +192,40 @@ def cmd_bench_backtest(args: argparse.Namespace) -> int:
     """Backtester events/s with touch and GLFT, beside hftbacktest on the same npz (bench/backtest.py)."""
     from bench.backtest import run
 
-    run(args.npz, args.npz_events, args.messages, args.symbols, args.seed, args.repeats, args.out)
+    old = _old_result(args)
+    result = run(args.npz, args.npz_events, args.messages, args.symbols, args.seed, args.repeats, args.out)
+    _print_comparison(old, result, args.compare)
+    return 0
+
+
+def cmd_bench_gateway(args: argparse.Namespace) -> int:
+    """Order -> acknowledgement round trips over Aeron IPC, Aeron UDP and kernel UDP (bench/gateway.py)."""
+    import contextlib
+
+    from bench.gateway import GatewayBenchConfig, GatewayBenchError, run
+
+    try:
+        config = GatewayBenchConfig(
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            rate=args.rate,
+            transports=tuple(args.transports.split(",")),
+            cpus=args.cpus,
+            idle=args.idle,
+            driver_idle=args.driver_idle,
+            size=args.size,
+        )
+        # the report is echoed to stdout as it is written; with --json stdout holds the JSON object alone
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            result = run(config, args.out, args.compare)
+    except ValueError as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except GatewayBenchError as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
     return 0
 
 
@@ -495,6 +544,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _cpu_pair(text: str) -> tuple[int, int]:
+    """An argparse type: two CPU numbers, ``A,B``."""
+    try:
+        first, second = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two CPU numbers A,B, got {text!r}") from None
+    return first, second
+
+
 # --- parser -------------------------------------------------------------------------------------
 def _strategies_epilog() -> str:
     from strategies import STRATEGIES
@@ -566,6 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (1)")
     b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs; the best is kept (5)")
     b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
+    b.add_argument("--compare", metavar="OLD.json", help="print the change of every figure against an earlier run")
     b.set_defaults(func=cmd_bench_feed)
     b = bench.add_parser("backtest", help="backtester events/s (touch, glft) beside hftbacktest on the same npz")
     b.add_argument("--npz", metavar="FILE", help="hftbacktest event file (../shared/replay_data/hftbacktest/...)")
@@ -575,7 +634,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=1, metavar="S", help="random seed of the ITCH day (1)")
     b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs each; best and median (5)")
     b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
+    b.add_argument("--compare", metavar="OLD.json", help="print the change of every figure against an earlier run")
     b.set_defaults(func=cmd_bench_backtest)
+    b = bench.add_parser("gateway", help="order -> acknowledgement round trip: Aeron IPC, Aeron UDP, kernel UDP")
+    b.add_argument("--duration", type=_seconds, default=5.0, metavar="S", help="measured seconds per transport (5)")
+    b.add_argument("--warmup", type=float, default=1.0, metavar="S", help="discarded seconds before each (1)")
+    b.add_argument("--rate", type=float, default=0.0, metavar="R", help="round trips/s (0: back-to-back)")
+    b.add_argument("--transports", default="ipc,udp,kernel-udp", metavar="T,...", help="subset of ipc,udp,kernel-udp")
+    b.add_argument("--cpus", type=_cpu_pair, metavar="A,B", help="caller and echo CPUs (the two highest allowed)")
+    b.add_argument("--idle", default="spin", metavar="ALIAS", help="both sides: spin|yield|backoff|sleep:N_US")
+    b.add_argument("--driver-idle", default="sleeping:1us", metavar="NAME[:ARGS]", help="Aeron driver idle for UDP")
+    b.add_argument("--size", type=int, default=0, metavar="N", help="raw ping-pong of N bytes instead of OUCH orders")
+    b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
+    b.add_argument("--json", action="store_true", help="print the result as one JSON object instead of the tables")
+    b.add_argument("--compare", metavar="OLD.json", help="also list the changes against an earlier result")
+    b.set_defaults(func=cmd_bench_gateway)
 
     p = sub.add_parser(
         "backtest",

@@ -104,6 +104,13 @@ class StreamOptions(TypedDict, total=False):
     receive_clock_ns: Callable[[], int]
 
 
+def free_udp_port(host: str = LOOPBACK) -> int:
+    """A UDP port on ``host`` that nobody holds right now (to hand to a process that binds it next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def request_socket(interface: str = LOOPBACK) -> socket.socket:
     """A non-blocking unicast UDP socket on ``interface`` to send re-requests from and read answers on."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -17,6 +17,7 @@ import pytest
 from engine.affinity import (
     ANY_CPU,
     allowed_cpus,
+    cpu_pair,
     format_cpu_list,
     freeze_gc,
     parse_cpu_list,
@@ -198,3 +199,11 @@ def test_lock_memory_without_permission_returns_false_with_the_reason() -> None:
     assert locked == "False"
     assert reason.startswith(("mlockall: EPERM", "mlockall: ENOMEM"))
     assert vmlck_kb == "0"
+
+
+def test_cpu_pair_takes_the_two_highest_allowed_cpus_or_checks_the_requested_ones() -> None:
+    assert cpu_pair(None, {0, 1, 2, 3}) == (3, 2)
+    assert cpu_pair(None, {5}) == (5, 5)
+    assert cpu_pair((0, 2), {0, 1, 2}) == (0, 2)
+    with pytest.raises(ValueError, match="CPU 7"):
+        cpu_pair((0, 7), {0, 1})
