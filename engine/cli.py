@@ -229,6 +229,22 @@ def cmd_bench_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_t2t(args: argparse.Namespace) -> int:
+    """Tick-to-trade of a live node against the simulated exchange, stage by stage (bench/t2t.py)."""
+    from bench.t2t import BenchError, T2TConfig, bench_params, main
+    from engine.backtest import BacktestError
+    from engine.config import ConfigError
+
+    try:
+        params = bench_params(args.strategy, _strategy_params(args))
+        config = T2TConfig(duration_s=args.duration, warmup_s=args.warmup, rate=args.rate, size=args.size,
+                           cpus=args.cpus or (), idle=args.idle, strategy=args.strategy, params=params)  # fmt: skip
+        return main(config, args.out, args.json, args.compare)
+    except (BenchError, BacktestError, ConfigError, ValueError) as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
 # --- sim-exchange -------------------------------------------------------------------------------
 SIM_POLL_S = 0.2  # how often the waiting main thread checks the duration and the exchange's health
 
@@ -649,6 +665,49 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the result as one JSON object instead of the tables")
     b.add_argument("--compare", metavar="OLD.json", help="also list the changes against an earlier result")
     b.set_defaults(func=cmd_bench_gateway)
+    b = bench.add_parser(
+        "t2t",
+        help="tick-to-trade: sim-exchange ticks at a fixed rate -> live node -> orders back, stage by stage",
+        description="Tick-to-trade of a live trading node. The simulated exchange moves the market one tick at a "
+        "fixed rate (latency counts from each tick's intended send time, so stalls are not hidden); the node "
+        "(the live daemon's, in its own pinned process) re-quotes over Aeron IPC. Reports engine-internal "
+        "latency (packet in hand -> order offered), wire to wire (intended send -> order read by the exchange) "
+        "and every stage between, as HdrHistogram percentiles, in bench/results/<date>-t2t/.",
+    )
+    b.add_argument("--duration", type=_seconds, default=10.0, metavar="S", help="measured seconds (10)")
+    b.add_argument("--warmup", type=float, default=2.0, metavar="S", help="seconds sent but not measured (2)")
+    b.add_argument("--rate", type=_seconds, default=1000.0, metavar="R", help="ticks per second (1000)")
+    b.add_argument(
+        "--size",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="pad each market-data packet to about this size with other instruments' messages (0: none)",
+    )
+    b.add_argument("--cpus", type=_cpu_pair, metavar="A,B", help="harness CPU, node CPU (the two highest allowed)")
+    b.add_argument(
+        "--idle",
+        default="spin",
+        metavar="ALIAS",
+        help="idle strategy of both loops: spin | yield | backoff | sleep:N_US (spin)",
+    )
+    b.add_argument(
+        "--strategy",
+        default="grid",
+        metavar="NAME",
+        help="the node's strategy; it must quote around the mid to re-quote on every tick (grid)",
+    )
+    b.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a strategy parameter (repeatable; the bench's defaults: one level 3 ticks either side of the mid)",
+    )
+    b.add_argument("--params", metavar="FILE.toml", help="strategy parameters from TOML (--param wins)")
+    b.add_argument("--json", action="store_true", help="print the result as one JSON object (progress to stderr)")
+    b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
+    b.add_argument("--compare", metavar="OLD.json", help="print the change of every figure against an earlier run")
+    b.set_defaults(func=cmd_bench_t2t)
 
     p = sub.add_parser(
         "backtest",

@@ -1,0 +1,525 @@
+"""``hftmm bench t2t``: tick-to-trade of a live trading node against the simulated exchange, stage by stage.
+
+Two processes, each busy-polling on its own CPU::
+
+    harness (CPU A)   SimExchange stepped on this thread; a scripted participant moves the market
+                      one tick up or down at a fixed rate; ITCH 5.0 in MoldUDP64 over UDP to 127.0.0.1
+    node    (CPU B)   engine.node.TradingNode, exactly as the live daemon runs it (a Ray actor there,
+                      a plain process here: the actor is only its host); orders back over Aeron IPC
+
+Every tick moves the mid by one tick (the participant's bid and ask step together), so a strategy
+quoting around the mid re-quotes on every tick it sees. Coordinated omission: each tick has an
+intended send time on a fixed schedule and latency counts from it, so a stalled harness or node
+shows up as latency instead of as fewer, better-looking samples.
+
+One tick, all on CLOCK_MONOTONIC (shared by the two processes)::
+
+    intended -send-> sent -wire_in-> received -decode-> decoded -dispatch-> step -book-> booked
+      -strategy, risk, encode-> stepped -offer-> offered -wire_out-> at the exchange
+
+``internal_ns`` = offered - received (packet in hand to order offered); ``wire_to_wire_ns`` = at the
+exchange - intended. The node keeps one probe row per market-data batch that made it send
+(``engine.node_nb.PR_*``); a probe counts for the tick whose message was the batch's newest. Ticks
+seen together with a later one in the same batch (the node fell behind) or whose move cancelled out
+are reported as ticks without orders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import machine_info
+from bench.report import compare, compare_lines, histogram, latency_table, load_result, summary, write_report
+from engine import node_nb as k
+from engine.affinity import cpu_pair, pin_process, plan_placement
+from engine.agent import idle_strategy
+from engine.events import SIDE_ASK, SIDE_BID
+from engine.live import first_order_id
+from engine.matching import REQ_NEW, REQ_REPLACE, REQUEST_DTYPE, RPT_ACCEPTED, RPT_REPLACED, TIF_DAY
+from engine.metrics import MetricsBlock
+from engine.node import CT_STATE, CT_STOP, ST_DONE, ST_RUNNING, ControlBlock, NodeInstrument, NodeProcess, NodeSpec
+from engine.orderentry import PKT_UNSEQUENCED, Port
+from engine.risk import RISK_REASONS, RiskConfig
+from engine.simexchange import (
+    AeronConfig,
+    MarketDataConfig,
+    OrderEntryConfig,
+    OrderEntryUser,
+    SimExchange,
+    SimExchangeConfig,
+    SimInstrument,
+)
+from feeds import itch
+from feeds.udp import free_udp_port
+
+NAME = "t2t"
+SYMBOL, LOCATE, TICK, LOT = "BENCH", 1, 100, 1
+FILLER_LOCATE = 2  # messages that only make packets bigger (an instrument the node does not trade)
+FILLER_REF = 1 << 40  # their order references, far from the exchange's
+PRICE = 1_000_000  # $100.00 in 1e-4 units
+PARTICIPANT = -2  # owner id of the scripted participant (sessions are >= 1, the background flow -1)
+PARTICIPANT_LOTS = 100
+START_TIMEOUT_S = 600.0  # a cold Numba cache compiles the node's kernels first
+STOP_TIMEOUT_S = 15.0
+DRAIN_S = 0.05  # after the last tick, time for its orders to arrive
+MAX_ARRIVALS = 1 << 22
+NS_PER_S = 1_000_000_000
+TARGETS_NS = {"internal_ns": {"p50": 1_000, "p99": 5_000}, "wire_to_wire_ns": {"p50": 8_000, "p99": 30_000}}
+NODE_FIGURES = ("placement", "md_messages", "md_gaps", "strategy_calls", "duty_cycles", "max_duty_cycle_ns")
+STAGES = ("send", "wire_in", *k.STAGES, "wire_out")
+STAGE_HELP = {
+    "send": "intended send time -> packet sent (the exchange's matching, publishing, and its lateness)",
+    "wire_in": "packet sent -> packet in the node's hand (kernel UDP over loopback)",
+    "decode": "packet in hand -> event rows ready (MoldUDP64 + ITCH decode)",
+    "dispatch": "rows ready -> compiled step entered (the node's Python loop: order-entry poll, control)",
+    "book": "step entered -> responses reconciled and events applied to the L3 book",
+    "strategy": "book -> view, strategy, quote plan (with the step's bookkeeping)",
+    "risk": "pre-trade checks of the new orders",
+    "encode": "OUCH encoding of orders and cancels",
+    "offer": "step returned -> messages offered on the Aeron publication",
+    "wire_out": "offered -> order read by the exchange over Aeron IPC",
+}
+DEFAULT_PARAMS = {"interval_ns": 0, "order_qty": 1, "max_position": 100, "levels": 1, "grid_ticks": 1,
+                  "half_spread_ticks": 3, "skew_ticks_per_unit": 0}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class T2TConfig:
+    """The run's controls (``hftmm bench t2t --help``)."""
+
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    rate: float = 1000.0  # ticks per second
+    size: int = 0  # market-data packet bytes to reach with filler messages (0: the tick's messages only)
+    cpus: tuple[int, ...] = ()  # (harness, node); () = the two highest allowed
+    idle: str = "spin"  # both loops
+    strategy: str = "grid"
+    params: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
+
+    def __post_init__(self) -> None:
+        if not (self.duration_s > 0 and self.warmup_s >= 0 and self.rate > 0 and self.size >= 0):
+            raise ValueError("need duration > 0, warm-up >= 0, rate > 0 and size >= 0")
+        if self.rate > 100_000:
+            raise ValueError(f"rate {self.rate:g}/s is beyond what one scripted participant can schedule")
+        if len(self.cpus) not in (0, 2):
+            raise ValueError("cpus takes two CPUs: the harness's and the node's")
+        idle_strategy(self.idle)  # validates the alias
+
+
+def bench_params(strategy: str, overrides: dict[str, float]) -> dict[str, float]:
+    """The bench's parameters of ``strategy`` (those of ``DEFAULT_PARAMS`` it has), then ``overrides``.
+
+    Raises ``ValueError`` for an unknown strategy or a parameter it does not have."""
+    from strategies import get_strategy
+
+    known = get_strategy(strategy)
+    params = {name: value for name, value in DEFAULT_PARAMS.items() if name in known.names} | overrides
+    known.param_array(params)
+    return params
+
+
+class BenchError(RuntimeError):
+    """The harness could not run (one line saying why)."""
+
+
+def _filler(size: int) -> bytes:
+    """Add + Delete pairs of one order on the filler instrument, about ``size`` bytes of ITCH (framed)."""
+    add = itch.encode("A", stock_locate=FILLER_LOCATE, order_reference_number=FILLER_REF, buy_sell_indicator="B",
+                      shares=100, stock="FILLER", price=PRICE)  # fmt: skip
+    delete = itch.encode("D", stock_locate=FILLER_LOCATE, order_reference_number=FILLER_REF)
+    pair = itch.frame([add, delete])
+    return pair * (size // len(pair))
+
+
+class TickScript:
+    """The scripted participant: a bid and an ask one tick either side of the mid, moved together."""
+
+    def __init__(self, exchange: SimExchange, filler: bytes) -> None:
+        self.exchange = exchange
+        self.filler = filler
+        self.refs = [0, 0]  # exchange references of the bid and the ask
+        self.mid = PRICE
+        self.requests = np.zeros(2, REQUEST_DTYPE)
+        self.requests["owner"] = PARTICIPANT
+        self.requests["instrument"] = LOCATE
+        self.requests["qty"] = PARTICIPANT_LOTS * LOT
+        self.requests["client_ref"] = [0, 1]
+
+    def open(self) -> None:
+        """Rest the bid and the ask."""
+        self.requests["kind"] = REQ_NEW
+        self.requests["side"] = [SIDE_BID, SIDE_ASK]
+        self.requests["tif"] = TIF_DAY
+        self._submit()
+
+    def move(self, up: bool) -> None:
+        """Move the mid one tick: the side in the direction of the move first, so the book never crosses."""
+        self.mid += TICK if up else -TICK
+        self.requests["kind"] = REQ_REPLACE
+        order = (1, 0) if up else (0, 1)
+        self.requests["client_ref"] = order
+        if self.filler:
+            self.exchange.publisher.publish_flat(self.filler)
+        self._submit()
+
+    def _submit(self) -> None:
+        for row, side in enumerate(self.requests["client_ref"]):
+            self.requests[row]["order_ref"] = self.refs[side]
+            self.requests[row]["price"] = self.mid + (TICK if side else -TICK)
+        for report in self.exchange.submit(self.requests):
+            if report["owner"] == PARTICIPANT and report["kind"] in (RPT_ACCEPTED, RPT_REPLACED):
+                self.refs[int(report["client_ref"])] = int(report["order_ref"])
+            elif report["owner"] == PARTICIPANT:
+                raise BenchError(f"the exchange answered the scripted participant with report kind {report['kind']}")
+
+
+@dataclass
+class Timeline:
+    """Harness-side stamps of the ticks (index = tick number) and of the orders' arrivals (index = message)."""
+
+    intended: np.ndarray
+    sent: np.ndarray
+    first_seq: np.ndarray  # MoldUDP64 sequence numbers of a tick's messages: [first_seq, end_seq)
+    end_seq: np.ndarray
+    arrivals: np.ndarray = field(default_factory=lambda: np.zeros(MAX_ARRIVALS, np.int64))
+    n_ticks: int = 0
+    n_arrivals: int = 0
+
+    def on_inbound(self, packet: bytes) -> None:
+        """The exchange's tap: stamp every OUCH message from the node as it is read."""
+        if packet[:1] == _UNSEQUENCED and self.n_arrivals < MAX_ARRIVALS:
+            self.arrivals[self.n_arrivals] = time.monotonic_ns()
+            self.n_arrivals += 1
+
+
+_UNSEQUENCED = bytes((PKT_UNSEQUENCED,))
+
+
+@dataclass
+class Harness:
+    """The exchange, the node process and their shared blocks for one run."""
+
+    config: T2TConfig
+    exchange: SimExchange
+    spec: NodeSpec
+    block: MetricsBlock
+    control: ControlBlock
+    process: mp.process.BaseProcess
+    conn: object  # multiprocessing Connection: the node's report arrives here
+
+
+def _node_main(spec: NodeSpec, conn) -> None:  # pragma: no cover - runs in the node process
+    """The node process: run the node until stopped, send its report (or the error) back."""
+    try:
+        conn.send(NodeProcess(spec).run())
+    except BaseException as exc:  # the harness reports it; nothing else would
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _start(config: T2TConfig, node_cpu: int, say: Callable[[str], None]) -> Harness:
+    md_port, rt_port = free_udp_port(), free_udp_port()
+    tag = f"{os.getpid()}-t2t"
+    port = Port("BENCH", "bench", "aeron:ipc", 1001, "aeron:ipc", 1002)
+    exchange = SimExchange(
+        SimExchangeConfig(
+            instruments=(SimInstrument(locate=LOCATE, symbol=SYMBOL, tick=TICK, lot=LOT, initial_price=PRICE),),
+            warm_up_s=0.0,
+            market_data=MarketDataConfig(port=md_port, retransmission_port=rt_port),
+            order_entry=OrderEntryConfig(
+                users=(
+                    OrderEntryUser(
+                        port.username,
+                        port.password,
+                        port.inbound_channel,
+                        port.inbound_stream_id,
+                        port.outbound_channel,
+                        port.outbound_stream_id,
+                    ),
+                )
+            ),
+            aeron=AeronConfig(),
+        )
+    )
+    exchange.pause_flow()  # only the scripted participant trades
+    block = MetricsBlock.create("t2t", [SYMBOL], k.STAGES, RISK_REASONS, name=f"hftmm-metrics-{tag}", replace=True)
+    control = ControlBlock(f"hftmm-control-{tag}", create=True)
+    orders_per_s = max(200.0, 8 * config.rate)  # live and checked, never the binding limit here
+    spec = NodeSpec(
+        name="t2t", strategy=config.strategy, params=dict(config.params),
+        instruments=(NodeInstrument(SYMBOL, LOCATE, TICK, LOT),), md_bind=("127.0.0.1", md_port),
+        multicast_group="", retransmit=("127.0.0.1", rt_port), aeron_dir=exchange.driver.dir, port=port,
+        risk=RiskConfig(max_orders_per_s=orders_per_s), metrics_block=block.name, control_block=control.name,
+        cpu=node_cpu, idle=config.idle, first_order_id=first_order_id(),
+    )  # fmt: skip
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_node_main, args=(spec, child), name="hftmm-t2t-node", daemon=True)
+    process.start()
+    child.close()
+    say(f"node process {process.pid} on CPU {node_cpu}")
+    return Harness(config, exchange, spec, block, control, process, parent)
+
+
+def _wait_running(h: Harness, script: TickScript, say: Callable[[str], None]) -> None:
+    """Step the exchange until the node logged in and saw market data (its kernels load or compile meanwhile)."""
+    script.open()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    told = time.monotonic() + 5.0
+    while h.control.slots[CT_STATE] != ST_RUNNING:
+        h.exchange.step()
+        if not h.process.is_alive():
+            raise BenchError(f"the node process ended during start-up: {_report(h, 1.0).get('error', 'no report')}")
+        now = time.monotonic()
+        if now > deadline:
+            raise BenchError(f"the node was not running after {START_TIMEOUT_S:.0f} s")
+        if now > told:
+            say("waiting for the node (the first run compiles its kernels, a few minutes)")
+            told = now + 30.0
+        time.sleep(0.0005)
+
+
+def _drive(h: Harness, script: TickScript, say: Callable[[str], None]) -> Timeline:
+    """Send the ticks on their fixed schedule while stepping the exchange; bounded in count and time."""
+    cfg = h.config
+    n = int((cfg.warmup_s + cfg.duration_s) * cfg.rate)
+    period_ns = NS_PER_S / cfg.rate
+    line = Timeline(*(np.zeros(n, np.int64) for _ in range(4)))
+    h.exchange.order_entry.tap = line.on_inbound
+    publisher = h.exchange.publisher
+    idle = idle_strategy(cfg.idle)
+    step = h.exchange.step
+    start = time.monotonic_ns() + 1_000_000
+    hard_stop = start + int((cfg.warmup_s + cfg.duration_s) * NS_PER_S * 2) + NS_PER_S
+    next_note = time.monotonic() + 5.0
+    t = 0
+    while t < n:
+        due = start + int(t * period_ns)
+        now = time.monotonic_ns()
+        if now >= due:
+            _send_all(publisher)  # what the sessions' orders made leaves first, so a tick's sequence range is its own
+            first = publisher.next_seq
+            script.move(up=t % 2 == 0)
+            publisher.do_work()
+            line.sent[t] = time.monotonic_ns()  # a tick is one packet unless padded beyond one
+            _send_all(publisher)
+            line.intended[t] = due
+            line.first_seq[t], line.end_seq[t] = first, publisher.next_seq
+            t += 1
+            line.n_ticks = t
+        elif now > hard_stop:
+            say(f"stopped after {t} of {n} ticks: the time bound passed")
+            break
+        idle.idle(step())
+        if time.monotonic() > next_note:
+            say(f"{t}/{n} ticks, {line.n_arrivals} orders at the exchange")
+            next_note += 5.0
+    drain_until = time.monotonic_ns() + int(DRAIN_S * NS_PER_S)
+    while time.monotonic_ns() < drain_until:
+        idle.idle(step())
+    return line
+
+
+def _send_all(publisher) -> None:
+    for _ in range(64):  # bounded: a tick is a handful of packets at most
+        if not publisher.do_work():
+            return
+
+
+def _stop(h: Harness) -> dict:
+    """Stop the node (it cancels its orders, the exchange keeps answering) and collect its report."""
+    h.control.slots[CT_STOP] = 1
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while h.control.slots[CT_STATE] != ST_DONE and h.process.is_alive() and time.monotonic() < deadline:
+        h.exchange.step()
+        time.sleep(0.0005)
+    return _report(h, STOP_TIMEOUT_S)
+
+
+def _report(h: Harness, timeout_s: float) -> dict:
+    if h.conn.poll(timeout_s):
+        with contextlib.suppress(EOFError):
+            return h.conn.recv()
+    return {"error": "the node sent no report"}
+
+
+def _close(h: Harness) -> None:
+    h.process.join(5.0)
+    if h.process.is_alive():
+        h.process.kill()
+        h.process.join(5.0)
+    h.exchange.stop()
+    h.control.close()
+    h.block.close()
+
+
+def attribute(line: Timeline, probes: np.ndarray, warm_ticks: int) -> dict[str, np.ndarray]:
+    """Join the node's probes with the harness's stamps: one row per measured tick that made the node send.
+
+    A probe belongs to tick ``t`` when the newest message of its batch is one of ``t``'s; the first
+    probe of a tick wins. Returns the stamps and durations (ns) of those ticks, keyed by name."""
+    n = line.n_ticks
+    seq = probes[:, k.PR_SEQ]
+    tick = np.searchsorted(line.first_seq[:n], seq, side="right") - 1
+    ok = (tick >= warm_ticks) & (tick < n)
+    ok[ok] &= seq[ok] < line.end_seq[tick[ok]]
+    ok &= probes[:, k.PR_FIRST_MESSAGE] < line.n_arrivals
+    ok &= probes[:, k.PR_OFFERED_NS] > 0
+    index = np.flatnonzero(ok)
+    _, first = np.unique(tick[index], return_index=True)
+    index = index[first]
+    p = probes[index]
+    t = tick[index]
+    exchange_ns = line.arrivals[p[:, k.PR_FIRST_MESSAGE]]
+    stamps = {"intended": line.intended[t], "sent": line.sent[t], "received": p[:, k.PR_RECV_NS],
+              "decoded": p[:, k.PR_DECODED_NS], "step": p[:, k.PR_STEP_NS], "booked": p[:, k.PR_BOOKED_NS],
+              "stepped": p[:, k.PR_STEPPED_NS], "offered": p[:, k.PR_OFFERED_NS], "exchange": exchange_ns}  # fmt: skip
+    risk, encode = p[:, k.PR_RISK_NS], p[:, k.PR_ENCODE_NS]
+    return {
+        "tick": t,
+        "internal_ns": stamps["offered"] - stamps["received"],
+        "wire_to_wire_ns": stamps["exchange"] - stamps["intended"],
+        "send": stamps["sent"] - stamps["intended"],
+        "wire_in": stamps["received"] - stamps["sent"],
+        "decode": stamps["decoded"] - stamps["received"],
+        "dispatch": stamps["step"] - stamps["decoded"],
+        "book": stamps["booked"] - stamps["step"],
+        "strategy": stamps["stepped"] - stamps["booked"] - risk - encode,
+        "risk": risk,
+        "encode": encode,
+        "offer": stamps["offered"] - stamps["stepped"],
+        "wire_out": stamps["exchange"] - stamps["offered"],
+    }
+
+
+def _targets(result: dict) -> list[dict]:
+    rows = []
+    for figure, limits in TARGETS_NS.items():
+        for q, target in limits.items():
+            value = result[figure][q]
+            rows.append({"figure": f"{figure}.{q}", "target_ns": target, "measured_ns": value,
+                         "met": value is not None and value <= target})  # fmt: skip
+    return rows
+
+
+def _where_the_time_goes(stages: dict[str, dict], total_p50: int | None) -> list[dict]:
+    rows = [{"stage": s, "p50_ns": stages[s]["p50"], "p99_ns": stages[s]["p99"], "what": STAGE_HELP[s]} for s in STAGES]
+    for row in rows:
+        row["share_of_wire_to_wire_p50"] = round(row["p50_ns"] / total_p50, 3) if total_p50 and row["p50_ns"] else None
+    return sorted(rows, key=lambda r: -(r["p50_ns"] or 0))
+
+
+def run(config: T2TConfig, say: Callable[[str], None] = print) -> tuple[dict, dict]:
+    """Run the harness; returns the result (JSON-ready) and the histograms for the plots."""
+    node_cpu, harness_cpu = cpu_pair((config.cpus[1], config.cpus[0]) if config.cpus else None)
+    saved = os.sched_getaffinity(0)
+    h = _start(config, node_cpu, say)
+    try:
+        pin_process(plan_placement(harness_cpu))
+        script = TickScript(h.exchange, _filler(max(0, config.size - 64)))
+        _wait_running(h, script, say)
+        say(f"running {config.warmup_s:g} s warm-up + {config.duration_s:g} s at {config.rate:g} ticks/s")
+        line = _drive(h, script, say)
+        report = _stop(h)
+    finally:
+        _close(h)
+        os.sched_setaffinity(0, saved)
+    if "error" in report:
+        raise BenchError(f"the node failed: {report['error']}")
+    warm_ticks = min(line.n_ticks, int(config.warmup_s * config.rate))
+    joined = attribute(line, report["probes"], warm_ticks)
+    hists = {name: histogram(joined[name]) for name in ("internal_ns", "wire_to_wire_ns", *STAGES)}
+    stages = {s: summary(hists[s]) for s in STAGES}
+    measured = line.n_ticks - warm_ticks
+    result = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "config": {
+            **asdict(config),
+            "cpus": [harness_cpu, node_cpu],
+            "transport_in": "udp 127.0.0.1",
+            "transport_out": "aeron:ipc",
+        },
+        "internal_ns": summary(hists["internal_ns"]),
+        "wire_to_wire_ns": summary(hists["wire_to_wire_ns"]),
+        "stages": stages,
+        "ticks": {
+            "sent": line.n_ticks,
+            "measured": measured,
+            "with_orders": len(joined["tick"]),
+            "without_orders": measured - len(joined["tick"]),
+            "orders_at_exchange": line.n_arrivals,
+        },
+        "node": {key: report.get(key) for key in NODE_FIGURES},
+    }
+    result["targets"] = _targets(result)
+    result["where_the_time_goes"] = _where_the_time_goes(stages, result["wire_to_wire_ns"]["p50"])
+    curves = {
+        "tick-to-trade": {"internal": hists["internal_ns"], "wire to wire": hists["wire_to_wire_ns"]},
+        "stages": {s: hists[s] for s in STAGES},
+    }
+    return result, curves
+
+
+def markdown(result: dict) -> list[str]:
+    """The report's tables: the two headline figures, the stages, the targets."""
+    cfg = result["config"]
+    m = result["machine"]
+    ticks = result["ticks"]
+    lines = [
+        f"# Tick-to-trade, {result['date']}",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}; harness CPU {cfg['cpus'][0]}, node CPU "
+        f"{cfg['cpus'][1]}, idle {cfg['idle']}; {cfg['rate']:g} ticks/s for {cfg['duration_s']:g} s after "
+        f"{cfg['warmup_s']:g} s warm-up; strategy {cfg['strategy']}; packets "
+        f"{'of the tick alone' if not cfg['size'] else f'~{cfg['size']} bytes'}.",
+        f"Ticks measured {ticks['measured']}, with orders {ticks['with_orders']}, without {ticks['without_orders']}.",
+        "",
+        *latency_table({"internal (packet in hand -> order offered)": result["internal_ns"],
+                        "wire to wire (intended send -> order at the exchange)": result["wire_to_wire_ns"]}),
+        "",
+        *latency_table(result["stages"], title="Stages"),
+        "",
+        "| target | limit | measured | met |",
+        "|---|---:|---:|:-:|",
+    ]  # fmt: skip
+    for row in result["targets"]:
+        measured = "–" if row["measured_ns"] is None else f"{row['measured_ns'] / 1000:.2f} us"
+        lines.append(
+            f"| {row['figure']} | {row['target_ns'] / 1000:g} us | {measured} | {'yes' if row['met'] else 'NO'} |"
+        )
+    if not all(row["met"] for row in result["targets"]):
+        lines += ["", "Where the time goes (p50, largest first):", ""]
+        for row in result["where_the_time_goes"][:5]:
+            p50 = "–" if row["p50_ns"] is None else f"{row['p50_ns'] / 1000:.2f} us"
+            lines.append(f"- {row['stage']}: {p50} — {row['what']}")
+    return lines
+
+
+def main(config: T2TConfig, out_dir: str, as_json: bool, compare_to: str | None) -> int:
+    """Run, write bench/results/<date>-t2t/, print the tables (or the JSON) and the comparison."""
+    import json
+    import sys
+
+    say = (lambda text: print(text, file=sys.stderr)) if as_json else print
+    old = load_result(compare_to) if compare_to else None
+    result, curves = run(config, say)
+    lines = markdown(result)
+    if old is not None:
+        lines += ["", *compare_lines(compare(old, result), str(compare_to), "this run")]
+    if as_json:
+        with contextlib.redirect_stdout(sys.stderr):
+            folder = write_report(result, NAME, lines, out_dir, curves)
+        print(json.dumps(result))
+    else:
+        folder = write_report(result, NAME, lines, out_dir, curves)
+    say(f"report: {Path(folder) / (NAME + '.md')}")
+    return 0

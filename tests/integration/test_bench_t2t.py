@@ -1,0 +1,92 @@
+"""``hftmm bench t2t`` as a user runs it: a real node process, a real Aeron driver, UDP on 127.0.0.1.
+
+No timing is asserted (the machine is shared); what must hold is the report: the JSON contract
+(``internal_ns``, ``wire_to_wire_ns``, ``stages`` with p50/p90/p99/p999/max/count), ordered
+percentiles, stages that account for the whole tick, the files, and ``--compare`` against a run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.t2t import STAGES
+from tests.integration.test_cli import CLI
+
+RUN_TIMEOUT_S = 900  # a cold Numba cache compiles the node's kernels in the node process first
+SHORT = ("--duration", "1", "--warmup", "0.5", "--rate", "400")
+CONTRACT = ("p50", "p90", "p99", "p999", "max", "count")
+
+
+def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*CLI, "bench", "t2t", *SHORT, "--out", str(out), *extra], capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S, check=False)  # fmt: skip
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr + proc.stdout
+    return proc
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("t2t")
+    proc = _run(out, "--json")
+    return json.loads(proc.stdout), out
+
+
+def _ordered(figures: dict) -> None:
+    assert set(CONTRACT) <= set(figures)
+    assert figures["count"] > 0
+    assert 0 <= figures["p50"] <= figures["p90"] <= figures["p99"] <= figures["p999"] <= figures["max"]
+
+
+def test_json_holds_the_contract_keys_with_ordered_percentiles(first_run: tuple[dict, Path]) -> None:
+    result, _ = first_run
+    _ordered(result["internal_ns"])
+    _ordered(result["wire_to_wire_ns"])
+    assert set(result["stages"]) == set(STAGES)
+    for name in STAGES:
+        _ordered(result["stages"][name])
+    ticks = result["ticks"]
+    assert ticks["measured"] == 400 and 0 < ticks["with_orders"] <= ticks["measured"]
+    assert result["internal_ns"]["count"] == result["wire_to_wire_ns"]["count"] == ticks["with_orders"]
+    assert result["internal_ns"]["max"] <= result["wire_to_wire_ns"]["max"]
+    assert {row["figure"] for row in result["targets"]} == {
+        "internal_ns.p50", "internal_ns.p99", "wire_to_wire_ns.p50", "wire_to_wire_ns.p99"
+    }  # fmt: skip
+    assert result["machine"]["cores"] and result["config"]["rate"] == 400
+
+
+def test_the_stages_of_a_tick_add_up_to_wire_to_wire(first_run: tuple[dict, Path]) -> None:
+    result, _ = first_run
+    stage_means = sum(result["stages"][name]["mean"] for name in STAGES)
+    total = result["wire_to_wire_ns"]["mean"]
+    assert abs(stage_means - total) <= 0.01 * total + len(STAGES)  # HdrHistogram rounds each mean a little
+
+
+def test_report_files_are_written(first_run: tuple[dict, Path]) -> None:
+    _, out = first_run
+    [folder] = list(out.glob("*-t2t"))
+    assert json.loads((folder / "t2t.json").read_text())["stages"]
+    md = (folder / "t2t.md").read_text()
+    assert "internal (packet in hand -> order offered)" in md and "| target |" in md
+    for plot in ("t2t-tick-to-trade.png", "t2t-stages.png"):
+        assert (folder / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"({plot})" in md
+
+
+def test_compare_prints_every_figure_against_an_earlier_run(first_run: tuple[dict, Path], tmp_path: Path) -> None:
+    _, out = first_run
+    [old] = list(out.glob("*-t2t/t2t.json"))
+    proc = _run(tmp_path, "--compare", str(old))
+    assert "internal_ns.p50" in proc.stdout and "wire_to_wire_ns.p99" in proc.stdout
+    assert "stages.decode.p50" in proc.stdout
+    assert "regression" in proc.stdout.lower()
+
+
+def test_a_bad_compare_file_is_a_clear_error_before_the_run(tmp_path: Path) -> None:
+    proc = subprocess.run([*CLI, "bench", "t2t", "--compare", str(tmp_path / "nope.json")], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 2 and "nope.json" in proc.stderr and "Traceback" not in proc.stderr
