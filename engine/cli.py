@@ -676,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--duration", type=_seconds, default=10.0, metavar="S", help="measured seconds (10)")
     b.add_argument("--warmup", type=float, default=2.0, metavar="S", help="seconds sent but not measured (2)")
-    b.add_argument("--rate", type=_seconds, default=1000.0, metavar="R", help="ticks per second (1000)")
+    b.add_argument("--rate", type=_seconds, default=500.0, metavar="R", help="ticks per second (500)")
     b.add_argument(
         "--size",
         type=int,

@@ -46,6 +46,7 @@ def test_json_holds_the_contract_keys_with_ordered_percentiles(first_run: tuple[
     result, _ = first_run
     _ordered(result["internal_ns"])
     _ordered(result["wire_to_wire_ns"])
+    _ordered(result["sent_to_exchange_ns"])
     assert set(result["stages"]) == set(STAGES)
     for name in STAGES:
         _ordered(result["stages"][name])

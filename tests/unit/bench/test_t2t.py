@@ -41,6 +41,7 @@ def test_a_probe_counts_for_the_tick_its_newest_message_came_from_and_stages_tel
     assert joined["tick"].tolist() == [0, 1, 2]  # the probe of seq 4 (our own order's echo) belongs to no tick
     assert joined["internal_ns"].tolist() == [120, 120, 120]
     assert joined["wire_to_wire_ns"].tolist() == [400, 450, 500]
+    assert joined["sent_to_exchange_ns"].tolist() == [300, 350, 400]
     assert joined["wire_out"].tolist() == [80, 130, 130]
     assert joined["strategy"].tolist() == [30 - 12] * 3
     total = sum(joined[name] for name in STAGES)
