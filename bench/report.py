@@ -88,6 +88,7 @@ def latency_table(rows: dict[str, dict], title: str = "") -> list[str]:
 # x positions of the percentile plot: 1 / (1 - p), so each extra nine of the percentile is one decade
 _TICKS = {"0%": 1.0, "90%": 10.0, "99%": 100.0, "99.9%": 1e3, "99.99%": 1e4, "99.999%": 1e5}
 _RIGHT_EDGE = 1e6  # 99.9999%: where the 100th percentile is drawn
+_FLOOR_US = 0.1  # the lowest latency a plot shows
 
 
 def plot_percentiles(curves: dict[str, HdrHistogram], path: Path, title: str) -> Path:
@@ -111,6 +112,8 @@ def plot_percentiles(curves: dict[str, HdrHistogram], path: Path, title: str) ->
         ax.plot(x, [value / 1000 for _, value in steps], label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if ax.lines:  # clipped zeros (1 ns) would stretch the axis three decades below anything of interest
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], _FLOOR_US))
     ax.set_xlim(1, _RIGHT_EDGE)
     ax.set_xticks(list(_TICKS.values()), list(_TICKS))
     ax.minorticks_off()
