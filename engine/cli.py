@@ -569,6 +569,14 @@ def _cpu_pair(text: str) -> tuple[int, int]:
     return first, second
 
 
+def _bench_results_args(b: argparse.ArgumentParser, with_json: bool = False) -> None:
+    """The options every benchmark shares: where results go, --compare, and --json where it has one."""
+    b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
+    b.add_argument("--compare", metavar="OLD.json", help="print the change of every figure against an earlier run")
+    if with_json:
+        b.add_argument("--json", action="store_true", help="print the result as one JSON object (the rest to stderr)")
+
+
 # --- parser -------------------------------------------------------------------------------------
 def _strategies_epilog() -> str:
     from strategies import STRATEGIES
@@ -639,8 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--symbols", type=_positive, default=50, metavar="K", help="instruments (50)")
     b.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (1)")
     b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs; the best is kept (5)")
-    b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
-    b.add_argument("--compare", metavar="OLD.json", help="print the change of every figure against an earlier run")
+    _bench_results_args(b)
     b.set_defaults(func=cmd_bench_feed)
     b = bench.add_parser("backtest", help="backtester events/s (touch, glft) beside hftbacktest on the same npz")
     b.add_argument("--npz", metavar="FILE", help="hftbacktest event file (../shared/replay_data/hftbacktest/...)")
@@ -649,8 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--symbols", type=_positive, default=50, metavar="K", help="ITCH day instruments (50)")
     b.add_argument("--seed", type=int, default=1, metavar="S", help="random seed of the ITCH day (1)")
     b.add_argument("--repeats", type=_positive, default=5, metavar="R", help="timed runs each; best and median (5)")
-    b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
-    b.add_argument("--compare", metavar="OLD.json", help="print the change of every figure against an earlier run")
+    _bench_results_args(b)
     b.set_defaults(func=cmd_bench_backtest)
     b = bench.add_parser("gateway", help="order -> acknowledgement round trip: Aeron IPC, Aeron UDP, kernel UDP")
     b.add_argument("--duration", type=_seconds, default=5.0, metavar="S", help="measured seconds per transport (5)")
@@ -661,9 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--idle", default="spin", metavar="ALIAS", help="both sides: spin|yield|backoff|sleep:N_US")
     b.add_argument("--driver-idle", default="sleeping:1us", metavar="NAME[:ARGS]", help="Aeron driver idle for UDP")
     b.add_argument("--size", type=int, default=0, metavar="N", help="raw ping-pong of N bytes instead of OUCH orders")
-    b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
-    b.add_argument("--json", action="store_true", help="print the result as one JSON object instead of the tables")
-    b.add_argument("--compare", metavar="OLD.json", help="also list the changes against an earlier result")
+    _bench_results_args(b, with_json=True)
     b.set_defaults(func=cmd_bench_gateway)
     b = bench.add_parser(
         "t2t",
@@ -704,9 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a strategy parameter (repeatable; the bench's defaults: one level 3 ticks either side of the mid)",
     )
     b.add_argument("--params", metavar="FILE.toml", help="strategy parameters from TOML (--param wins)")
-    b.add_argument("--json", action="store_true", help="print the result as one JSON object (progress to stderr)")
-    b.add_argument("--out", default="bench/results", metavar="DIR", help="results folder (bench/results)")
-    b.add_argument("--compare", metavar="OLD.json", help="print the change of every figure against an earlier run")
+    _bench_results_args(b, with_json=True)
     b.set_defaults(func=cmd_bench_t2t)
 
     p = sub.add_parser(

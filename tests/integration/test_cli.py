@@ -556,6 +556,11 @@ def test_bench_feed_with_tiny_sizes_writes_json_and_markdown(tmp_path: Path) -> 
     out = tmp_path / "results"
     run_ok("bench", "feed", "--messages", "30000", "--repeats", "1", "--out", out, cwd=tmp_path)
     _check_bench_output(out, 30_000)
+    [first] = out.glob("*-feed/feed.json")
+    again = run_ok("bench", "feed", "--messages", "30000", "--repeats", "1", "--out", tmp_path / "again",
+                   "--compare", first, cwd=tmp_path)  # fmt: skip
+    assert "results.decode + book.msgs_per_s" in again
+    assert "regression" in again.lower()
 
 
 # --- argument errors that must not end in a traceback -------------------------
@@ -588,8 +593,10 @@ HELP = {
     ("book",): ["--json", "--skip-bad", "--symbol", "--depth", "FILE"],
     ("convert",): ["--output", "--skip-bad", "FILE"],
     ("gen-itch",): ["--output", "--messages", "--symbols", "--seed"],
-    ("bench",): ["feed"],
-    ("bench", "feed"): ["--messages", "--symbols", "--seed", "--repeats", "--out"],
+    ("bench",): ["feed", "backtest", "t2t", "gateway"],
+    ("bench", "feed"): ["--messages", "--symbols", "--seed", "--repeats", "--out", "--compare"],
+    ("bench", "t2t"): ["--duration", "--warmup", "--rate", "--size", "--cpus", "--idle", "--json", "--compare"],
+    ("bench", "gateway"): ["--duration", "--transports", "--rate", "--size", "--cpus", "--driver-idle", "--json"],
 }
 
 
