@@ -47,6 +47,7 @@ from engine.affinity import MCL_CURRENT, freeze_gc, lock_memory, pin_process, pl
 from engine.agent import AgentRunner
 from engine.book_nb import grow_state, new_state
 from engine.events import empty_events
+from engine.journal import JournalRing, Recovered
 from engine.metrics import (
     BUCKET_BOUNDS_NS,
     HIST_WIDTH,
@@ -118,7 +119,7 @@ ST_STARTING, ST_RUNNING, ST_STOPPING, ST_DONE = range(4)
 STATE_NAMES = ("starting", "running", "stopping", "done")
 PROBES = 1 << 16  # tick-to-trade probe rows a node keeps (the latest)
 MAX_MESSAGES = 64  # OUCH messages one step may write
-PUBLISH_EVERY = 1024  # duty cycles between refreshes of the feed counters in the metrics block
+PUBLISH_INTERVAL_NS = 100_000_000  # refresh of the feed and loop counters in the metrics block (a scrape's grain)
 NS_PER_S = 1_000_000_000
 PRICE_UNIT = 1e-4  # OUCH and ITCH prices: 1e-4 currency units
 
@@ -175,26 +176,40 @@ class NodeSpec:
     order_rows: int = 32  # order rows per instrument
     first_order_id: int = 1
     stop_wait_s: float = 5.0
+    journal: str = ""  # the journal ring in /dev/shm ("": no journal; the node empties its own ring)
+    recovered: Recovered | None = None  # a restarted node's tables, rebuilt from the journal
 
 
-def build_state(spec: NodeSpec, block: MetricsBlock, control: ControlBlock) -> k.NodeState:
-    """The node's arrays: order tables, OMS, risk, strategy scratch, output buffers, metrics views."""
-    strategy = get_strategy(spec.strategy)
+def fresh_tables(spec: NodeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A node's order-management tables before its first order: own, oc, inst, money."""
     n = len(spec.instruments)
     inst = np.zeros((n, N_IN), np.int64)
     money = np.zeros((n, N_MN), np.float64)
-    symbols = np.zeros((n, 8), np.uint8)
     for i, instrument in enumerate(spec.instruments):
         inst[i, IN_LOCATE], inst[i, IN_TICK], inst[i, IN_LOT] = instrument.locate, instrument.tick, instrument.lot
         money[i, MN_UNIT] = PRICE_UNIT
         money[i, MN_MID] = np.nan
+    return new_orders(n, spec.order_rows), new_counters(spec.first_order_id), inst, money
+
+
+def build_state(spec: NodeSpec, block: MetricsBlock, control: ControlBlock, journal: JournalRing) -> k.NodeState:
+    """The node's arrays: order tables (fresh, or recovered), OMS, risk, strategy scratch, buffers, shared views."""
+    strategy = get_strategy(spec.strategy)
+    n = len(spec.instruments)
+    if spec.recovered is None:
+        own, oc, inst, money = fresh_tables(spec)
+    else:
+        got = spec.recovered
+        own, oc, inst, money = got.own.copy(), got.oc.copy(), got.inst.copy(), got.money.copy()
+    symbols = np.zeros((n, 8), np.uint8)
+    for i, instrument in enumerate(spec.instruments):
         symbols[i] = ouch.alpha(instrument.symbol, 8)
     limits = spec.risk.limits()
     mi = np.zeros(k.N_NI, np.int64)
     mi[k.NI_POST_ONLY] = int(spec.post_only)
     return k.NodeState(
-        own=new_orders(n, spec.order_rows),
-        oc=new_counters(spec.first_order_id),
+        own=own,
+        oc=oc,
         inst=inst,
         money=money,
         flow=new_flow(n),
@@ -217,6 +232,9 @@ def build_state(spec: NodeSpec, block: MetricsBlock, control: ControlBlock) -> k
         out=np.zeros(MAX_MESSAGES * k.MESSAGE_BYTES, np.uint8),
         out_off=np.zeros(MAX_MESSAGES + 1, np.int64),
         probes=np.zeros((PROBES, k.N_PR), np.int64),
+        jmeta=journal.meta,
+        jdata=journal.data,
+        jctl=journal.ctl,
         node=block.node,
         counters=block.instrument_counters,
         gauges=block.instrument_gauges,
@@ -279,6 +297,8 @@ class TradingNode:
         self._halted = -1
         self._risk_counts = np.zeros((len(spec.instruments), len(RISK_REASONS)), np.int64)
         self._hist = np.zeros((1 + len(STAGES), HIST_WIDTH), np.int64)
+        self._journal_full = 0
+        self._next_publish_ns = 0
 
     # --- agent --------------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -292,7 +312,9 @@ class TradingNode:
         self.control.slots[CT_PID] = os.getpid()
         self.aeron = connect(spec.aeron_dir)
         self.client = OrderEntryClient(self.aeron, ClientConfig(spec.port))
-        self.client.next_sequence = 0  # log in from the next message: what came before is another life's
+        recovered = spec.recovered
+        # log in from the first response the journal lacks; a node without a journal from the next message
+        self.client.next_sequence = recovered.next_sequence if recovered is not None else 0
         self.client.connect()
         self.receiver = MoldReceiver(
             self._on_rows,
@@ -302,7 +324,8 @@ class TradingNode:
             receive_clock_ns=time.monotonic_ns,
         )
         self.book = new_state()
-        self.ns = build_state(spec, self.block, self.control)
+        self.journal = JournalRing.attach(spec.journal) if spec.journal else JournalRing.private()
+        self.ns = build_state(spec, self.block, self.control, self.journal)
         self.quote = QuoteAddress(get_strategy(spec.strategy).quote)
         self._no_events = empty_events(0)
         self._step_nb = load_kernel(self.ns, self.book)
@@ -349,8 +372,9 @@ class TradingNode:
         self._cycles += 1
         elapsed = time.monotonic_ns() - begin
         self._max_cycle_ns = max(self._max_cycle_ns, elapsed)
-        if self._cycles % PUBLISH_EVERY == 0:
+        if begin >= self._next_publish_ns:
             self._publish_feed()
+            self._next_publish_ns = begin + PUBLISH_INTERVAL_NS
         return work
 
     def _step(self, rows: np.ndarray) -> int:
@@ -359,11 +383,16 @@ class TradingNode:
         self._rows = None
         t0 = time.monotonic_ns()
         client = self.client
+        if client.n_responses:
+            n = client.n_responses
+            self.journal.append_responses(client.responses[:n], client.next_sequence - n, t0)
         count = self._step_nb(ns, self.book, rows, client.responses, client.n_responses, t0, self.quote)
         client.n_responses = 0
         while count < 0:
             self.book = grow_state(self.book)
             count = self._step_nb(ns, self.book, rows, client.responses, 0, time.monotonic_ns(), self.quote)
+        if not self.spec.journal:
+            self.journal.discard()
         if count:
             out = memoryview(ns.out)
             offsets = ns.out_off
@@ -429,12 +458,14 @@ class TradingNode:
         self.client.on_close()
         self.receiver.on_close()
         self.aeron.close()
+        self._journal_full = self.journal.full_stops
         self._risk_counts = self.ns.risk_counts.copy()
         self._hist = self.ns.hist.copy()
         self.ns = self.ns._replace(node=None, counters=None, gauges=None, risk_counts=None, hist=None,
-                                   control=None, control_next_id=None)  # fmt: skip
+                                   control=None, control_next_id=None, jmeta=None, jdata=None, jctl=None)  # fmt: skip
         self.block.close()
         self.control.close()
+        self.journal.close()
 
     # --- the report ---------------------------------------------------------------------------------
     def report(self) -> dict:
@@ -473,6 +504,7 @@ class TradingNode:
             "duplicate_responses": int(ns.oc[OC_DUPLICATE]),
             "responses": int(ns.oc[OC_RESPONSES]),
             "order_table_full": int(ns.oc[OC_FULL_TABLE]),
+            "journal_full_stops": self._journal_full,
             "orders_written_off": int(ns.oc[OC_WRITTEN_OFF]),
             "working_orders_left": int(working_count_nb(ns.own)),
             "killed": bool(ns.rstate[RS_KILLED]),

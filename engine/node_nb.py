@@ -32,6 +32,7 @@ from numba import njit
 from engine.book_nb import apply_event_nb, has_room_nb, tables_nb
 from engine.clock_nb import monotonic_ns
 from engine.events import KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_TRADE, SIDE_BID
+from engine.journal import J_FULL, KIND_SENT, append_nb, ring_has_room_nb
 from engine.metrics import (
     G_PNL,
     G_POSITION,
@@ -155,6 +156,9 @@ class NodeState(NamedTuple):
     out: np.ndarray  # u1[K * MESSAGE_BYTES]
     out_off: np.ndarray  # i8[K + 1]
     probes: np.ndarray  # i8[P, N_PR] ring of tick-to-trade probes
+    jmeta: np.ndarray  # journal ring (engine.journal): i8[capacity, N_META]
+    jdata: np.ndarray  # u1[capacity, RECORD_BYTES]
+    jctl: np.ndarray  # i8[N_CTL]
     node: np.ndarray  # metrics block: i8[N_NODE_SLOTS]
     counters: np.ndarray  # metrics block: i8[n, N_INSTRUMENT_COUNTERS]
     gauges: np.ndarray  # metrics block: f8[n, N_INSTRUMENT_GAUGES]
@@ -173,10 +177,29 @@ def _begin(ns, k):
 
 
 @njit(cache=True, nogil=True)
+def _can_write(ns, k):
+    """Whether message ``k`` fits in ``out`` and in the journal (a full journal stops orders, counted)."""
+    if k + 1 >= ns.out_off.shape[0]:
+        return False
+    if ring_has_room_nb(ns.jctl, ns.jmeta.shape[0]):
+        return True
+    ns.jctl[J_FULL] += 1
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _written(ns, k, end):
+    """Close message ``k`` at ``end`` and journal it (write-ahead: before Python offers it)."""
+    ns.out_off[k + 1] = end
+    start = ns.out_off[k]
+    append_nb(ns.jmeta, ns.jdata, ns.jctl, KIND_SENT, ns.mi[NI_STEP_NS], 0, ns.out, start, end - start)
+    return k + 1
+
+
+@njit(cache=True, nogil=True)
 def _encode_cancel(ns, k, order_id):
     pos = _begin(ns, k)
-    ns.out_off[k + 1] = pos + ouch.encode_cancel_nb(ns.out, pos, order_id, 0)
-    return k + 1
+    return _written(ns, k, pos + ouch.encode_cancel_nb(ns.out, pos, order_id, 0))
 
 
 @njit(cache=True, nogil=True)
@@ -193,8 +216,7 @@ def _encode_enter(ns, k, i, order_id, side, shares, price):
         ns.out[end + 2] = POST_ONLY_YES
         put_be_nb(ns.out, end - _APPLEN_FROM_END, 3, 2)
         end += 3
-    ns.out_off[k + 1] = end
-    return k + 1
+    return _written(ns, k, end)
 
 
 @njit(cache=True, nogil=True)
@@ -202,7 +224,7 @@ def _cancel_all(ns, i, k):
     """Cancel every working order of instrument ``i`` not already being canceled."""
     own = ns.own
     for r in range(own.shape[1]):
-        if working_nb(own[i, r]) and k + 1 < ns.out_off.shape[0] and cancel_order_nb(own, i, r):
+        if working_nb(own[i, r]) and _can_write(ns, k) and cancel_order_nb(own, i, r):
             k = _encode_cancel(ns, k, own[i, r, OW_ID])
             ns.inst[i, IN_CANCELS] += 1
     return k
@@ -239,7 +261,7 @@ def _quote(ns, tables, i, now_ns, k, quote):
     working = working_count_nb(own)
     pnl = pnl_nb(inst, money)
     for a in range(count):
-        if k + 1 >= ns.out_off.shape[0]:
+        if not _can_write(ns, k):
             break
         if ns.actions[a, AC_KIND] == ACT_CANCEL:
             r = ns.actions[a, AC_ROW]

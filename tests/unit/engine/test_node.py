@@ -13,6 +13,7 @@ import pytest
 from engine import node_nb as k
 from engine.book_nb import new_state
 from engine.events import KIND_ADD, SIDE_ASK, SIDE_BID, empty_events
+from engine.journal import J_FULL, J_WRITE, KIND_SENT, M_KIND, M_LEN, JournalRing
 from engine.metrics import G_POSITION, I_BOOK_UPDATES, I_ORDERS_FILLED, I_ORDERS_SENT, MetricsBlock
 from engine.node import (
     CT_NEXT_ID,
@@ -40,7 +41,7 @@ _NAMES = itertools.count()
 class Harness:
     """One node's state with its blocks, a book, and helpers to step it."""
 
-    def __init__(self, risk: RiskConfig, interval_ns: int = 0) -> None:
+    def __init__(self, risk: RiskConfig, interval_ns: int = 0, journal_capacity: int = 1024) -> None:
         tag = f"test-{os.getpid()}-{next(_NAMES)}"
         self.spec = NodeSpec(
             name=tag, strategy="touch", params={"order_qty": QTY, "max_position": 1000, "interval_ns": interval_ns},
@@ -50,7 +51,8 @@ class Harness:
         )  # fmt: skip
         self.block = MetricsBlock.create(tag, ["AAA"], STAGES, RISK_REASONS, name=self.spec.metrics_block)
         self.control = ControlBlock(self.spec.control_block, create=True)
-        self.ns = build_state(self.spec, self.block, self.control)
+        self.journal = JournalRing.private(journal_capacity)
+        self.ns = build_state(self.spec, self.block, self.control, self.journal)
         self.book = new_state()
         self.quote = QuoteAddress(get_strategy("touch").quote)
         self.step_nb = load_kernel(self.ns, self.book)  # the entry point the node calls
@@ -130,6 +132,22 @@ def test_a_batch_that_makes_orders_leaves_a_probe_whose_stages_add_up_to_tick_to
     assert hist[0, -1] == offered - probe[k.PR_RECV_NS]  # the tick-to-trade row's sum
     assert hist[1:, -1].sum() == hist[0, -1]  # the stages account for all of it
     assert hist[1 : 1 + len(STAGES), :-1].sum() == len(STAGES)
+
+
+def test_every_message_is_journaled_before_python_sees_it_and_a_full_journal_stops_orders() -> None:
+    node = Harness(RiskConfig(), journal_capacity=3)
+    try:
+        messages = node.step(touch_events())
+        ring = node.journal
+        assert len(messages) == 2 and ring.ctl[J_WRITE] == 2
+        assert (ring.meta[:2, M_KIND] == KIND_SENT).all()
+        first = ring.data[0, : ring.meta[0, M_LEN]].tobytes()
+        assert first == node.ns.out[: node.ns.out_off[1]].tobytes()  # the session packet, byte for byte
+        node.ns.mi[k.NI_HALT] = 1
+        cancels = node.step(touch_events()[:0])  # room for one of the two cancels
+        assert len(cancels) == 1 and ring.ctl[J_WRITE] == 3 and ring.ctl[J_FULL] == 1
+    finally:
+        node.close()
 
 
 def test_fills_reach_position_metrics_and_the_next_quotes(node: Harness) -> None:
