@@ -6,17 +6,20 @@ What runs where::
       [embedded] SimExchange runner thread (backoff)       engine.node.TradingNode on a pinned thread:
       its Aeron media driver (sleeping idle)                 UDP MoldUDP64 -> book -> strategy -> risk
       MetricsExporter thread (HTTP, 127.0.0.1:port)          -> OUCH over Aeron IPC (the driver's dir)
-      main thread: signals, supervision, status line       metrics block  /dev/shm/hftmm-metrics-<pid>-<node>
-      Ray (local: raylet, GCS; started here or attached)   control block  /dev/shm/hftmm-control-<pid>-<node>
+      main thread: signals, supervision, status line,      metrics block  /dev/shm/hftmm-metrics-<pid>-<node>
+        journal rings -> <runtime_dir>/journal/*.arrow     control block  /dev/shm/hftmm-control-<pid>-<node>
+      Ray (local: raylet, GCS; started here or attached)   journal ring   /dev/shm/hftmm-journal-<pid>-<node>
 
 With ``[exchange] embedded = false`` the daemon starts (or with ``[aeron] attach`` attaches to) the
 media driver of ``[aeron] dir`` and the nodes speak OUCH on each node's configured channels.
 
 Lifecycle: start -> run until Ctrl-C, SIGTERM or ``--duration`` -> every node cancels its open
 orders and waits (bounded) for the acknowledgements -> the session report. A node whose actor dies
-is restarted (``[ray] max_restarts``), continuing its client order ids. ``SIGUSR1`` (what ``hftmm
-kill`` sends to the pid in ``<runtime_dir>/live.pid``) engages the kill switch: every node cancels
-everything and quotes no more while the daemon keeps running; the report says ``killed``.
+is restarted (``[ray] max_restarts``): the daemon rebuilds its orders and positions from its journal
+(``engine.journal``), and the successor continues the client order ids and logs in from the first
+response the journal lacks, so the exchange replays what the dead node never read. ``SIGUSR1``
+(what ``hftmm kill`` sends to the pid in ``<runtime_dir>/live.pid``) engages the kill switch: every
+node cancels everything and quotes no more while the daemon keeps running; the report says ``killed``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.aeron import DriverConfig, EmbeddedDriver
+from engine.journal import JournalRing, JournalWriter, Recovered, read_journal, rebuild
 from engine.live_config import DEFAULT_PRICE, SHM_DIR, LiveConfig, NodeConfig
 from engine.metrics import (
     BLOCK_PREFIX,
@@ -58,8 +62,10 @@ from engine.node import (
     ControlBlock,
     NodeProcess,
     NodeSpec,
+    fresh_tables,
     percentile_ns,
 )
+from engine.oms import working_count_nb
 from engine.orderentry import Port
 from engine.risk import RISK_REASONS
 
@@ -67,6 +73,7 @@ log = logging.getLogger("hftmm.live")
 
 PID_FILE = "live.pid"
 CONTROL_PREFIX = "hftmm-control-"
+JOURNAL_PREFIX = "hftmm-journal-"
 FIRST_STREAM_ID = 1001  # node k (0-based) of an embedded exchange: streams 1001 + 2k (in) and 1002 + 2k (out)
 RESTART_ID_GAP = 1000  # a restarted node starts its client order ids this far above the last one seen
 SECONDS_PER_DAY = 86_400
@@ -84,6 +91,8 @@ class NodeHandle:
     spec: NodeSpec
     block: MetricsBlock
     control: ControlBlock
+    journal: JournalRing
+    writer: JournalWriter
     actor: object = None
     run_ref: object = None
     restarts: int = 0
@@ -224,6 +233,10 @@ class LiveDaemon:
         )
         self.exporter.add(block)
         control = ControlBlock(CONTROL_PREFIX + tag, create=True)
+        journal = JournalRing.create(JOURNAL_PREFIX + tag)
+        started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        journal_dir = Path(cfg.journal.dir or Path(cfg.runtime_dir) / "journal")
+        writer = JournalWriter(journal_dir / f"{node.name}-{started}-{os.getpid()}.arrow", cfg.journal.fsync)
         ex = cfg.exchange
         spec = NodeSpec(
             name=node.name,
@@ -245,8 +258,9 @@ class LiveDaemon:
             order_rows=node.order_rows,
             first_order_id=first_order_id(),
             stop_wait_s=cfg.stop_wait_s,
+            journal=journal.name,
         )
-        return NodeHandle(node, spec, block, control)
+        return NodeHandle(node, spec, block, control, journal, writer)
 
     def _start_ray(self) -> None:
         import ray
@@ -276,6 +290,7 @@ class LiveDaemon:
         interval = self.config.status_interval_s
         next_status = time.monotonic() + interval
         while not self.stop_requested.wait(POLL_S):
+            self._drain_journals()
             now = time.monotonic()
             if duration_s is not None and now - self.started_at >= duration_s:
                 break
@@ -320,11 +335,28 @@ class LiveDaemon:
             handle.restarts += 1
             self.daemon_metrics.node_restarted(handle.config.name)
             next_id = int(handle.control.slots[CT_NEXT_ID]) + RESTART_ID_GAP
-            handle.spec = replace(handle.spec, first_order_id=max(next_id, handle.spec.first_order_id + RESTART_ID_GAP))
+            spec = replace(handle.spec, first_order_id=max(next_id, handle.spec.first_order_id + RESTART_ID_GAP))
+            handle.spec = replace(spec, recovered=self._recover(handle, spec))
             handle.control.slots[:] = 0
             handle.control.slots[CT_KILL] = int(self.killed)
             self.out(f"hftmm: node {handle.config.name} failed ({handle.failure}); restart {handle.restarts}")
             self._launch(handle)
+
+    def _drain_journals(self) -> None:
+        """Move what the nodes journaled from their rings to the journal files."""
+        for handle in self.nodes:
+            handle.writer.write(handle.journal.drain())
+
+    def _recover(self, handle: NodeHandle, spec: NodeSpec) -> Recovered:
+        """The dead node's orders and positions, rebuilt from its journal file, for its successor."""
+        handle.writer.write(handle.journal.drain())  # what it wrote up to its last instant
+        handle.writer.flush()
+        recovered = rebuild(read_journal(handle.writer.path), *fresh_tables(spec),
+                            [i.symbol for i in spec.instruments])  # fmt: skip
+        self.out(f"hftmm: node {handle.config.name}: recovered {int(working_count_nb(recovered.own))} working "
+                 f"orders and positions from {handle.writer.records} journal records; the session resumes "
+                 f"at response {recovered.next_sequence}")  # fmt: skip
+        return recovered
 
     def status_line(self) -> str:
         """One line: run time, then per node its state, orders, fills, positions and PnL."""
@@ -393,6 +425,9 @@ class LiveDaemon:
                     self.exporter.remove(handle.block)
             handle.block.close()
             handle.control.close()
+            handle.writer.write(handle.journal.drain())  # the nodes have stopped: the last records
+            handle.writer.close()
+            handle.journal.close()
         self.exporter = None
         if self.driver is not None:
             self.driver.close()
@@ -418,6 +453,7 @@ class LiveDaemon:
             nodes[handle.config.name] = {
                 "restarts": handle.restarts,
                 "failure": handle.failure,
+                "journal": {"file": str(handle.writer.path), "records": handle.writer.records},
                 **{key: value for key, value in rep.items() if key not in ("symbols", "t2t_ns", "probes", "node")},
             }
             for symbol, s in rep.get("symbols", {}).items():

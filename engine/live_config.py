@@ -10,6 +10,7 @@ import msgspec
 
 from engine.aeron import DEFAULT_DRIVER_IDLE, IPC_CHANNEL, DriverConfig
 from engine.agent import idle_strategy
+from engine.journal import FSYNC_POLICIES
 from engine.metrics import MetricsConfig
 from engine.node import NodeInstrument
 from engine.risk import RiskConfig
@@ -52,6 +53,17 @@ class LiveAeronConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         DriverConfig(dir=self.dir or SHM_DIR, idle=self.driver_idle)
         if self.attach and not self.dir:
             raise ValueError("[aeron] attach needs the dir of the running driver")
+
+
+class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[journal]``: every order sent and response received, per node, as Arrow IPC (engine.journal)."""
+
+    dir: str = ""  # "" = <runtime_dir>/journal
+    fsync: str = "batch"  # "batch": fsync each drained batch (every 0.1 s); "none": leave it to the OS
+
+    def __post_init__(self) -> None:
+        if self.fsync not in FSYNC_POLICIES:
+            raise ValueError(f"[journal] fsync must be one of {FSYNC_POLICIES}, not {self.fsync!r}")
 
 
 class RayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -114,6 +126,7 @@ class LiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     aeron: LiveAeronConfig = LiveAeronConfig()
     metrics: MetricsConfig = MetricsConfig()
     risk: RiskConfig = RiskConfig()
+    journal: JournalConfig = JournalConfig()
     ray: RayConfig = RayConfig()
     instruments: tuple[LiveInstrument, ...] = ()
     nodes: tuple[NodeConfig, ...] = (NodeConfig(name="mm-1", symbols=("HFTA",)),)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.journal import KIND_RESPONSE, KIND_SENT, read_journal
 from engine.node import CT_PID, CT_SLOTS, CT_STATE, ST_RUNNING
 from tests.conftest import step_until
 from tests.integration.test_simexchange import free_port, free_tcp_port
@@ -226,10 +227,20 @@ def test_kill_without_a_daemon_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "no live daemon" in done.stderr
 
 
-def test_a_node_whose_process_dies_is_restarted_and_trades_again(tmp_path: Path) -> None:
+def test_the_journal_holds_every_order_sent_and_every_response(session: Session) -> None:
+    node = session.report["nodes"]["mm-1"]
+    table = read_journal(node["journal"]["file"])
+    assert table.num_rows == node["journal"]["records"] > 0
+    kinds = table.column("kind").to_numpy()
+    sent = [blob[1] for blob, kind in zip(table.column("data").to_pylist(), kinds, strict=True) if kind == KIND_SENT]
+    assert sent.count(ord("O")) == sum(session.report["orders"].values())
+    assert (kinds == KIND_RESPONSE).sum() == node["responses"]
+
+
+def test_a_node_killed_mid_session_is_restarted_from_its_journal(tmp_path: Path) -> None:
     daemon = Daemon(tmp_path)
     try:
-        daemon.wait_for(lambda b: metric(b, "hftmm_orders_sent_total") >= 1, START_S)
+        daemon.wait_for(lambda b: metric(b, "hftmm_orders_filled_total") >= 1, START_S)
         control = np.memmap(f"/dev/shm/hftmm-control-{daemon.proc.pid}-mm-1", np.int64, "r", shape=(CT_SLOTS,))
         first_pid = int(control[CT_PID])
         os.kill(first_pid, signal.SIGKILL)
@@ -240,5 +251,15 @@ def test_a_node_whose_process_dies_is_restarted_and_trades_again(tmp_path: Path)
     finally:
         daemon.kill()
     assert session.returncode == 0, session.stderr[-3000:]
-    assert session.report["nodes"]["mm-1"]["restarts"] == 1 and "restart 1" in session.stderr
-    assert sum(session.report["orders"].values()) >= 1 and session.leftovers == []
+    report = session.report
+    assert report["nodes"]["mm-1"]["restarts"] == 1 and "restart 1" in session.stderr
+    assert re.search(
+        r"node mm-1: recovered \d+ working orders and positions from [1-9]\d* journal records", session.stderr
+    )
+    assert sum(report["orders"].values()) >= 1 and session.leftovers == []
+    # the successor carried the dead node's fills on: our positions are the exchange's record of our executions
+    assert sum(report["fills"].values()) >= 1
+    assert {s: q for s, q in report["position"].items() if q} == {
+        s: q for s, q in report["exchange_position"].items() if q
+    }
+    assert report["unknown_responses"] == 0
