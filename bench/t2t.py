@@ -71,6 +71,9 @@ PRICE = 1_000_000  # $100.00 in 1e-4 units
 PARTICIPANT = -2  # owner id of the scripted participant (sessions are >= 1, the background flow -1)
 PARTICIPANT_LOTS = 100
 START_TIMEOUT_S = 600.0  # a cold Numba cache compiles the node's kernels first
+LATE_SLACK_NS = 10_000_000_000  # beyond twice the run's length: how far behind the schedule may fall
+PRIMING_MOVES = 4  # market moves (each answered by orders) before the schedule starts
+PRIMING_SETTLE_S = 0.05
 STOP_TIMEOUT_S = 15.0
 DRAIN_S = 0.05  # after the last tick, time for its orders to arrive
 MAX_ARRIVALS = 1 << 22
@@ -88,8 +91,8 @@ STAGE_HELP = {
     "strategy": "book -> view, strategy, quote plan (with the step's bookkeeping)",
     "risk": "pre-trade checks of the new orders",
     "encode": "OUCH encoding of orders and cancels",
-    "offer": "step returned -> messages offered on the Aeron publication",
-    "wire_out": "offered -> order read by the exchange over Aeron IPC",
+    "offer": "step returned -> first message handed to the Aeron publication",
+    "wire_out": "handed to Aeron -> order read by the exchange over Aeron IPC (the offer call included)",
 }
 DEFAULT_PARAMS = {"interval_ns": 0, "order_qty": 1, "max_position": 100, "levels": 1, "grid_ticks": 1,
                   "half_spread_ticks": 3, "skew_ticks_per_unit": 0}  # fmt: skip
@@ -272,55 +275,62 @@ def _start(config: T2TConfig, node_cpu: int, say: Callable[[str], None]) -> Harn
     return Harness(config, exchange, spec, block, control, process, parent)
 
 
-def _wait_running(h: Harness, script: TickScript, say: Callable[[str], None]) -> None:
-    """Step the exchange until the node logged in and saw market data (its kernels load or compile meanwhile)."""
+def _wait_running(h: Harness, script: TickScript, line: Timeline, say: Callable[[str], None]) -> None:
+    """Step the exchange until the node runs and its first orders are in, then move the market a few
+    times: every kernel on both sides is loaded (or compiled) before the schedule starts."""
     script.open()
     deadline = time.monotonic() + START_TIMEOUT_S
+    _step_until(h, lambda: h.control.slots[CT_STATE] == ST_RUNNING, deadline, "running", say)
+    _step_until(h, lambda: line.n_arrivals > 0, deadline, "quoting", say)
+    for move in range(PRIMING_MOVES):  # an even count: the mid ends where the schedule expects it
+        script.move(up=move % 2 == 0)
+        settle = time.monotonic() + PRIMING_SETTLE_S  # the orders it brings, and their acknowledgements
+        _step_until(h, lambda settle=settle: time.monotonic() > settle, deadline, "quoting", say)
+
+
+def _step_until(h: Harness, done: Callable[[], bool], deadline: float, what: str, say: Callable[[str], None]) -> None:
     told = time.monotonic() + 5.0
-    while h.control.slots[CT_STATE] != ST_RUNNING:
+    while not done():
         h.exchange.step()
         if not h.process.is_alive():
             raise BenchError(f"the node process ended during start-up: {_report(h, 1.0).get('error', 'no report')}")
         now = time.monotonic()
         if now > deadline:
-            raise BenchError(f"the node was not running after {START_TIMEOUT_S:.0f} s")
+            raise BenchError(f"the node was not {what} {START_TIMEOUT_S:.0f} s after it started")
         if now > told:
-            say("waiting for the node (the first run compiles its kernels, a few minutes)")
+            say(f"waiting for the node to be {what} (the first run compiles its kernels: minutes)")
             told = now + 30.0
         time.sleep(0.0005)
 
 
-def _drive(h: Harness, script: TickScript, say: Callable[[str], None]) -> Timeline:
+def _drive(h: Harness, script: TickScript, line: Timeline, say: Callable[[str], None]) -> None:
     """Send the ticks on their fixed schedule while stepping the exchange; bounded in count and time."""
     cfg = h.config
-    n = int((cfg.warmup_s + cfg.duration_s) * cfg.rate)
+    n = len(line.intended)
     period_ns = NS_PER_S / cfg.rate
-    line = Timeline(*(np.zeros(n, np.int64) for _ in range(4)))
-    h.exchange.order_entry.tap = line.on_inbound
     publisher = h.exchange.publisher
     idle = idle_strategy(cfg.idle)
     step = h.exchange.step
     start = time.monotonic_ns() + 1_000_000
-    hard_stop = start + int((cfg.warmup_s + cfg.duration_s) * NS_PER_S * 2) + NS_PER_S
+    hard_stop = start + int((cfg.warmup_s + cfg.duration_s) * NS_PER_S * 2) + LATE_SLACK_NS
     next_note = time.monotonic() + 5.0
     t = 0
     while t < n:
         due = start + int(t * period_ns)
         now = time.monotonic_ns()
+        if now > hard_stop:
+            say(f"stopped after {t} of {n} ticks: the time bound passed")
+            break
         if now >= due:
             _send_all(publisher)  # what the sessions' orders made leaves first, so a tick's sequence range is its own
             first = publisher.next_seq
             script.move(up=t % 2 == 0)
-            publisher.do_work()
-            line.sent[t] = time.monotonic_ns()  # a tick is one packet unless padded beyond one
             _send_all(publisher)
+            line.sent[t] = publisher.last_data_send_ns  # the packet that carries the tick's newest message
             line.intended[t] = due
             line.first_seq[t], line.end_seq[t] = first, publisher.next_seq
             t += 1
             line.n_ticks = t
-        elif now > hard_stop:
-            say(f"stopped after {t} of {n} ticks: the time bound passed")
-            break
         idle.idle(step())
         if time.monotonic() > next_note:
             say(f"{t}/{n} ticks, {line.n_arrivals} orders at the exchange")
@@ -328,7 +338,6 @@ def _drive(h: Harness, script: TickScript, say: Callable[[str], None]) -> Timeli
     drain_until = time.monotonic_ns() + int(DRAIN_S * NS_PER_S)
     while time.monotonic_ns() < drain_until:
         idle.idle(step())
-    return line
 
 
 def _send_all(publisher) -> None:
@@ -429,9 +438,12 @@ def run(config: T2TConfig, say: Callable[[str], None] = print) -> tuple[dict, di
     try:
         pin_process(plan_placement(harness_cpu))
         script = TickScript(h.exchange, _filler(max(0, config.size - 64)))
-        _wait_running(h, script, say)
+        n = int((config.warmup_s + config.duration_s) * config.rate)
+        line = Timeline(*(np.zeros(n, np.int64) for _ in range(4)))
+        h.exchange.order_entry.tap = line.on_inbound  # from the first order on: the node counts them all
+        _wait_running(h, script, line, say)
         say(f"running {config.warmup_s:g} s warm-up + {config.duration_s:g} s at {config.rate:g} ticks/s")
-        line = _drive(h, script, say)
+        _drive(h, script, line, say)
         report = _stop(h)
     finally:
         _close(h)

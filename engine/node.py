@@ -398,11 +398,11 @@ class TradingNode:
             offsets = ns.out_off
             for j in range(count):
                 packet = out[offsets[j] : offsets[j + 1]]
+                if j == 0:  # tick-to-trade ends as the first order is handed to Aeron (visible to the reader at once)
+                    ns.mi[k.NI_OFFER_NS] = time.monotonic_ns()
                 if self._backlog or not client.offer_packet(packet):
                     self._back_pressure += 1
                     self._backlog.append(bytes(packet))
-                if j == 0:  # tick-to-trade ends when the first order is out
-                    ns.mi[k.NI_OFFER_NS] = time.monotonic_ns()
         if ns.rstate[RS_LOGGED] > self._risk_logged:
             self._log_rejections()
         return count + 1
@@ -502,6 +502,11 @@ class TradingNode:
             "probes": probes,
             "unknown_responses": int(ns.oc[OC_UNKNOWN]),
             "duplicate_responses": int(ns.oc[OC_DUPLICATE]),
+            "session": {
+                "state": self.client.state,
+                "logout_reason": self.client.logout_reason,
+                "login_reject_reason": self.client.login_reject_reason,
+            },
             "responses": int(ns.oc[OC_RESPONSES]),
             "order_table_full": int(ns.oc[OC_FULL_TABLE]),
             "journal_full_stops": self._journal_full,

@@ -108,7 +108,7 @@ N_NI = 16
     PR_RISK_NS,  # duration of the pre-trade checks
     PR_ENCODE_NS,  # duration of the OUCH encoding
     PR_STEPPED_NS,  # the step returned its messages
-    PR_OFFERED_NS,  # its first message was offered on Aeron
+    PR_OFFERED_NS,  # its first message was handed to Aeron
     PR_FIRST_MESSAGE,  # index of the step's first message among all the node sent (0-based)
     PR_MESSAGES,  # messages the step wrote
 ) = range(11)

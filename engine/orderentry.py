@@ -642,6 +642,8 @@ class OrderEntryClient:
         self.n_responses = 0
         self._buf = np.zeros(256, np.uint8)
         self._buf[0] = PKT_UNSEQUENCED
+        # load (or compile) the decoder now, not at the first response: with the read-only type fragments have
+        ouch.decode_outbound_nb(np.frombuffer(bytes(1), np.uint8), 1, 0, self.responses, 0)
         self._publication: pyaeron.ExclusivePublication | None = None
         self._subscription: pyaeron.Subscription | None = None
         self._login_sent = False

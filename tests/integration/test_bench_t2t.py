@@ -51,7 +51,7 @@ def test_json_holds_the_contract_keys_with_ordered_percentiles(first_run: tuple[
     for name in STAGES:
         _ordered(result["stages"][name])
     ticks = result["ticks"]
-    assert ticks["measured"] == 400 and 0 < ticks["with_orders"] <= ticks["measured"]
+    assert 0 < ticks["with_orders"] <= ticks["measured"] <= 400  # fewer only if the time bound cut the run short
     assert result["internal_ns"]["count"] == result["wire_to_wire_ns"]["count"] == ticks["with_orders"]
     assert result["internal_ns"]["max"] <= result["wire_to_wire_ns"]["max"]
     assert {row["figure"] for row in result["targets"]} == {
