@@ -789,6 +789,9 @@ class OrderEntryClient:
         if self.state in (LOGGING_IN, LOGGED_IN) and now - self._last_rx_ns > self.config.timeout_ns:
             self.connect()
             return work + 1
+        if self.state == DISCONNECTED and now - self._last_rx_ns >= self.config.heartbeat_interval_ns:
+            self.connect()  # the server logged us out: after a pause, log in again where the session stood
+            return work + 1
         if self.state == LOGGED_IN and now - self._last_tx_ns >= self.config.heartbeat_interval_ns:
             work += self._offer(bytes((PKT_CLIENT_HEARTBEAT,)))
         return work

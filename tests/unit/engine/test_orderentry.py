@@ -15,6 +15,7 @@ from engine.aeron import IPC_CHANNEL, DriverConfig, EmbeddedDriver, udp_channel
 from engine.agent import AgentRunner
 from engine.matching import MatchingEngine
 from engine.orderentry import (
+    DISCONNECTED,
     LOGGED_IN,
     LOGIN_REJECT_NOT_AUTHORIZED,
     REJECTED,
@@ -241,6 +242,21 @@ def test_cancel_on_disconnect_cancels_the_vanished_clients_orders(ipc: Exchange)
     ipc.login(ipc.alice)
     canceled = ipc.responses(ipc.alice, 2)
     assert kinds(canceled) == "CC" and {chr(r) for r in canceled["reason"]} == {ouch.CANCEL_SUPERVISORY}
+
+
+def test_a_client_the_server_logs_out_logs_in_again_and_resumes_its_session(ipc: Exchange) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    assert ipc.alice._offer(b"Q")  # a session packet type that does not exist: a protocol violation
+    ipc.step_until(lambda: ipc.alice.state == DISCONNECTED)
+    assert ipc.alice.logout_reason == "P" and not ipc.server.is_logged_in("ALICE")
+    ipc.clock.now_ns += 100_000_000  # one heartbeat interval later
+    ipc.step_until(lambda: ipc.alice.state == LOGGED_IN)
+    canceled = ipc.responses(ipc.alice, 1)  # what happened meanwhile: cancel on disconnect, replayed
+    assert kinds(canceled) == "C" and ipc.alice.last_sequence == 2
+    enter(ipc.alice, 2, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A" and ipc.alice.last_sequence == 3
 
 
 def test_logout_cancels_orders(ipc: Exchange) -> None:
