@@ -39,7 +39,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Decode files into books and report what they held."""
     from engine.replay import replay
 
-    result = replay(args.files, symbols=_symbols(args.symbols), skip_bad=args.skip_bad, progress=not args.quiet)
+    result = replay(args.files, symbols=_symbols(args.symbols), skip_bad=args.skip_bad, progress=_progress(args))
     _report_skips(result.feed.stats)
     for symbol in result.feed.missing_symbols:
         _warn(f"symbol {symbol} does not appear in the input")
@@ -86,7 +86,7 @@ def cmd_book(args: argparse.Namespace) -> int:
     from engine.replay import replay
 
     wanted = _symbols(args.symbol)
-    result = replay(args.files, symbols=wanted, skip_bad=args.skip_bad, progress=not args.quiet)
+    result = replay(args.files, symbols=wanted, skip_bad=args.skip_bad, progress=_progress(args))
     _report_skips(result.feed.stats)
     if result.feed.missing_symbols:
         raise FeedError(f"symbol {', '.join(result.feed.missing_symbols)} does not appear in the input")
@@ -438,7 +438,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     try:
         result = backtest(
-            args.data, args.strategy, _strategy_params(args), progress=not args.quiet, **_model_options(args)
+            args.data, args.strategy, _strategy_params(args), progress=_progress(args), **_model_options(args)
         )
     except (BacktestError, ConfigError) as exc:
         print(f"hftmm: error: {exc}", file=sys.stderr)
@@ -485,7 +485,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             address=args.address,
             fixed_params=_strategy_params(args),
             rank_by=args.rank_by,
-            progress=not args.quiet,
+            progress=_progress(args),
             **_model_options(args),
         )
     except (SweepError, BacktestError, ConfigError) as exc:
@@ -582,6 +582,11 @@ def _strategies_epilog() -> str:
     from strategies import STRATEGIES
 
     return "strategies and their parameters (defaults):\n" + "\n".join(s.describe() for s in STRATEGIES.values())
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars and notices on stderr, unless --quiet, or --json (whose reader may merge the streams)."""
+    return not (args.quiet or args.json)
 
 
 def _positive(text: str) -> int:

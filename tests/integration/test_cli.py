@@ -228,6 +228,7 @@ def test_book_json_on_real_esm4_dbn_rebuilds_the_known_book(replay_data: Path, t
     default, three = run_many(("book", mbo, "--json"), ("book", mbo, "--json", "--depth", "3"), cwd=tmp_path)
     for proc in (default, three):
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert default.stderr == ""  # no notice or progress bar: a reader that merges the streams still gets JSON
     book = json.loads(default.stdout)
     assert list(book) == ["ESM4"]
     esm4 = book["ESM4"]
