@@ -3,7 +3,11 @@
 :class:`MoldReceiver` reads datagrams from a non-blocking UDP socket (bound on 127.0.0.1, or joined
 to a multicast group on the 127.0.0.1 interface), decodes in-order packets with the jitted
 ``feeds.moldudp64.decode_packet_nb`` into ``engine.events`` rows and hands each batch of rows to a
-handler (a view of a reused buffer: copy what you keep).
+handler (a view of a reused buffer: copy what you keep). A batch is everything decoded in one duty
+cycle: the handler is called at most once per cycle (a consumer may keep the view until its next
+cycle), so when a cycle decodes more rows than ``out`` holds (a long gap closing at once) ``out``
+doubles rather than flushing part of the cycle. ``tap``, when set, sees every datagram as it arrives
+(before any sequencing), with its receive time: a session capture (``engine.capture``) records them.
 
 Gaps (documented choice: buffer, then re-request). ``expected`` is the next sequence number to
 deliver. A data or end-of-session packet that starts past ``expected`` is *buffered* (a copy, keyed
@@ -156,6 +160,7 @@ class MoldStream:
         self.max_retries = max_retries
         self.clock_ns = clock_ns
         self.receive_clock_ns = receive_clock_ns
+        self.tap: Callable[[memoryview, int], None] | None = None
         self.stats = ReceiverStats()
         self.tracker = SequenceTracker()
         self.stocks = StockDirectory()
@@ -199,6 +204,8 @@ class MoldStream:
 
     # --- packets ----------------------------------------------------------------------------------
     def _on_packet(self, packet: memoryview, ts_ns: int) -> None:
+        if self.tap is not None:
+            self.tap(packet, ts_ns)
         if len(packet) < HEADER_LENGTH:
             self.stats.bad_packets += 1
             return
@@ -259,7 +266,7 @@ class MoldStream:
                 break
             if self._n == 0:
                 raise FeedError(f"a packet holds more messages than out_rows={self.out.shape[0]}")
-            self._flush()
+            self._grow_out()
         if status in (ERR_MESSAGE, ERR_TOO_MANY_SESSIONS):
             raise FeedError(STATUS_TEXT[status], seq=int(seq))
         if status != OK:
@@ -273,6 +280,12 @@ class MoldStream:
             self.stats.messages += first + count - max(first, self.expected)
             self.expected = max(self.expected, first + count)
         self._gap_until = max(self._gap_until, self.expected)
+
+    def _grow_out(self) -> None:
+        """Double ``out``, keeping this cycle's rows: the cycle's batch stays one handler call."""
+        grown = np.empty(2 * self.out.shape[0], EVENT_DTYPE)
+        grown[: self._n] = self.out[: self._n]
+        self.out = grown
 
     def _flush(self) -> None:
         if self._n:

@@ -24,7 +24,7 @@ from feeds.moldudp64 import (
     iter_messages,
 )
 from feeds.synth import generate_itch
-from feeds.udp import MoldReceiver
+from feeds.udp import MoldReceiver, MoldStream
 from tests.conftest import step_until
 
 LOOPBACK = "127.0.0.1"
@@ -344,6 +344,27 @@ def test_reordered_and_duplicate_packets_are_delivered_once_in_order(sink: socke
     assert (receiver.stats.gaps, receiver.stats.missing_messages, receiver.stats.recovered_messages) == (1, 2, 2)
     assert receiver.stats.requests == 1
     assert [decode_header(r)[1:] for r in drain(sink)] == [(3, 2)]  # the re-request: seq 3, 2 messages
+
+
+def test_a_gap_closing_at_once_is_one_batch_and_the_tap_sees_every_datagram() -> None:
+    """More rows in one cycle than ``out`` holds (a long gap closing) stay one handler call: the node keeps
+    the view of a cycle's batch until it steps, so a second call in the cycle would lose the first."""
+    collector = Collector()
+    stream = MoldStream(collector, out_rows=4)
+    tapped: list[tuple[bytes, int]] = []
+    stream.tap = lambda packet, ts_ns: tapped.append((bytes(packet), ts_ns))
+    messages = [
+        itch.encode("A", timestamp=i, stock_locate=1, order_reference_number=i, buy_sell_indicator="S", shares=i)
+        for i in range(1, 13)
+    ]
+    packets = [encode_packet(SESSION, seq, messages[seq - 1 : seq + 1]) for seq in range(1, 13, 2)]
+    for ts_ns, packet in enumerate(packets[1:] + packets[:1], start=100):  # the first packet comes last
+        stream._on_packet(memoryview(packet), ts_ns)
+    stream._flush()
+    assert len(collector.batches) == 1
+    assert collector.events["order_id"].tolist() == list(range(1, 13))
+    assert stream.out.shape[0] >= 12
+    assert tapped == [(packet, ts) for ts, packet in enumerate(packets[1:] + packets[:1], start=100)]
 
 
 def test_threaded_publisher_and_receiver_deliver_everything(day: tuple[bytes, np.ndarray]) -> None:
