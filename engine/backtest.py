@@ -28,9 +28,23 @@ from numba import typeof
 from tqdm import tqdm
 
 from engine import backtest_nb as k
-from engine.book_nb import grow_state, new_state
+from engine.book_nb import EMPTY, grow_state, new_state
 from engine.config import ConfigError, load_toml
-from engine.events import ALL_INSTRUMENTS, EVENT_DTYPE, KIND_CLEAR_SIDE, KIND_LEVEL, KIND_NONE, SIDE_BID
+from engine.depth_nb import new_depth
+from engine.events import (
+    ALL_INSTRUMENTS,
+    EVENT_DTYPE,
+    KIND_ADD,
+    KIND_CANCEL,
+    KIND_CLEAR_SIDE,
+    KIND_DELETE,
+    KIND_EXECUTE,
+    KIND_EXECUTE_PRICE,
+    KIND_LEVEL,
+    KIND_NONE,
+    KIND_REPLACE,
+    SIDE_BID,
+)
 from engine.instruments import Instrument
 from engine.jit import CompileWatch, tell_compiling
 from engine.quoting_nb import new_actions
@@ -45,6 +59,7 @@ SAMPLE_NS = 100_000_000  # equity curve resolution
 TRADING_SECONDS_PER_YEAR = 252 * 23_400  # Sharpe/Sortino annualisation: 252 sessions of 6.5 hours
 CHUNK_EVENTS = 1 << 20  # events per compiled call (the progress bar moves between calls)
 ORDER_SLOTS = 32
+L3_KINDS = (KIND_ADD, KIND_EXECUTE, KIND_EXECUTE_PRICE, KIND_CANCEL, KIND_DELETE, KIND_REPLACE)
 
 
 class BacktestError(ValueError):
@@ -309,7 +324,8 @@ def backtest(
 
     unit = 1.0 / inst.price_scale
     tick_units = max(1, round(inst.tick_size * inst.price_scale))
-    bt = _new_state(param_array, spec.state_size, lat)
+    prices = _depth_prices(events, inst.instrument_id) if l2 else None
+    bt = _new_state(param_array, spec.state_size, lat, events, prices)
     bt.cf[:] = [
         inst.instrument_id,
         tick_units,
@@ -322,6 +338,7 @@ def backtest(
         lat.response_ns,
         feed_ns,
         SAMPLE_NS,
+        int(prices is not None),
     ]
     bt.cff[:] = [unit, inst.lot_size, maker_fee, taker_fee, power_n, lat.sigma]
     k.seed_nb(lat.seed)
@@ -330,7 +347,7 @@ def backtest(
     watch = CompileWatch(tell_compiling if progress else None)
     with watch.installed():
         _compile(bt, xs, ls, events)
-    t_run = time.perf_counter()
+    t_run, cpu_run = time.perf_counter(), time.thread_time()
     bar = tqdm(total=len(events), unit="ev", unit_scale=True, desc="backtest", file=sys.stderr,
                disable=not progress or len(events) < 4 * CHUNK_EVENTS, leave=False)  # fmt: skip
     with bar:
@@ -339,19 +356,44 @@ def backtest(
             while (rc := k.run_nb(bt, xs, ls, chunk, spec.quote)) != k.RC_DONE:
                 bt, xs, ls = _grow(rc, bt, xs, ls)
             bar.update(len(chunk) - bar.n)
-    elapsed = time.perf_counter() - t_run
-    if bt.mi[k.MI_NOW] - bt.mi[k.MI_LAST_SAMPLE] > 0 and bt.mi[k.MI_NEQ] < len(bt.eq_ts):
-        _final_sample(bt, ls)
-    return _result(bt, events, inst, spec, fp, elapsed, load_s, watch.seconds, l2)
+    elapsed, cpu_s = time.perf_counter() - t_run, time.thread_time() - cpu_run
+    while k.final_sample_nb(bt, ls) != k.RC_DONE:
+        bt, xs, ls = _grow(k.RC_EQUITY_FULL, bt, xs, ls)
+    return _result(bt, events, inst, spec, fp, (elapsed, cpu_s), load_s, watch.seconds, l2)
 
 
-def _new_state(params: np.ndarray, state_size: int, lat: Latency) -> k.BacktestState:
+def _depth_prices(events: np.ndarray, instrument: int) -> np.ndarray | None:
+    """The sorted distinct level prices of ``instrument``: the rows of its books in ``engine.depth_nb``;
+    None when the data also has order-by-order events (then the books are ``engine.book_nb``'s)."""
+    mine = events[events["instrument"] == instrument]
+    if np.isin(mine["kind"], L3_KINDS).any():
+        return None
+    prices = np.unique(mine["price"][mine["kind"] == KIND_LEVEL])
+    return prices if len(prices) else None
+
+
+def _depth_ranks(events: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """Each event's row in a depth over ``prices`` (EMPTY when its price is not one of them)."""
+    rank = np.searchsorted(prices, events["price"])
+    found = prices[np.minimum(rank, len(prices) - 1)] == events["price"]
+    return np.where(found, rank, EMPTY).astype(np.int64)
+
+
+def _new_state(
+    params: np.ndarray, state_size: int, lat: Latency, events: np.ndarray, prices: np.ndarray | None
+) -> k.BacktestState:
+    """The kernel's state; with level ``prices`` (L2 data), dense depth for both books over them."""
     own = np.zeros((ORDER_SLOTS, k.N_OW), np.int64)
     own[:, k.OW_ROW] = -1
     mi = np.zeros(k.N_MI, np.int64)
     mi[k.MI_NEXT_WAKE] = k.NEVER
     mi[k.MI_LAST_SAMPLE] = -k.NEVER
+    mi[[k.MI_BID_LO, k.MI_ASK_LO]] = k.NEVER
+    mi[[k.MI_BID_HI, k.MI_ASK_HI]] = -k.NEVER
     mf = np.zeros(k.N_MF, np.float64)
+    dprice = np.zeros(1, np.int64) if prices is None else prices.astype(np.int64)
+    xd, xdm = new_depth(dprice)
+    ld, ldm = new_depth(dprice)
     return k.BacktestState(
         own=own,
         queue=np.zeros((ORDER_SLOTS, 2), np.float64),
@@ -373,13 +415,22 @@ def _new_state(params: np.ndarray, state_size: int, lat: Latency) -> k.BacktestS
         depth=np.zeros((DEPTH, 3), np.int64),
         actions=new_actions(ORDER_SLOTS),
         flow=new_flow(1)[0],
+        xd=xd,
+        xdm=xdm,
+        ld=ld,
+        ldm=ldm,
+        vev=np.zeros(1, EVENT_DTYPE),
+        dprice=dprice,
+        erank=np.zeros(1, np.int64) if prices is None else _depth_ranks(events, dprice),
     )
 
 
 def _compile(bt: k.BacktestState, xs, ls, events: np.ndarray) -> None:
-    """Compile (or load from cache) the one kernel every strategy shares: the strategy is a function pointer."""
+    """Compile (or load from cache) the kernels every strategy shares: the strategy is a function pointer."""
     if not k.run_nb.overloads:
         k.run_nb.compile((typeof(bt), typeof(xs), typeof(ls), typeof(events), QUOTE_FN))
+    if not k.final_sample_nb.overloads:
+        k.final_sample_nb.compile((typeof(bt), typeof(ls)))
     k.run_nb.disable_compile()  # a strategy's dispatcher now converts to the function pointer instead of specialising
 
 
@@ -406,23 +457,8 @@ def _grow(rc: int, bt: k.BacktestState, xs, ls):
     return bt, xs, ls
 
 
-def _final_sample(bt: k.BacktestState, ls) -> None:
-    """Mark the books to market at the last event, so that the equity curve ends where the data ends."""
-    from engine.book import Book
-
-    book = Book.__new__(Book)
-    book.state = ls
-    bids, asks = book.depth(int(bt.cf[k.CF_INSTRUMENT]), 1)
-    mid = (bids[0, 0] + asks[0, 0]) / 2 * bt.cff[k.CFF_UNIT] if len(bids) and len(asks) else math.nan
-    n = bt.mi[k.MI_NEQ]
-    position = bt.mi[k.MI_POSITION] * bt.cff[k.CFF_LOT]
-    cash, fees = bt.mf[k.MF_CASH], bt.mf[k.MF_FEES]
-    bt.eq_ts[n] = bt.mi[k.MI_NOW]
-    bt.eq[n] = [cash + (0.0 if math.isnan(mid) else position * mid) - fees, position, mid, fees, cash]
-    bt.mi[k.MI_NEQ] = n + 1
-
-
-def _result(bt, events, inst, spec, fp, elapsed, load_s, compile_s, l2) -> BacktestResult:
+def _result(bt, events, inst, spec, fp, times, load_s, compile_s, l2) -> BacktestResult:
+    elapsed, cpu_s = times
     unit, lot = bt.cff[k.CFF_UNIT], bt.cff[k.CFF_LOT]
     nf = int(bt.mi[k.MI_NFILL])
     f = bt.fills[:nf]
@@ -455,9 +491,11 @@ def _result(bt, events, inst, spec, fp, elapsed, load_s, compile_s, l2) -> Backt
         "params": dict(zip(spec.names, map(float, bt.params), strict=True)),
         "symbol": inst.symbol,
         "data": "L2" if l2 else "L3",
+        "dense_depth": bool(bt.cf[k.CF_DENSE]),  # L2 books in engine.depth_nb (else engine.book_nb)
         "events": len(events),
         "elapsed_s": elapsed,
         "events_per_s": len(events) / elapsed if elapsed > 0 else 0.0,
+        "cpu_s": cpu_s,  # CPU time of the replay loop's thread: what a busy machine inflates less
         "load_s": load_s,
         "compile_s": compile_s,
         "orders": int(bt.mi[k.MI_ORDERS]),

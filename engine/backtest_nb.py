@@ -26,6 +26,12 @@ Fill rules (no fill without a trade or a cross at our price; market impact is no
   the probabilistic split of a decrease between the orders ahead and behind), the order fills when
   the quantity ahead falls below zero; trades through our price and a touch crossing it fill it.
 * Without partial fills an order fills whole the first time any of that reaches it.
+
+Speed: on L2 data the two books are dense depth indexed by price rank (``engine.depth_nb``,
+CF_DENSE), and the local book the strategy reads holds only the best DEPTH levels, written at a
+wake; the exchange side tests an event against the price range of our resting orders (MI_BID_LO ..
+MI_ASK_HI) before it calls anything; the helpers of a wake are inlined, since a call that passes the
+whole state costs more than most of them do.
 """
 
 from __future__ import annotations
@@ -49,9 +55,11 @@ from engine.book_nb import (
     OR_SIDE,
     _book_of_nb,
     _check_crossed_nb,
+    _clear_book_nb,
     _level_for_nb,
     _reduce_order_nb,
     _remove_order_nb,
+    _set_level_nb,
     apply_event_nb,
     best_level_nb,
     has_room_nb,
@@ -62,6 +70,7 @@ from engine.book_nb import (
 )
 from engine.book_nb import _add_order_nb as add_order_nb
 from engine.borrow import borrow
+from engine.depth_nb import depth_apply_nb, depth_best_nb, depth_qty_nb, depth_top_nb
 from engine.events import (
     FLAG_EXCH_ONLY,
     FLAG_LOCAL_ONLY,
@@ -135,8 +144,9 @@ N_EQ = 5
     CF_RESP_NS,
     CF_FEED_NS,  # < 0: the data's local timestamps; >= 0: exchange time plus this
     CF_SAMPLE_NS,  # equity sampling period
-) = range(11)
-N_CF = 11
+    CF_DENSE,  # 1: L2 books in dense depth (engine.depth_nb: BacktestState.xd/ld); 0: book_nb tables
+) = range(12)
+N_CF = 12
 CFF_UNIT, CFF_LOT, CFF_MAKER_FEE, CFF_TAKER_FEE, CFF_QUEUE_N, CFF_SIGMA = range(6)
 N_CFF = 6
 QM_FIFO, QM_RISK_AVERSE, QM_POWER, QM_LOG = 0, 1, 2, 3
@@ -166,8 +176,13 @@ LAT_CONSTANT, LAT_TABLE, LAT_LOGNORMAL = 0, 1, 2
     MI_LO_EVENTS,
     MI_TAKER_FILLS,
     MI_RESTING,  # our orders resting at the exchange
-) = range(22)
-N_MI = 22
+    MI_BID_LO,  # lowest and highest price of our resting bids (NEVER, -NEVER when none)
+    MI_BID_HI,
+    MI_ASK_LO,  # the same for our resting asks
+    MI_ASK_HI,
+    MI_VIEW_STALE,  # CF_DENSE: the local depth changed since the view book was last written
+) = range(27)
+N_MI = 27
 (
     MF_CASH,
     MF_FEES,
@@ -203,6 +218,13 @@ class BacktestState(NamedTuple):
     depth: np.ndarray  # i8[DEPTH, 3] scratch for depth reads
     actions: np.ndarray  # i8[O + 2 * MAX_LEVELS, N_AC] scratch for engine.quoting_nb.plan_nb
     flow: np.ndarray  # f8[N_FS]: trades and our fills since the strategy's previous call (engine.view_nb)
+    xd: np.ndarray  # i8[2, N, 2] CF_DENSE: the exchange book's depth (engine.depth_nb levels)
+    xdm: np.ndarray  # i8[N_DM] its meta
+    ld: np.ndarray  # i8[2, N, 2] CF_DENSE: the local book's depth
+    ldm: np.ndarray  # i8[N_DM]
+    dprice: np.ndarray  # i8[N] CF_DENSE: the data's level prices, sorted: a depth row's price
+    erank: np.ndarray  # i8[events] CF_DENSE: each event's row in the depth (EMPTY: none)
+    vev: np.ndarray  # EVENT_DTYPE[1] scratch: CF_DENSE writes the local depth's top into the local book with it
 
 
 # --- small helpers ------------------------------------------------------------------------------
@@ -292,10 +314,43 @@ def _local_ts(ev, cf):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _level_qty_nb(xt, b, side_index, price):
+def _level_qty_nb(bt, xt, b, side_index, price):
+    """Lots at ``price`` on a side of the exchange book (its depth under CF_DENSE, else book ``b``)."""
+    if bt.cf[CF_DENSE]:
+        return depth_qty_nb(bt.xd, bt.dprice, side_index, price)
     orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = xt
     lvl = _level_for_nb(levels, sides, arena, meta, b, side_index, price, False)
     return 0 if lvl == EMPTY else levels[lvl, LV_QTY]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _touch_nb(bt, xt, b, side_index):
+    """(price, lots) of the best level on a side of the exchange book; lots 0 when that side is empty."""
+    if bt.cf[CF_DENSE]:
+        r = depth_best_nb(bt.xdm, side_index)
+        if r == EMPTY:
+            return np.int64(0), np.int64(0)
+        return bt.dprice[r], bt.xd[side_index, r, 0]
+    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = xt
+    lvl = best_level_nb(levels, sides, arena, b, side_index)
+    if lvl == EMPTY:
+        return np.int64(0), np.int64(0)
+    return levels[lvl, LV_PRICE], levels[lvl, LV_QTY]
+
+
+@njit(cache=True, nogil=True)
+def _resting_range_nb(bt):
+    """Recompute the price range of our resting orders on each side (MI_BID_LO .. MI_ASK_HI), which lets
+    the exchange side pass over events that cannot reach them."""
+    own, mi = bt.own, bt.mi
+    mi[MI_BID_LO] = mi[MI_ASK_LO] = NEVER
+    mi[MI_BID_HI] = mi[MI_ASK_HI] = -NEVER
+    for s in range(own.shape[0]):
+        if own[s, OW_EXCH] == EX_RESTING:
+            lo = MI_BID_LO if own[s, OW_SIDE] == SIDE_BID else MI_ASK_LO
+            price = own[s, OW_PRICE]
+            mi[lo] = min(mi[lo], price)
+            mi[lo + 1] = max(mi[lo + 1], price)
 
 
 # --- the exchange side --------------------------------------------------------------------------
@@ -321,6 +376,7 @@ def _exch_fill_nb(bt, xt, now, slot, qty, price, maker):
     if own[slot, OW_LEAVES] == 0:
         own[slot, OW_EXCH] = EX_DONE
         bt.mi[MI_RESTING] -= 1
+        _resting_range_nb(bt)
         if row != EMPTY:
             _remove_order_nb(orders, levels, sides, arena, books, o_hash, meta, row)
             own[slot, OW_ROW] = EMPTY
@@ -339,17 +395,15 @@ def _fill_amount(bt, slot, available):
 @njit(cache=True, nogil=True)
 def _fill_crossed_nb(bt, xt, b, now, side):
     """Fill our resting orders of ``side`` that the other side's touch has reached or crossed."""
-    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = xt
-    lvl = best_level_nb(levels, sides, arena, b, ASK if side == SIDE_BID else BID)
-    if lvl == EMPTY:
+    touch, touch_qty = _touch_nb(bt, xt, b, ASK if side == SIDE_BID else BID)
+    if touch_qty == 0:
         return
-    touch = levels[lvl, LV_PRICE]
     own = bt.own
     for s in range(own.shape[0]):
         if own[s, OW_EXCH] == EX_RESTING and own[s, OW_SIDE] == side:
             price = own[s, OW_PRICE]
             if (side == SIDE_BID and price >= touch) or (side == SIDE_ASK and price <= touch):
-                _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, levels[lvl, LV_QTY]), price, 1)
+                _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, touch_qty), price, 1)
 
 
 @njit(cache=True, nogil=True)
@@ -412,7 +466,7 @@ def _l2_before_nb(bt, xt, ev, b, now):
         _trade_nb(bt, xt, ev, now, False)
         return 0
     if ev.kind == KIND_LEVEL:
-        return _level_qty_nb(xt, b, _side_index(ev.side), ev.price)
+        return _level_qty_nb(bt, xt, b, _side_index(ev.side), ev.price)
     return 0
 
 
@@ -428,39 +482,94 @@ def _l2_after_nb(bt, xt, ev, b, now, prev):
     _fill_crossed_nb(bt, xt, b, now, -ev.side)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _dense_exch_nb(bt, xt, ev, rank, now):
+    """CF_DENSE: one event of our instrument (its depth row ``rank``) at the exchange. ``_l2_before_nb``,
+    the depth update and ``_l2_after_nb``, with the work skipped that cannot change anything: the old
+    size of a level where none of our orders rests, and the cross check when the new touch does not
+    reach them."""
+    mi = bt.mi
+    resting = mi[MI_RESTING] > 0
+    kind = ev.kind
+    if kind == KIND_TRADE:
+        if resting and _reaches_nb(mi, -ev.side, ev.price):
+            _trade_nb(bt, xt, ev, now, False)
+        return
+    side = ev.side
+    if kind != KIND_LEVEL or not resting or (side != SIDE_BID and side != SIDE_ASK):
+        depth_apply_nb(bt.xd, bt.xdm, bt.dprice, ev, rank)
+        return
+    lo = MI_BID_LO if side == SIDE_BID else MI_ASK_LO
+    ours = mi[lo] <= ev.price <= mi[lo + 1]  # a resting order of ours at this price is possible
+    si = _side_index(side)
+    prev = bt.xd[si, rank, 0] if ours and rank != EMPTY else 0
+    depth_apply_nb(bt.xd, bt.xdm, bt.dprice, ev, rank)
+    if ours:
+        own = bt.own
+        for s in range(own.shape[0]):
+            if own[s, OW_EXCH] == EX_RESTING and own[s, OW_SIDE] == side and own[s, OW_PRICE] == ev.price:
+                _queue_depth_nb(bt, s, np.float64(prev), np.float64(ev.qty))
+    if _crossed_nb(bt, xt, EMPTY, -side):  # the touch of this side reaches our orders on the other
+        _fill_crossed_nb(bt, xt, EMPTY, now, -side)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reaches_nb(mi, side, price):
+    """Whether any resting order of ours on ``side`` is at ``price`` or better (MI_BID_LO .. MI_ASK_HI)."""
+    return mi[MI_BID_HI] >= price if side == SIDE_BID else mi[MI_ASK_LO] <= price
+
+
 @njit(cache=True, nogil=True)
-def _l3_before_nb(bt, xt, ev, now):
-    """L3 data, before the book takes ``ev``: executions and prints that reach our phantom orders fill them."""
+def _l3_execute_nb(bt, xt, o, qty, now):
+    """L3 data, before the book takes an execution of ``qty`` from order row ``o``: the phantoms ahead of
+    it and our orders at better prices would have traded first."""
     orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = xt
     own = bt.own
+    side = SIDE_BID if orders[o, OR_SIDE] == BID else SIDE_ASK
+    price = orders[o, OR_PRICE]
+    p = orders[o, OR_PREV]
+    while p != EMPTY:  # phantoms ahead of the executed order would have traded first
+        pid = orders[p, OR_ID]
+        p = orders[p, OR_PREV]
+        if pid < 0:
+            s = -pid - 1
+            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, qty), own[s, OW_PRICE], 1)
+    for s in range(own.shape[0]):  # an execution at a worse price went through ours
+        if own[s, OW_EXCH] == EX_RESTING and own[s, OW_SIDE] == side and _better(side, own[s, OW_PRICE], price):
+            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, qty), own[s, OW_PRICE], 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _l3_before_nb(bt, xt, ev, now):
+    """L3 data, before the book takes ``ev``: executions and prints that reach our phantom orders fill them.
+
+    Inlined: most events cannot reach our orders, and are passed over without a call."""
+    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = xt
     kind = ev.kind
     if kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE):
         o = hash_find_nb(o_hash, orders, OR_ID, np.int64(ev.order_id))
-        if o == EMPTY:
-            return
-        side = SIDE_BID if orders[o, OR_SIDE] == BID else SIDE_ASK
-        price = orders[o, OR_PRICE]
-        p = orders[o, OR_PREV]
-        while p != EMPTY:  # phantoms ahead of the executed order would have traded first
-            pid = orders[p, OR_ID]
-            p = orders[p, OR_PREV]
-            if pid < 0:
-                s = -pid - 1
-                _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, ev.qty), own[s, OW_PRICE], 1)
-        for s in range(own.shape[0]):  # an execution at a worse price went through ours
-            if own[s, OW_EXCH] == EX_RESTING and own[s, OW_SIDE] == side and _better(side, own[s, OW_PRICE], price):
-                _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, ev.qty), own[s, OW_PRICE], 1)
-    elif kind == KIND_TRADE:
+        if o != EMPTY and _reaches_nb(bt.mi, SIDE_BID if orders[o, OR_SIDE] == BID else SIDE_ASK, orders[o, OR_PRICE]):
+            _l3_execute_nb(bt, xt, o, ev.qty, now)
+    elif kind == KIND_TRADE and _reaches_nb(bt.mi, -ev.side, ev.price):
         _trade_nb(bt, xt, ev, now, True)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
+def _crossed_nb(bt, xt, b, side):
+    """Whether the other side's touch reaches a resting order of ours on ``side`` (``_fill_crossed_nb`` has work)."""
+    touch, touch_qty = _touch_nb(bt, xt, b, ASK if side == SIDE_BID else BID)
+    return touch_qty > 0 and _reaches_nb(bt.mi, side, touch)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _l3_after_nb(bt, xt, ev, b, now):
     """L3 data, after the book took ``ev``: an order that arrived across our price would have traded with us."""
     kind = ev.kind
     if kind in (KIND_ADD, KIND_REPLACE, KIND_LEVEL):
-        _fill_crossed_nb(bt, xt, b, now, SIDE_BID)
-        _fill_crossed_nb(bt, xt, b, now, SIDE_ASK)
+        if _crossed_nb(bt, xt, b, SIDE_BID):
+            _fill_crossed_nb(bt, xt, b, now, SIDE_BID)
+        if _crossed_nb(bt, xt, b, SIDE_ASK):
+            _fill_crossed_nb(bt, xt, b, now, SIDE_ASK)
 
 
 @njit(cache=True, nogil=True)
@@ -476,6 +585,7 @@ def _arrive_nb(bt, xt, now, kind, slot):
                 own[slot, OW_ROW] = EMPTY
             own[slot, OW_EXCH] = EX_DONE
             bt.mi[MI_RESTING] -= 1
+            _resting_range_nb(bt)
             _respond_nb(bt, now, RS_CANCELED, slot, 0, own[slot, OW_LEAVES], 0)
         else:
             _respond_nb(bt, now, RS_CANCEL_REJECTED, slot, 0, 0, 0)
@@ -483,22 +593,21 @@ def _arrive_nb(bt, xt, now, kind, slot):
     side = own[slot, OW_SIDE]
     price = own[slot, OW_PRICE]
     b = _book_of_nb(books, sides, i_hash, meta, cf[CF_INSTRUMENT])
-    lvl = best_level_nb(levels, sides, arena, b, ASK if side == SIDE_BID else BID)
-    if lvl != EMPTY:
-        touch = levels[lvl, LV_PRICE]
-        if (side == SIDE_BID and price >= touch) or (side == SIDE_ASK and price <= touch):
-            if not cf[CF_GTC]:  # post-only: it would take liquidity, so it is refused
-                own[slot, OW_EXCH] = EX_DONE
-                _respond_nb(bt, now, RS_REJECTED, slot, 0, 0, 0)
-                return
-            own[slot, OW_EXCH] = EX_RESTING  # marketable: trades at the touch, all of it (no book walk)
-            bt.mi[MI_RESTING] += 1
-            bt.mi[MI_TAKER_FILLS] += 1
-            _respond_nb(bt, now, RS_ACCEPTED, slot, 0, 0, 0)
-            _exch_fill_nb(bt, xt, now, slot, own[slot, OW_LEAVES], touch, 0)
+    touch, touch_qty = _touch_nb(bt, xt, b, ASK if side == SIDE_BID else BID)
+    if touch_qty > 0 and ((side == SIDE_BID and price >= touch) or (side == SIDE_ASK and price <= touch)):
+        if not cf[CF_GTC]:  # post-only: it would take liquidity, so it is refused
+            own[slot, OW_EXCH] = EX_DONE
+            _respond_nb(bt, now, RS_REJECTED, slot, 0, 0, 0)
             return
+        own[slot, OW_EXCH] = EX_RESTING  # marketable: trades at the touch, all of it (no book walk)
+        bt.mi[MI_RESTING] += 1
+        bt.mi[MI_TAKER_FILLS] += 1
+        _respond_nb(bt, now, RS_ACCEPTED, slot, 0, 0, 0)
+        _exch_fill_nb(bt, xt, now, slot, own[slot, OW_LEAVES], touch, 0)
+        return
     own[slot, OW_EXCH] = EX_RESTING
     bt.mi[MI_RESTING] += 1
+    _resting_range_nb(bt)
     if cf[CF_L3]:
         oid = -(slot + 1)
         hslot = hash_slot_nb(o_hash, orders, OR_ID, oid)
@@ -508,7 +617,7 @@ def _arrive_nb(bt, xt, now, kind, slot):
         own[slot, OW_ROW] = row
         _check_crossed_nb(sides, arena, books, counters, b)
     else:
-        bt.queue[slot, 0] = _level_qty_nb(xt, b, _side_index(side), price)
+        bt.queue[slot, 0] = _level_qty_nb(bt, xt, b, _side_index(side), price)
         bt.queue[slot, 1] = 0.0
     _respond_nb(bt, now, RS_ACCEPTED, slot, 0, 0, 0)
 
@@ -567,7 +676,7 @@ def _receive_nb(bt, now, i):
         own[slot, OW_STATE] = LS_FREE
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _equity_nb(bt, lt, b):
     """Cash plus the position at the local mid, less fees (the mid missing: the position counts nothing)."""
     mid = mid_nb(lt, b, bt.cff[CFF_UNIT])
@@ -575,7 +684,7 @@ def _equity_nb(bt, lt, b):
     return bt.mf[MF_CASH] + (0.0 if np.isnan(mid) else position * mid) - bt.mf[MF_FEES], mid
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _fill_view_nb(bt, lt, b, now):
     """Write what the strategy may know into ``bt.sview`` (engine.view_nb, as the live node does)."""
     mi, cff, own = bt.mi, bt.cff, bt.own
@@ -594,7 +703,7 @@ def _fill_view_nb(bt, lt, b, now):
                  open_bid * lot, open_ask * lot, elapsed, bt.flow, equity)  # fmt: skip
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _send_nb(bt, now, kind, slot):
     mi = bt.mi
     at = now + _latency_nb(bt.cf, bt.cff, bt.lat, now, 1)
@@ -602,7 +711,7 @@ def _send_nb(bt, now, kind, slot):
     bt.own[slot, OW_INFLIGHT] += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _act_nb(bt, now, wanted):
     """Send the cancels and new orders that turn our orders into the strategy's wanted quotes."""
     own, cf, cff, actions = bt.own, bt.cf, bt.cff, bt.actions
@@ -662,7 +771,8 @@ def _borrowed_nb(bt):
         borrow(bt.own), borrow(bt.queue), borrow(bt.req), borrow(bt.rsp), borrow(bt.fills), borrow(bt.fill_fee),
         borrow(bt.eq_ts), borrow(bt.eq), borrow(bt.cf), borrow(bt.cff), borrow(bt.lat), borrow(bt.mi),
         borrow(bt.mf), borrow(bt.sview), borrow(bt.params), borrow(bt.sstate), borrow(bt.quotes),
-        borrow(bt.depth), borrow(bt.actions), borrow(bt.flow),
+        borrow(bt.depth), borrow(bt.actions), borrow(bt.flow), borrow(bt.xd), borrow(bt.xdm), borrow(bt.ld),
+        borrow(bt.ldm), borrow(bt.dprice), borrow(bt.erank), borrow(bt.vev),
     )  # fmt: skip
 
 
@@ -703,7 +813,9 @@ def run_nb(bt, xs, ls, events, quote):
                 return RC_GROW_EXCH
             ev = events[ie]
             mi[MI_EX_EVENTS] += 1
-            if ev.instrument == instrument:
+            if ev.instrument == instrument and cf[CF_DENSE]:
+                _dense_exch_nb(bt, xt, ev, bt.erank[ie], t)
+            elif ev.instrument == instrument:
                 # our resting orders are checked around the event (one inlined book update: compile time)
                 orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = xt
                 b = hash_find_nb(i_hash, books, BK_INSTR, np.int64(instrument)) if mi[MI_RESTING] > 0 else EMPTY
@@ -743,7 +855,11 @@ def run_nb(bt, xs, ls, events, quote):
             if ev.instrument == instrument:
                 if ev.kind == KIND_TRADE or ev.kind == KIND_EXECUTE or ev.kind == KIND_EXECUTE_PRICE:
                     trade_stats_nb(bt.flow, lt, ev, bt.cff[CFF_UNIT], bt.cff[CFF_LOT])
-                apply_event_nb(lt, ev)
+                if cf[CF_DENSE]:
+                    depth_apply_nb(bt.ld, bt.ldm, bt.dprice, ev, bt.erank[il])
+                    mi[MI_VIEW_STALE] = 1
+                else:
+                    apply_event_nb(lt, ev)
             mi[MI_IL] = il + 1
             if interval > 0 and mi[MI_NEXT_WAKE] == NEVER:
                 mi[MI_NEXT_WAKE] = t + interval  # the clock starts with the first event we see
@@ -764,11 +880,62 @@ def run_nb(bt, xs, ls, events, quote):
 
 
 @njit(cache=True, nogil=True)
-def _wake_nb(bt, lt, now, quote):
-    """Call the strategy, act on its quotes, sample the equity curve."""
+def _view_book_nb(bt, lt):
+    """The local book ``lt`` under CF_DENSE: the best DEPTH levels of each side of the local depth, which is
+    all that the view and the mid read; rewritten only when the depth has changed since. Returns its row."""
     orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = lt
     mi = bt.mi
-    b = hash_find_nb(i_hash, books, BK_INSTR, np.int64(bt.cf[CF_INSTRUMENT]))
+    instrument = np.int64(bt.cf[CF_INSTRUMENT])
+    if not mi[MI_VIEW_STALE]:
+        return hash_find_nb(i_hash, books, BK_INSTR, instrument)
+    b = hash_find_nb(i_hash, books, BK_INSTR, instrument)
+    if b != EMPTY:
+        _clear_book_nb(orders, levels, sides, arena, books, o_hash, meta, b)
+    ev = bt.vev[0]
+    ev.instrument = np.uint32(instrument)
+    ev.kind = KIND_LEVEL
+    for side_index in range(2):
+        ev.side = SIDE_BID if side_index == BID else SIDE_ASK
+        for j in range(depth_top_nb(bt.ld, bt.ldm, bt.dprice, side_index, bt.depth)):
+            ev.price = bt.depth[j, 0]
+            ev.qty = bt.depth[j, 1]
+            ev.order_id = np.uint64(bt.depth[j, 2])
+            _set_level_nb(levels, sides, arena, books, i_hash, meta, counters, ev)
+    mi[MI_VIEW_STALE] = 0
+    return hash_find_nb(i_hash, books, BK_INSTR, instrument)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _local_book_nb(bt, lt):
+    """Row of our instrument in the local book (EMPTY before its first event), brought up to date."""
+    if bt.cf[CF_DENSE]:
+        return _view_book_nb(bt, lt)
+    orders, levels, sides, books, arena, o_hash, i_hash, meta, counters = lt
+    return hash_find_nb(i_hash, books, BK_INSTR, np.int64(bt.cf[CF_INSTRUMENT]))
+
+
+@njit(cache=True, nogil=True)
+def final_sample_nb(bt, ls):
+    """Mark the books to market at the last event, so that the equity curve ends where the data ends.
+
+    Returns RC_EQUITY_FULL when the equity table has no room for it (grow it and call again), else RC_DONE.
+    """
+    mi = bt.mi
+    if mi[MI_NOW] - mi[MI_LAST_SAMPLE] <= 0:
+        return RC_DONE
+    if mi[MI_NEQ] >= bt.eq.shape[0]:
+        return RC_EQUITY_FULL
+    lt = tables_nb(ls)
+    bt = _borrowed_nb(bt)
+    _sample_nb(bt, lt, _local_book_nb(bt, lt), mi[MI_NOW])
+    return RC_DONE
+
+
+@njit(cache=True, nogil=True)
+def _wake_nb(bt, lt, now, quote):
+    """Call the strategy, act on its quotes, sample the equity curve."""
+    mi = bt.mi
+    b = _local_book_nb(bt, lt)
     _fill_view_nb(bt, lt, b, now)
     wanted = quote(now, bt.sview, bt.params, bt.sstate, bt.quotes)
     mi[MI_CALLS] += 1

@@ -232,3 +232,53 @@ def test_system_events_for_every_instrument_do_not_count_as_an_instrument(tmp_pa
     system = (0, 0, 0, 0, 0, 0, 0, ALL_INSTRUMENTS, KIND_STATUS, 0, ord("O"), ord("S"))
     rows = [system, *book_rows(), ev(1.5, KIND_TRADE, side=SIDE_ASK, price=BID - 100, qty=1), ev(9, KIND_TRADE)]
     assert run(write(tmp_path, rows)).stats["fills"] == 1  # no --symbol needed: one instrument
+
+
+def drifting_l2_rows(seed: int, quarters: int = 1600) -> list[tuple]:
+    """An L2 book that drifts: level updates (many removals) up to 40 ticks from the touch every 0.25 ms,
+    prints at and through the touch."""
+    rng = np.random.default_rng(seed)
+    mid = 0  # ticks the touch has moved
+    rows = []
+    for q in range(quarters):
+        t = q / 4
+        if rng.random() < 0.05:
+            mid += int(rng.integers(-1, 2))
+        for _ in range(3):
+            side = SIDE_BID if rng.random() < 0.5 else SIDE_ASK
+            away = int(rng.integers(0, 40))
+            price = BID + 100 * (mid - away) if side == SIDE_BID else ASK + 100 * (mid + away)
+            qty = 0 if rng.random() < 0.4 else int(rng.integers(1, 500))
+            rows.append(ev(t, KIND_LEVEL, int(rng.integers(1, 5)), side, price, qty))
+        if rng.random() < 0.3:
+            through = 100 * int(rng.integers(0, 2))
+            if rng.random() < 0.5:
+                rows.append(
+                    ev(t, KIND_TRADE, side=SIDE_ASK, price=BID + 100 * mid - through, qty=int(rng.integers(1, 400)))
+                )
+            else:
+                rows.append(
+                    ev(t, KIND_TRADE, side=SIDE_BID, price=ASK + 100 * mid + through, qty=int(rng.integers(1, 400)))
+                )
+    rows.append(ev(quarters / 4 + 10, KIND_TRADE))
+    return rows
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"queue": "risk-averse"},
+        {"queue": "power:2", "partial_fills": True, "time_in_force": "gtc", "feed_latency": "constant:300000"},
+    ],
+)
+def test_l2_dense_depth_replays_like_the_sorted_book(tmp_path: Path, monkeypatch, settings: dict) -> None:
+    path = write(tmp_path, drifting_l2_rows(11))
+    dense = run(path, **settings)
+    monkeypatch.setattr("engine.backtest._depth_prices", lambda events, instrument: None)  # book_nb's books
+    sorted_book = run(path, **settings)
+    assert (dense.stats["dense_depth"], sorted_book.stats["dense_depth"]) == (True, False)
+    assert dense.stats["fills"] > 20 and dense.stats["cancels"] > 20
+    assert dense.fills.to_pylist() == sorted_book.fills.to_pylist()
+    assert dense.equity.to_pylist() == sorted_book.equity.to_pylist()
+    for key in ("orders", "cancels", "rejects", "taker_fills", "strategy_calls", "position", "pnl"):
+        assert dense.stats[key] == sorted_book.stats[key]
