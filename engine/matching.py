@@ -197,6 +197,10 @@ class MatchingEngine:
             else:
                 self._grow_state()
 
+    def grow_state(self) -> None:
+        """Double the book tables, for other kernels over this engine's state that ran out (NEED_STATE)."""
+        self._grow_state()
+
     def _grow_state(self) -> None:
         self.state = grow_state(self.state)
         refs = self.match.refs

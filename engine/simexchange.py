@@ -13,7 +13,10 @@ agents on ONE :class:`AgentRunner` thread, so the engine has a single writer::
 
 At start the session messages (S, R per instrument, S, H per instrument, S) are published first,
 then ``warm_up_s`` simulated seconds of background flow build the books; after that the flow runs
-on the exchange clock: ns since midnight, continuing from the warm-up at wall-clock pace. Counters
+on the exchange clock: ns since midnight, continuing from the warm-up at wall-clock pace. With
+``[flow] mode = "replay"`` the background flow is a recorded day instead (``engine.replayflow``): its
+orders rest in the engine as one participant's, the events before ``start_s`` build the books at
+open, then the rest follows the exchange clock times ``speed``. Counters
 (requests, executions, rejects) are kept in a small int64 array; :meth:`SimExchange.stats` and the
 Prometheus collector (``metrics_port``) sample them and the agents' stats from outside the hot path.
 
@@ -47,6 +50,7 @@ from engine.flow import SESSION_START_NS, BackgroundFlow, FlowConfig, Instrument
 from engine.matching import LIQ_REMOVED, POST_ONLY_MODES, RPT_EXECUTED, RPT_REJECTED, SELF_TRADE_MODES, MatchingEngine
 from engine.mdpub import DEFAULT_HISTORY_MESSAGES, DEFAULT_MAX_PACKET_BYTES, MoldPublisher, RetransmissionServer
 from engine.orderentry import DEFAULT_TIMEOUT_NS, OrderEntryServer, Port, ServerConfig
+from engine.replayflow import AT_END_MODES, ReplayFlow, load_events
 
 LOOPBACK = "127.0.0.1"
 NS_PER_MS = 1_000_000
@@ -168,6 +172,41 @@ class AeronConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         DriverConfig(dir=self.dir or SHM_DIR, idle=self.driver_idle)
 
 
+FLOW_MODES = ("synthetic", "replay")
+
+
+class FlowSource(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where the background flow comes from: the seeded synthetic flow, or a replay of recorded files."""
+
+    mode: str = "synthetic"  # "synthetic" (the [[instruments]] rates) or "replay" (the keys below)
+    files: tuple[str, ...] = ()  # replay: ITCH 5.0 / DBN MBO files, read in order as one session
+    speed: float = 1.0  # replay: 1.0 real time, 10.0 ten times faster, 0 as fast as possible
+    start_s: float = 0.0  # replay: the recorded seconds applied at once when the session opens
+    at_end: str = "stop"  # replay: "stop" (the book stays) or "loop" (recorded orders deleted, again)
+    symbols: dict[str, str] = msgspec.field(default_factory=dict)  # replay: recorded -> listed symbol
+
+    def __post_init__(self) -> None:
+        if self.mode not in FLOW_MODES:
+            raise ValueError(f"flow mode must be one of {FLOW_MODES}, not {self.mode!r}")
+        if self.at_end not in AT_END_MODES:
+            raise ValueError(f"flow at_end must be one of {AT_END_MODES}, not {self.at_end!r}")
+        if self.speed < 0 or self.start_s < 0:
+            raise ValueError("flow speed and start_s must be >= 0")
+        if self.mode == "replay" and not self.files:
+            raise ValueError('flow mode "replay" needs files')
+
+    def locates(self, instruments: tuple[SimInstrument, ...]) -> dict[str, int]:
+        """Recorded symbol -> locate of the listed instrument it feeds: ``symbols``, and every other
+        listed instrument from the recorded symbol of its own name."""
+        locate = {i.symbol: i.locate for i in instruments}
+        unknown = sorted(set(self.symbols.values()) - set(locate))
+        if unknown:
+            raise ValueError(f"flow symbols map to unlisted instruments {', '.join(unknown)}")
+        mapped = set(self.symbols.values())
+        own = {symbol: loc for symbol, loc in locate.items() if symbol not in mapped}
+        return {**own, **{recorded: locate[listed] for recorded, listed in self.symbols.items()}}
+
+
 class SimExchangeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Everything ``hftmm sim-exchange`` runs with (see examples/sim-exchange.toml)."""
 
@@ -182,9 +221,11 @@ class SimExchangeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     market_data: MarketDataConfig = MarketDataConfig()
     order_entry: OrderEntryConfig = OrderEntryConfig()
     aeron: AeronConfig = AeronConfig()
+    flow: FlowSource = FlowSource()
 
     def __post_init__(self) -> None:
         FlowConfig(instruments=self.instruments, seed=self.seed)  # distinct locates
+        self.flow.locates(self.instruments)
         if len({i.symbol for i in self.instruments}) != len(self.instruments):
             raise ValueError("instrument symbols must be distinct")
         if self.post_only not in POST_ONLY_MODES:
@@ -274,12 +315,25 @@ class SimExchange:
             post_only=config.post_only,
             self_trade=config.self_trade,
         )
-        self.flow = BackgroundFlow(
-            FlowConfig(instruments=config.instruments, seed=config.seed),
-            self.engine,
-            self.clock_ns,
-            on_submit=self._on_flow_submit,
-        )
+        self.flow: BackgroundFlow | ReplayFlow
+        src = config.flow
+        if src.mode == "replay":  # reads and checks the files now: a bad one is a one-line ValueError
+            self.flow = ReplayFlow(
+                load_events(list(src.files), src.locates(config.instruments)),
+                self.engine,
+                self.clock_ns,
+                self._on_flow_submit,
+                speed=src.speed,
+                start_s=src.start_s,
+                at_end=src.at_end,
+            )
+        else:
+            self.flow = BackgroundFlow(
+                FlowConfig(instruments=config.instruments, seed=config.seed),
+                self.engine,
+                self.clock_ns,
+                on_submit=self._on_flow_submit,
+            )
         multicast = bool(md.multicast_group)
         self.publisher = MoldPublisher(
             (md.multicast_group if multicast else md.host, md.port),
@@ -327,10 +381,15 @@ class SimExchange:
         return os.path.join(self._shm_root, "aeron")
 
     def _open_session(self) -> None:
-        """Publish the session start (S, R, S, H, S), then warm the books up with the flow."""
-        self.publisher.publish_flat(self.engine.session_start_itch(self.flow.now_ns))
-        if self.config.warm_up_s > 0:
-            self.counters[C_FLOW_REQUESTS] += self.flow.warm_up(self.engine, self.config.warm_up_s)
+        """Publish the session start (S, R, S, H, S), then warm the books up with the flow (a replay: its
+        events before ``start_s``, the session opening at its first event)."""
+        if isinstance(self.flow, ReplayFlow):
+            self.publisher.publish_flat(self.engine.session_start_itch(self.flow.first_ns))
+            self.counters[C_FLOW_REQUESTS] += self.flow.open()
+        else:
+            self.publisher.publish_flat(self.engine.session_start_itch(self.flow.now_ns))
+            if self.config.warm_up_s > 0:
+                self.counters[C_FLOW_REQUESTS] += self.flow.warm_up(self.engine, self.config.warm_up_s)
         self._clock_base_ns = self.flow.now_ns
 
     # --- clock --------------------------------------------------------------------------------------
@@ -476,6 +535,14 @@ class SimExchange:
             for u in cfg.order_entry.users
         ]
         lines.append(f"metrics        {self.metrics_url or 'off'}")
+        src = cfg.flow
+        if isinstance(self.flow, ReplayFlow):
+            lines.append(
+                f"flow           replay {', '.join(src.files)} ({len(self.flow.events):,} events, speed {src.speed:g}, "
+                f"start_s {src.start_s:g}, at end {src.at_end})"
+            )
+        else:
+            lines.append(f"flow           synthetic (seed {cfg.seed}, warm-up {cfg.warm_up_s:g} s)")
         symbols = ", ".join(f"{i.locate}={i.symbol}" for i in cfg.instruments)
         lines.append(f"instruments    {symbols}")
         return "\n".join(lines)
@@ -501,7 +568,55 @@ class SimExchange:
             "order_entry_sessions": sum(s.logged_in for s in self.order_entry.sessions),
             "duty_cycles": self.runner.duty_cycles,
             "max_duty_cycle_ns": self.runner.max_duty_cycle_ns,
-        }
+        } | self._replay_stats()
+
+    def _replay_stats(self) -> dict[str, int]:
+        """The replay flow's counters as ``replay_*`` stats (none for the synthetic flow)."""
+        if not isinstance(self.flow, ReplayFlow):
+            return {}
+        return {f"replay_{name}": value for name, value in self.flow.stats().items()}
+
+    def positions(self, usernames: list[str] | None = None) -> dict[str, dict[str, int]]:
+        """The exchange's record of each OUCH user's executions: net shares per symbol (bought minus sold),
+        by username (every user, or those given). Read it once the exchange has stopped."""
+        from feeds import ouch
+
+        out: dict[str, dict[str, int]] = {}
+        for session in self.order_entry.sessions:
+            if usernames is not None and session.port.username not in usernames:
+                continue
+            net = out.setdefault(session.port.username, {})
+            orders: dict[int, tuple[str, int]] = {}
+            for packet in session.sent:
+                kind = chr(packet[1])
+                if kind not in "AUE":
+                    continue
+                message = ouch.decode(ouch.OUTBOUND, packet[1:])
+                if kind in "AU":
+                    sign = 1 if message["side"] == ouch.SIDE_BUY else -1
+                    orders[int(message["user_ref_num"])] = (str(message["symbol"]), sign)
+                else:
+                    symbol, sign = orders[int(message["user_ref_num"])]
+                    net[symbol] = net.get(symbol, 0) + sign * int(message["quantity"])
+        return out
+
+    def report(self) -> dict:
+        """What ``hftmm sim-exchange --report`` writes at exit: :meth:`stats`, :meth:`positions`, and per
+        user the orders accepted and rejected (by OUCH reject reason)."""
+        from feeds import ouch
+
+        orders = {}
+        for session in self.order_entry.sessions:
+            rejected: dict[str, int] = {}
+            accepted = 0
+            for packet in session.sent:
+                if packet[1] == ord("A"):
+                    accepted += 1
+                elif packet[1] == ord("J"):
+                    reason = str(int(ouch.decode(ouch.OUTBOUND, packet[1:])["reason"]))
+                    rejected[reason] = rejected.get(reason, 0) + 1
+            orders[session.port.username] = {"accepted": accepted, "rejected": rejected}
+        return {"stats": self.stats(), "positions": self.positions(), "orders": orders}
 
 
 # --- metrics -------------------------------------------------------------------------------------------
@@ -537,3 +652,7 @@ class SimExchangeCollector(Collector):
         for key, name, kind, help_text in _METRICS:
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             yield family(name, help_text, value=stats[key])
+        for key, value in stats.items():  # the replay flow's counters (engine.replayflow_nb), when it runs
+            if key.startswith("replay_"):
+                family = GaugeMetricFamily if key == "replay_events_left" else CounterMetricFamily
+                yield family(f"hftmm_sim_{key}", f"replay flow: {key[7:].replace('_', ' ')}", value=value)

@@ -396,22 +396,28 @@ KILL_WAIT_S = 10.0
 class CliExchange:
     """``hftmm sim-exchange`` as a subprocess (optionally behind ``prefix``, e.g. ``ip netns exec NAME``)."""
 
-    def __init__(self, config: Path, prefix: tuple[str, ...] = ()) -> None:
-        command = [*prefix, *cli("--config", str(config), "--duration", str(2 * CLI_TIMEOUT_S))]
+    def __init__(
+        self, config: Path, prefix: tuple[str, ...] = (), args: tuple[str, ...] = (), wait_s: float = CLI_TIMEOUT_S
+    ) -> None:
+        command = [*prefix, *cli("--config", str(config), "--duration", str(2 * CLI_TIMEOUT_S), *args)]
         self.proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.describe = self._read_describe()
+        try:
+            self.describe = self._read_describe(wait_s)
+        except BaseException:  # nobody holds this object yet to end the process
+            self.kill()
+            raise
 
-    def _read_describe(self) -> str:
+    def _read_describe(self, wait_s: float) -> str:
         """What it prints once it listens, up to the instruments line (bounded: a cold Numba cache
         compiles first). Read from the pipe's descriptor, so that nothing waits in a Python buffer."""
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         text = ""
-        deadline = time.monotonic() + CLI_TIMEOUT_S
+        deadline = time.monotonic() + wait_s
         while not re.search(r"^instruments .*\n", text, re.MULTILINE):
             ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
             chunk = os.read(fd, 1 << 16).decode() if ready else ""
-            assert chunk, f"no start-up lines within {CLI_TIMEOUT_S} s: {text!r}"
+            assert chunk, f"no start-up lines within {wait_s} s: {text!r}"
             text += chunk
         return text
 
