@@ -139,6 +139,20 @@ def pin_process(placement: Placement, hot_tid: int | None = None) -> None:
     os.sched_setaffinity(hot, {placement.hot_cpu})
 
 
+def normal_priority() -> str:
+    """Bring the calling thread back to niceness 0 (on Linux niceness is per thread; Ray starts its workers
+    at 15, which puts a node's busy loop behind every ordinary process); a note of the outcome (lowering
+    needs CAP_SYS_NICE). Call it on the hot thread."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    if before <= 0:
+        return f"niceness {before}"
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except PermissionError:
+        return f"niceness {before} (lowering it needs CAP_SYS_NICE)"
+    return f"niceness {before} -> 0"
+
+
 def freeze_gc() -> int:
     """Collect once, then move every tracked object to the permanent generation; returns their count."""
     gc.collect()

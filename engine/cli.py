@@ -287,6 +287,9 @@ def cmd_sim_exchange(args: argparse.Namespace) -> int:
             exchange.stop()
         except RuntimeError as exc:
             failure = exc
+    if args.report:  # also after a failure: what the exchange did up to it
+        with open(args.report, "w") as fh:
+            json.dump(exchange.report(), fh, indent=2)
     if failure is not None:
         print(f"hftmm: error: {failure}: {failure.__cause__}", file=sys.stderr)
         return 1
@@ -310,7 +313,15 @@ def cmd_live(args: argparse.Namespace) -> int:
     import signal
 
     from engine.config import ConfigError
-    from engine.live import LiveDaemon, LiveError, format_report, install_signals, stderr_line, terminal_status
+    from engine.live import (
+        LiveDaemon,
+        LiveError,
+        format_recovery,
+        format_report,
+        install_signals,
+        stderr_line,
+        terminal_status,
+    )
     from engine.metrics import MetricsBlockError
 
     try:
@@ -325,11 +336,13 @@ def cmd_live(args: argparse.Namespace) -> int:
     try:
         try:
             daemon.start()
-        except (LiveError, MetricsBlockError, ValueError) as exc:  # a port in use, another daemon, a bad CPU...
+        except (LiveError, MetricsBlockError, ValueError, OSError) as exc:  # a port in use, another daemon, a bad CPU
             print(f"hftmm: error: {args.config or 'live'}: {' '.join(str(exc).split())}", file=sys.stderr)
             return EXIT_BAD_INPUT
         install_signals(daemon)  # again: starting Ray put its own SIGTERM handler in place
         stderr_line(f"hftmm live: {len(config.nodes)} node(s), metrics on {daemon.exporter.url}")
+        if daemon.recovery is not None:  # the previous daemon died: what its successor goes on from
+            print(format_recovery(daemon.recovery), flush=True)
         daemon.run(args.duration)
         daemon.shutdown()
     finally:
@@ -434,8 +447,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Run one strategy over historical data and report PnL, risk and fill statistics."""
     from engine.backtest import BacktestError, backtest
+    from engine.capture import is_capture
     from engine.config import ConfigError
 
+    if any(is_capture(path) for path in args.data):
+        return _backtest_capture(args)
+    if not args.strategy:
+        print("hftmm: error: --strategy is required (only a session capture brings its own)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         result = backtest(
             args.data, args.strategy, _strategy_params(args), progress=_progress(args), **_model_options(args)
@@ -468,6 +487,67 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.out:
         print(f"written      {args.out}/fills.parquet, equity.parquet, equity.png, report.json")
     return 0
+
+
+def _backtest_capture(args: argparse.Namespace) -> int:
+    """``backtest --data FILE.capture.arrow``: replay a live session through its own strategy; 1 if it decided
+    otherwise than live."""
+    from engine.capture import CaptureError, replay_capture, replay_stats
+
+    if len(args.data) != 1:
+        print("hftmm: error: a session capture is replayed on its own: give one --data file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.param or args.params:
+        print("hftmm: error: a session capture replays the node's own parameters; drop --param/--params",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    path = args.data[0]
+    bar = None
+    if _progress(args):
+        from tqdm import tqdm
+
+        bar = tqdm(unit="step", unit_scale=True, desc="capture replay", file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        replay = replay_capture(path, progress if bar is not None else None)
+        s = replay_stats(replay, path, args.symbol)
+    except (CaptureError, OSError) as exc:
+        print(f"hftmm: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.strategy and args.strategy != s["strategy"]:
+        print(f"hftmm: error: {path} was recorded with strategy {s['strategy']}, not {args.strategy}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "report.json").write_text(json.dumps(s, indent=2) + "\n")
+    parity = s["parity"]
+    if args.json:
+        print(json.dumps(s))
+    else:
+        print(f"capture      {path}: node {s['node']}, strategy {s['strategy']} " + " ".join(
+            f"{k}={v:g}" for k, v in s["params"].items()))  # fmt: skip
+        print(f"replayed     {parity['steps']:,} steps, {parity['packets']:,} datagrams, {s['events']:,} events "
+              f"in {s['elapsed_s']:.3f} s")  # fmt: skip
+        for symbol, figures in s["symbols"].items():
+            print(f"{symbol:<12} orders {figures['orders']:,}, fills {figures['fills']:,}, position "
+                  f"{figures['position']:,}, pnl {figures['pnl']:,.2f}")  # fmt: skip
+        verdict = "the same decisions as live" if parity["same_decisions"] else "DIFFERENT decisions from live"
+        print(f"parity       {verdict}: {parity['orders_replayed']:,} orders replayed, "
+              f"{parity['orders_recorded']:,} recorded; steps that differ: {parity['order_mismatches']:,} in "
+              f"orders, {parity['book_mismatches']:,} in the book")  # fmt: skip
+        if parity["first_mismatch"]:
+            m = parity["first_mismatch"]
+            print(f"first        step {m['step']} ({m['what']}): live {m['recorded']} / replay {m['replayed']}")
+    return 0 if parity["same_decisions"] else 1
 
 
 # --- sweep --------------------------------------------------------------------------------------
@@ -729,9 +809,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         required=True,
         metavar="FILE",
-        help="ITCH (flat, .gz, pcap), DBN MBO, event Parquet or hftbacktest .npz files, in order",
+        help="ITCH (flat, .gz, pcap), DBN MBO, event Parquet or hftbacktest .npz files, in order; or one "
+        "session capture of a live node (*.capture.arrow, [capture] in the live config): its datagrams, "
+        "responses and clock replayed through the same step and strategy, exit status 1 if any decision differs",
     )
-    p.add_argument("--strategy", required=True, metavar="NAME", help="a strategy listed below")
+    p.add_argument("--strategy", metavar="NAME", help="a strategy listed below (a session capture replays its own)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable)")
     p.add_argument("--params", metavar="FILE.toml", help="strategy parameters from TOML (--param wins)")
     _model_args(p)
@@ -745,6 +827,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sim-exchange", help="run the simulated exchange (ITCH over MoldUDP64, OUCH over Aeron)")
     p.add_argument("--config", metavar="FILE", help="TOML config (see examples/sim-exchange.toml); defaults without")
     p.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    p.add_argument("--report", metavar="FILE.json", help="at exit, write the stats and per OUCH user the net "
+                   "executed shares per symbol and the orders accepted and rejected")  # fmt: skip
     p.set_defaults(func=cmd_sim_exchange)
 
     p = sub.add_parser("live", help="run the live trading daemon (nodes, risk, OUCH gateway, metrics)")

@@ -4,12 +4,15 @@ Write-ahead, off the hot path's Python::
 
     node's compiled step ──append_nb──► ring in /dev/shm/<name>  (outlives the node process)
     node's loop, per batch of responses ──append_responses──►  same ring
-    daemon, every poll ──JournalRing.drain──► JournalWriter ──► runtime_dir/journal/<node>-<start>.arrow
+    daemon, every poll ──JournalWriter.drain──► runtime_dir/journal/<node>-<start>-<daemon pid>.arrow
 
 A message is in the ring before it is offered on Aeron, so a node killed at any instant leaves a
 journal that holds every order it sent; responses it had not yet read are replayed by the exchange
 when its successor logs in from the sequence after the last journaled one. :func:`rebuild` replays
 a journal through the node's own order-management functions into the tables a new node starts with.
+After a crash of the daemon itself, its successor finds the dead run's files (:func:`run_files`) and
+what its rings still hold (:meth:`JournalRing.unread`, less what already reached a file:
+:func:`new_records`), and resumes the session where those records end (:func:`resume_sequence`).
 When the ring is full (the daemon stopped draining) the node sends nothing until there is room.
 
 Ring file: ``ctl`` int64[N_CTL] (write count, read count, full stops), then ``meta`` int64[capacity,
@@ -21,22 +24,26 @@ packet as sent, or the ``feeds.ouch.RESPONSE_DTYPE`` row as decoded). Arrow colu
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from numba import njit
 
 from engine.oms import (
     IN_CANCELS,
     IN_LOT,
     IN_ORDERS,
+    IN_REPLACES,
     OC_NEXT_ID,
     apply_response_nb,
     cancel_order_nb,
     find_order_nb,
     new_order_nb,
+    replace_order_nb,
 )
 from feeds import ouch
 
@@ -45,12 +52,12 @@ J_WRITE, J_READ, J_FULL = range(3)  # ctl slots
 N_CTL = 4
 M_TS, M_KIND, M_SEQ, M_LEN = range(4)  # meta columns
 N_META = 4
-RECORD_BYTES = 64  # a session packet of ours (Enter Order with its appendage: 51) or a response row
+RECORD_BYTES = 64  # a session packet of ours (Enter Order with its appendage: 51, Replace: 44) or a response row
 KIND_SENT, KIND_RESPONSE = 1, 2
 DEFAULT_CAPACITY = 1 << 16
 FSYNC_POLICIES = ("batch", "none")  # fsync after every drained batch, or leave it to the OS
 SCHEMA = pa.schema([("ts_ns", pa.int64()), ("kind", pa.uint8()), ("seq", pa.int64()), ("data", pa.binary())])
-_ENTER, _CANCEL = ord("O"), ord("X")
+_ENTER, _CANCEL, _REPLACE = ord("O"), ord("X"), ord("U")
 _SIDES = {ouch.SIDE_BUY: 1, ouch.SIDE_SELL: -1, ouch.SIDE_SELL_SHORT: -1, ouch.SIDE_SELL_SHORT_EXEMPT: -1}
 assert ouch.RESPONSE_DTYPE.itemsize <= RECORD_BYTES
 
@@ -142,17 +149,28 @@ class JournalRing:
 
     def drain(self) -> pa.RecordBatch:
         """The records written since the last drain, as an Arrow batch (the ring forgets them)."""
+        batch, upto = self.unread()
+        self.release(upto)
+        return batch
+
+    def unread(self) -> tuple[pa.RecordBatch, int]:
+        """The records not drained yet, as an Arrow batch, and the write count to :meth:`release` once
+        they are safe elsewhere (the ring keeps them until then)."""
         r, w = int(self.ctl[J_READ]), int(self.ctl[J_WRITE])
         slots = np.arange(r, w) % self.capacity
         meta = self.meta[slots].copy()
         data = self.data[slots].copy()
-        self.ctl[J_READ] = w
         lengths = meta[:, M_LEN]
         blobs = [data[j, : lengths[j]].tobytes() for j in range(len(slots))]
-        return pa.record_batch(
+        batch = pa.record_batch(
             [pa.array(meta[:, M_TS]), pa.array(meta[:, M_KIND].astype(np.uint8)), pa.array(meta[:, M_SEQ]),
              pa.array(blobs, pa.binary())], schema=SCHEMA,
         )  # fmt: skip
+        return batch, w
+
+    def release(self, upto: int) -> None:
+        """Forget the records up to write count ``upto`` (room for the node again)."""
+        self.ctl[J_READ] = upto
 
     @property
     def full_stops(self) -> int:
@@ -190,6 +208,14 @@ class JournalWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
 
+    def drain(self, ring: JournalRing) -> int:
+        """Move the ring's new records into the file, then free them in the ring; how many. A crash in
+        between leaves them in both (recovery drops the repeats: :func:`new_records`), never in neither."""
+        batch, upto = ring.unread()
+        self.write(batch)
+        ring.release(upto)
+        return batch.num_rows
+
     def flush(self) -> None:
         """Hand what was written to the OS (so a reader of the file sees it)."""
         self._file.flush()
@@ -212,6 +238,50 @@ def read_journal(path: str | Path) -> pa.Table:
     return pa.Table.from_batches(batches, SCHEMA)
 
 
+def journal_file_name(node: str, started: str, pid: int, ring: bool = False) -> str:
+    """The file name of a node's journal in a daemon run: ``<node>-<start, %Y%m%dT%H%M%SZ>-<daemon pid>.arrow``;
+    with ``ring``, ``.ring.arrow``: what the ring of that run held when its successor found it."""
+    return f"{node}-{started}-{pid}{'.ring' if ring else ''}.arrow"
+
+
+def run_files(directory: str | Path, node: str, pid: int) -> list[Path]:
+    """The journal files of ``node`` from the daemon run of process ``pid`` (ring leftovers included),
+    oldest first."""
+    pattern = re.compile(rf"{re.escape(node)}-\d{{8}}T\d{{6}}Z-{pid}(\.ring)?\.arrow")
+    directory = Path(directory)
+    found = [p for p in directory.iterdir() if pattern.fullmatch(p.name)] if directory.is_dir() else []
+    return sorted(found)  # the start stamps order them
+
+
+def read_journals(paths: list[Path]) -> pa.Table:
+    """Several journal files, in the given order, as one table."""
+    return pa.concat_tables([read_journal(p) for p in paths]) if paths else SCHEMA.empty_table()
+
+
+def new_records(batch: pa.RecordBatch, journaled: pa.Table) -> pa.RecordBatch:
+    """The records of a ring's undrained ``batch`` that are not already the last ones ``journaled``
+    (the writer died after writing them, before freeing them in the ring)."""
+    tail = journaled.slice(max(0, journaled.num_rows - batch.num_rows)).to_pylist()
+    head = pa.Table.from_batches([batch]).to_pylist()
+    for start in range(len(tail)):
+        if tail[start:] == head[: len(tail) - start]:
+            return batch.slice(len(tail) - start)
+    return batch
+
+
+def resume_sequence(records: pa.Table) -> int:
+    """The first response sequence number the records lack, counting on from the first one they hold
+    (an exchange that outlives a daemon numbers on across its clean runs); 1 without responses."""
+    seqs = records.filter(pc.equal(records.column("kind"), KIND_RESPONSE)).column("seq").to_numpy()
+    if not len(seqs):
+        return 1
+    have = set(seqs.tolist())
+    expected = int(seqs.min())
+    while expected in have:
+        expected += 1
+    return expected
+
+
 @dataclass(frozen=True)
 class Recovered:
     """What a restarted node starts from: its order-management tables and where its session resumes."""
@@ -228,9 +298,10 @@ def rebuild(records: pa.Table, own: np.ndarray, oc: np.ndarray, inst: np.ndarray
             symbols: list[str]) -> Recovered:  # fmt: skip
     """Replay journal records (oldest first) into fresh tables as the node built them (changed in place).
 
-    Sent Enter Orders become PENDING_NEW rows with their UserRefNum, sent Cancels mark their rows,
-    responses go through the node's reconciliation; the session resumes after the highest sequence
-    number reached without a hole."""
+    Sent Enter Orders become PENDING_NEW rows with their UserRefNum, sent Replace Orders new rows that
+    replace theirs, sent Cancels mark their rows, responses go through the node's reconciliation (fees
+    at the rates in ``money``); the session resumes after the highest sequence number reached without
+    a hole."""
     index = {symbol: i for i, symbol in enumerate(symbols)}
     kinds = records.column("kind").to_numpy()
     seqs = records.column("seq").to_numpy()
@@ -266,4 +337,11 @@ def _replay_sent(message: bytes, own: np.ndarray, oc: np.ndarray, inst: np.ndarr
         i, r = find_order_nb(own, np.int64(urn))
         if i >= 0 and cancel_order_nb(own, i, r):
             inst[i, IN_CANCELS] += 1
+    elif message[0] == _REPLACE:
+        i, r = find_order_nb(own, np.int64(fields["orig_user_ref_num"]))
+        if i >= 0:
+            oc[OC_NEXT_ID] = urn
+            lots = int(fields["quantity"]) // int(inst[i, IN_LOT])
+            if replace_order_nb(own, oc, i, r, int(fields["price"]), lots, ts_ns) >= 0:
+                inst[i, IN_REPLACES] += 1
     return urn

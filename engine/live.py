@@ -17,7 +17,17 @@ Lifecycle: start -> run until Ctrl-C, SIGTERM or ``--duration`` -> every node ca
 orders and waits (bounded) for the acknowledgements -> the session report. A node whose actor dies
 is restarted (``[ray] max_restarts``): the daemon rebuilds its orders and positions from its journal
 (``engine.journal``), and the successor continues the client order ids and logs in from the first
-response the journal lacks, so the exchange replays what the dead node never read. ``SIGUSR1``
+response the journal lacks, so the exchange replays what the dead node never read.
+
+A daemon killed outright (``kill -9``) leaves ``<runtime_dir>/live.pid`` naming a dead process (a clean
+exit removes it, and the next run starts flat as ever). Its local Ray (GCS, raylet) dies with it and
+takes the node processes along; the next start with the same ``runtime_dir`` kills any node process
+of it still alive (its pid is in its control block), then, against an external exchange, rebuilds each
+node from the dead run's journals: the files its session file (``live.session.json``) lists, which
+include those of any run it had recovered from in turn, its own files, and what its journal ring in
+/dev/shm still held. Each node logs in from the first response those lack (the exchange replays the
+rest, fills included), cancels what its strategy no longer wants and numbers its orders above every
+id sent. The dead run's blocks, rings and driver directory are removed. ``SIGUSR1``
 (what ``hftmm kill`` sends to the pid in ``<runtime_dir>/live.pid``) engages the kill switch: every
 node cancels everything and quotes no more while the daemon keeps running; the report says ``killed``.
 """
@@ -25,6 +35,7 @@ node cancels everything and quotes no more while the daemon keeps running; the r
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -38,9 +49,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from engine.aeron import DriverConfig, EmbeddedDriver
-from engine.journal import JournalRing, JournalWriter, Recovered, read_journal, rebuild
+from engine.capture import capture_path
+from engine.journal import (
+    JournalRing,
+    JournalWriter,
+    Recovered,
+    journal_file_name,
+    new_records,
+    read_journals,
+    rebuild,
+    resume_sequence,
+    run_files,
+)
 from engine.live_config import DEFAULT_PRICE, SHM_DIR, LiveConfig, NodeConfig
 from engine.metrics import (
     BLOCK_PREFIX,
@@ -55,6 +78,8 @@ from engine.metrics import (
 from engine.node import (
     CT_KILL,
     CT_NEXT_ID,
+    CT_PID,
+    CT_SLOTS,
     CT_STATE,
     CT_STOP,
     STAGES,
@@ -65,13 +90,14 @@ from engine.node import (
     fresh_tables,
     percentile_ns,
 )
-from engine.oms import working_count_nb
+from engine.oms import IN_LOT, IN_POSITION, MN_REALIZED, working_count_nb
 from engine.orderentry import Port
 from engine.risk import RISK_REASONS
 
 log = logging.getLogger("hftmm.live")
 
 PID_FILE = "live.pid"
+SESSION_FILE = "live.session.json"  # this run's pid and, per node, the journal files its tables derive from
 CONTROL_PREFIX = "hftmm-control-"
 JOURNAL_PREFIX = "hftmm-journal-"
 FIRST_STREAM_ID = 1001  # node k (0-based) of an embedded exchange: streams 1001 + 2k (in) and 1002 + 2k (out)
@@ -80,6 +106,7 @@ SECONDS_PER_DAY = 86_400
 IDS_PER_SECOND = 10_000  # client order ids start at seconds-since-midnight x this (they must rise all day)
 RAY_OBJECT_STORE_BYTES = 100 << 20
 POLL_S = 0.1
+FENCE_WAIT_S = 10.0  # how long a dead daemon's node process may take to end after SIGKILL
 
 
 # --- the session ----------------------------------------------------------------------------------
@@ -98,6 +125,7 @@ class NodeHandle:
     restarts: int = 0
     report: dict = field(default_factory=dict)
     failure: str = ""
+    journals: list[Path] = field(default_factory=list)  # the files its tables derive from, oldest first
 
 
 class LiveError(RuntimeError):
@@ -141,34 +169,137 @@ class LiveDaemon:
         self.started_ray = False
         self.started_at = time.monotonic()
         self.exchange_record: dict[str, int] | None = None
+        self.recovery: dict | None = None  # what was recovered from a daemon that died (see _recover_run)
         self._pid_file = Path(config.runtime_dir) / PID_FILE
+        self._session_file = Path(config.runtime_dir) / SESSION_FILE
+        self._journal_dir = Path(config.journal.dir or Path(config.runtime_dir) / "journal")
+        self._keep_pid_file = False
 
     # --- start ----------------------------------------------------------------------------------
     def start(self) -> None:
         """Pid file, exchange or driver, metrics, Ray and the node actors (released again on failure)."""
+        crashed = 0
         try:
-            self._claim_pid_file()
+            crashed = self._claim_pid_file()
+            previous = self._previous_run(crashed) if crashed else None
+            if previous is not None:
+                self._fence(previous[0])
             aeron_dir = self._start_exchange() if self.config.exchange.embedded else self._start_driver()
             self.exporter = MetricsExporter.from_config(self.config.metrics, self.daemon_metrics)
             self.exporter.start()
             for k, node in enumerate(self.config.nodes):
                 self.nodes.append(self._handle(node, k, aeron_dir))
+            if previous is not None and self.config.exchange.embedded:
+                self.out(f"hftmm: the live daemon that died (pid {previous[0]}) took its embedded exchange with "
+                         "it: nothing to reconcile with, every node starts flat")  # fmt: skip
+            elif previous is not None:
+                self._recover_run(*previous)
+            if previous is not None:
+                _remove_stale_blocks({crashed, previous[0]})
+            self._write_session_file()
             self._start_ray()
             for handle in self.nodes:
                 self._launch(handle)
         except BaseException:
+            self._keep_pid_file = bool(crashed)  # the dead run still waits to be recovered by the next start
             self.shutdown()
             raise
         self.started_at = time.monotonic()
 
-    def _claim_pid_file(self) -> None:
+    def _claim_pid_file(self) -> int:
+        """Write our pid; the pid of a daemon that died without a clean shutdown (its file stayed), or 0."""
         path = self._pid_file
         path.parent.mkdir(parents=True, exist_ok=True)
+        crashed = 0
         with contextlib.suppress(FileNotFoundError, ValueError):
             other = int(path.read_text().strip())
             if other != os.getpid() and _alive(other):
                 raise LiveError(f"a live daemon already runs with runtime_dir {path.parent} (pid {other})")
+            crashed = other if other != os.getpid() else 0
         path.write_text(f"{os.getpid()}\n")
+        return crashed
+
+    # --- recovery from a daemon that died -------------------------------------------------------
+    def _previous_run(self, crashed: int) -> tuple[int, dict[str, list[Path]]]:
+        """The run to recover (its pid) and per node the journal files its tables derive from.
+
+        That is the crashed daemon's session file, if it wrote one (it also lists the files of the run
+        it recovered from in turn), plus its own files; a daemon that died before writing its session
+        file had launched no node, so the run before it is the one recovered."""
+        listed: dict[str, list[str]] = {}
+        pid = crashed
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+            session = json.loads(self._session_file.read_text())
+            pid, listed = int(session["pid"]), dict(session["journals"])
+        files = {}
+        for node in self.config.nodes:
+            chain = [Path(f) for f in listed.get(node.name, ()) if Path(f).exists()]
+            files[node.name] = chain + [f for f in run_files(self._journal_dir, node.name, pid) if f not in chain]
+        return pid, files
+
+    def _fence(self, pid: int) -> None:
+        """Make sure no node process of the dead daemon ``pid`` still runs (it would quote beside ours).
+
+        Its local Ray (raylet, GCS) shares the fate of the daemon and takes the workers with it; a node
+        process still alive (its pid is in its control block) is killed here and awaited."""
+        for node in self.config.nodes:
+            path = os.path.join(SHM_DIR, f"{CONTROL_PREFIX}{pid}-{node.name}")
+            if not os.path.exists(path):
+                continue
+            node_pid = int(np.fromfile(path, np.int64, CT_SLOTS)[CT_PID])
+            if not node_pid or not _alive(node_pid) or b"NodeProcess" not in _cmdline(node_pid):
+                continue
+            os.kill(node_pid, signal.SIGKILL)
+            deadline = time.monotonic() + FENCE_WAIT_S
+            while _alive(node_pid) and time.monotonic() < deadline:
+                time.sleep(POLL_S)
+            if _alive(node_pid):
+                raise LiveError(f"node {node.name} of the dead daemon (pid {pid}) still runs as pid {node_pid}")
+            self.out(f"hftmm: node {node.name} of the dead daemon (pid {pid}) was still running: killed")
+
+    def _recover_run(self, pid: int, files: dict[str, list[Path]]) -> None:
+        """Each node starts from the dead run's journals: its files, then what its ring still held (put in
+        a file of the dead run's first, so that a crash now loses nothing), rebuilt into the tables; ids
+        continue above every id it sent."""
+        nodes = {}
+        started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for handle in self.nodes:
+            name = handle.config.name
+            chain = files[name]
+            records = read_journals(chain)
+            from_ring = 0
+            ring_path = os.path.join(SHM_DIR, f"{JOURNAL_PREFIX}{pid}-{name}")
+            if os.path.exists(ring_path):  # a file of the dead run first, then freed in its ring
+                ring = JournalRing.attach(os.path.basename(ring_path))
+                batch, upto = ring.unread()
+                batch = new_records(batch, records)
+                if batch.num_rows:
+                    left = JournalWriter(self._journal_dir / journal_file_name(name, started, pid, ring=True),
+                                         self.config.journal.fsync)  # fmt: skip
+                    left.write(batch)
+                    left.close()
+                    chain = [*chain, left.path]
+                    records = pa.concat_tables([records, pa.Table.from_batches([batch])])
+                ring.release(upto)
+                ring.close()
+                from_ring = batch.num_rows
+            handle.journals = [*chain, handle.writer.path]
+            if not records.num_rows:
+                continue
+            control = os.path.join(SHM_DIR, f"{CONTROL_PREFIX}{pid}-{name}")
+            next_id = int(np.fromfile(control, np.int64, CT_SLOTS)[CT_NEXT_ID]) if os.path.exists(control) else 0
+            spec = replace(handle.spec, first_order_id=max(handle.spec.first_order_id, next_id + RESTART_ID_GAP))
+            recovered = self._rebuild(handle, spec, records)
+            nodes[name] = _recovery_summary(recovered, spec, [str(f) for f in chain], records.num_rows, from_ring)
+        self.recovery = {"pid": pid, "nodes": nodes}
+        self.out(f"hftmm: recovered {len(nodes)} node(s) from the journals of the live daemon that died (pid {pid})")
+
+    def _write_session_file(self) -> None:
+        """This run's pid and, per node, its journal files (with those its tables were recovered from)."""
+        journals = {h.config.name: [str(f) for f in h.journals] for h in self.nodes}
+        temporary = self._session_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"pid": os.getpid(), "journals": journals}))
+        temporary.replace(self._session_file)
 
     def _start_exchange(self) -> str:
         from engine.simexchange import (
@@ -235,8 +366,8 @@ class LiveDaemon:
         control = ControlBlock(CONTROL_PREFIX + tag, create=True)
         journal = JournalRing.create(JOURNAL_PREFIX + tag)
         started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        journal_dir = Path(cfg.journal.dir or Path(cfg.runtime_dir) / "journal")
-        writer = JournalWriter(journal_dir / f"{node.name}-{started}-{os.getpid()}.arrow", cfg.journal.fsync)
+        path = self._journal_dir / journal_file_name(node.name, started, os.getpid())
+        writer = JournalWriter(path, cfg.journal.fsync)
         ex = cfg.exchange
         spec = NodeSpec(
             name=node.name,
@@ -254,13 +385,25 @@ class LiveDaemon:
             cpu=node.cpu,
             idle=node.idle,
             post_only=node.post_only,
+            maker_fee=node.maker_fee,
+            taker_fee=node.taker_fee,
+            replace=node.replace,
             lock_memory=node.lock_memory,
             order_rows=node.order_rows,
             first_order_id=first_order_id(),
             stop_wait_s=cfg.stop_wait_s,
             journal=journal.name,
+            capture=self._capture_path(node.name, started, 0),
         )
-        return NodeHandle(node, spec, block, control, journal, writer)
+        return NodeHandle(node, spec, block, control, journal, writer, journals=[writer.path])
+
+    def _capture_path(self, node: str, started: str, restart: int) -> str:
+        """Where a node process records its session ("" without ``[capture] enabled``)."""
+        cfg = self.config.capture
+        if not cfg.enabled:
+            return ""
+        name = f"{node}-r{restart}" if restart else node  # a restarted node records to a file of its own
+        return str(capture_path(cfg.dir or Path(self.config.runtime_dir) / "capture", name, started))
 
     def _start_ray(self) -> None:
         import ray
@@ -336,7 +479,11 @@ class LiveDaemon:
             self.daemon_metrics.node_restarted(handle.config.name)
             next_id = int(handle.control.slots[CT_NEXT_ID]) + RESTART_ID_GAP
             spec = replace(handle.spec, first_order_id=max(next_id, handle.spec.first_order_id + RESTART_ID_GAP))
-            handle.spec = replace(spec, recovered=self._recover(handle, spec))
+            self._recover(handle, spec)
+            if handle.spec.capture:
+                started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                handle.spec = replace(handle.spec, capture=self._capture_path(handle.config.name, started,
+                                                                              handle.restarts))  # fmt: skip
             handle.control.slots[:] = 0
             handle.control.slots[CT_KILL] = int(self.killed)
             self.out(f"hftmm: node {handle.config.name} failed ({handle.failure}); restart {handle.restarts}")
@@ -345,17 +492,24 @@ class LiveDaemon:
     def _drain_journals(self) -> None:
         """Move what the nodes journaled from their rings to the journal files."""
         for handle in self.nodes:
-            handle.writer.write(handle.journal.drain())
+            handle.writer.drain(handle.journal)
 
     def _recover(self, handle: NodeHandle, spec: NodeSpec) -> Recovered:
-        """The dead node's orders and positions, rebuilt from its journal file, for its successor."""
-        handle.writer.write(handle.journal.drain())  # what it wrote up to its last instant
+        """The dead node's orders and positions, rebuilt from its journal files, for its successor."""
+        handle.writer.drain(handle.journal)  # what it wrote up to its last instant
         handle.writer.flush()
-        recovered = rebuild(read_journal(handle.writer.path), *fresh_tables(spec),
-                            [i.symbol for i in spec.instruments])  # fmt: skip
+        records = read_journals(handle.journals)
+        recovered = self._rebuild(handle, spec, records)
         self.out(f"hftmm: node {handle.config.name}: recovered {int(working_count_nb(recovered.own))} working "
-                 f"orders and positions from {handle.writer.records} journal records; the session resumes "
+                 f"orders and positions from {records.num_rows} journal records; the session resumes "
                  f"at response {recovered.next_sequence}")  # fmt: skip
+        return recovered
+
+    def _rebuild(self, handle: NodeHandle, spec: NodeSpec, records: pa.Table) -> Recovered:
+        """Journal records replayed into fresh tables of ``spec``, which the node's spec then carries."""
+        recovered = rebuild(records, *fresh_tables(spec), [i.symbol for i in spec.instruments])
+        recovered = replace(recovered, next_sequence=resume_sequence(records))
+        handle.spec = replace(spec, recovered=recovered)
         return recovered
 
     def status_line(self) -> str:
@@ -415,7 +569,10 @@ class LiveDaemon:
         if self.exchange is not None:
             with contextlib.suppress(RuntimeError):
                 self.exchange.stop()
-            self.exchange_record = exchange_positions(self.exchange, [h.spec.port.username for h in self.nodes])
+            self.exchange_record = {}
+            for record in self.exchange.positions([h.spec.port.username for h in self.nodes]).values():
+                for symbol, shares in record.items():
+                    self.exchange_record[symbol] = self.exchange_record.get(symbol, 0) + shares
             self.exchange = None
         if self.exporter is not None:
             self.exporter.stop()
@@ -425,7 +582,7 @@ class LiveDaemon:
                     self.exporter.remove(handle.block)
             handle.block.close()
             handle.control.close()
-            handle.writer.write(handle.journal.drain())  # the nodes have stopped: the last records
+            handle.writer.drain(handle.journal)  # the nodes have stopped: the last records
             handle.writer.close()
             handle.journal.close()
         self.exporter = None
@@ -434,7 +591,10 @@ class LiveDaemon:
             shutil.rmtree(os.path.dirname(self.driver.dir), ignore_errors=True)
             self.driver = None
         with contextlib.suppress(FileNotFoundError, ValueError):
-            if int(self._pid_file.read_text().strip()) == os.getpid():
+            if not self._keep_pid_file and int(self._pid_file.read_text().strip()) == os.getpid():  # clean exit
+                with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                    if json.loads(self._session_file.read_text())["pid"] == os.getpid():
+                        self._session_file.unlink()
                 self._pid_file.unlink()
 
     # --- report ---------------------------------------------------------------------------------
@@ -444,6 +604,7 @@ class LiveDaemon:
         fills: dict[str, int] = {}
         position: dict[str, int] = {}
         pnl: dict[str, float] = {}
+        fees: dict[str, float] = {}
         by_symbol: dict[str, dict[str, int]] = {}
         samples = [np.zeros(0, np.int64)]
         nodes = {}
@@ -461,6 +622,7 @@ class LiveDaemon:
                 fills[symbol] = s["fills"]
                 position[symbol] = s["position"]
                 pnl[symbol] = round(s["pnl"], 6)
+                fees[symbol] = round(s["fees"], 6)
                 by_symbol[symbol] = s["risk_rejections"]
             if "t2t_ns" in rep:
                 samples.append(np.asarray(rep["t2t_ns"], np.int64))
@@ -475,45 +637,78 @@ class LiveDaemon:
             "fills": fills,
             "position": position,
             "pnl": pnl,
+            "fees": fees,
             "risk_rejections": {"total": sum(reasons.values()), "by_reason": reasons, "by_symbol": by_symbol},
             "t2t_p50_ns": percentile_ns(t2t, 50),
             "t2t_p99_ns": percentile_ns(t2t, 99),
             "t2t_samples": len(t2t),
             **totals,
             "exchange_position": self.exchange_record,
+            "recovery": self.recovery,
             "nodes": nodes,
         }
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
-def exchange_positions(exchange, usernames: list[str]) -> dict[str, int]:
-    """The embedded exchange's record of our executions: net shares per symbol over the given users' sessions."""
-    from feeds import ouch
+def _cmdline(pid: int) -> bytes:
+    """The command line of process ``pid`` (empty when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
-    out: dict[str, int] = {}
-    for session in exchange.order_entry.sessions:
-        if session.port.username not in usernames:
-            continue
-        orders: dict[int, tuple[str, int]] = {}
-        for packet in session.sent:
-            message = ouch.decode(ouch.OUTBOUND, packet[1:])
-            kind = chr(packet[1])
-            if kind in "AU":
-                sign = 1 if message["side"] == ouch.SIDE_BUY else -1
-                orders[int(message["user_ref_num"])] = (str(message["symbol"]), sign)
-            elif kind == "E":
-                symbol, sign = orders[int(message["user_ref_num"])]
-                out[symbol] = out.get(symbol, 0) + sign * int(message["quantity"])
-    return out
+
+def _remove_stale_blocks(pids: set[int]) -> None:
+    """Remove what dead daemons ``pids`` left in /dev/shm: node blocks, journal rings, their driver dir."""
+    prefixes = tuple(f"{kind}{pid}-" for kind in (BLOCK_PREFIX, CONTROL_PREFIX, JOURNAL_PREFIX) for pid in pids)
+    for name in os.listdir(SHM_DIR):
+        if name.startswith(prefixes):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(SHM_DIR, name))
+    for pid in pids:
+        shutil.rmtree(os.path.join(SHM_DIR, f"hftmm-live-{pid}"), ignore_errors=True)
+
+
+def _recovery_summary(recovered: Recovered, spec: NodeSpec, files: list[str], records: int, from_ring: int) -> dict:
+    """What one node recovered, for the notice and the report."""
+    lots = recovered.inst[:, IN_POSITION] * recovered.inst[:, IN_LOT]
+    return {
+        "files": files,
+        "records": records,
+        "records_from_ring": from_ring,
+        "working_orders": int(working_count_nb(recovered.own)),
+        "position": {i.symbol: int(lots[j]) for j, i in enumerate(spec.instruments)},
+        "realized_pnl": {i.symbol: float(recovered.money[j, MN_REALIZED]) for j, i in enumerate(spec.instruments)},
+        "resume_sequence": recovered.next_sequence,
+        "highest_order_id": recovered.highest_id,
+    }
+
+
+def format_recovery(recovery: dict) -> str:
+    """One line per node: what the daemon recovered from the run that died."""
+    lines = [f"recovered from the live daemon that died (pid {recovery['pid']}):"]
+    if not recovery["nodes"]:
+        lines.append("  nothing journaled: every node starts flat")
+    for name, got in recovery["nodes"].items():
+        lines.append(
+            f"  node {name}: {got['records']} journal records from {len(got['files'])} file(s) and "
+            f"{got['records_from_ring']} from its ring; {got['working_orders']} working orders, position "
+            f"{got['position']}; the session resumes at response {got['resume_sequence']}, order ids above "
+            f"{got['highest_order_id']}"
+        )
+    return "\n".join(lines)
 
 
 def kill_daemon(runtime_dir: str) -> int:

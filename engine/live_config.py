@@ -66,6 +66,13 @@ class JournalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
             raise ValueError(f"[journal] fsync must be one of {FSYNC_POLICIES}, not {self.fsync!r}")
 
 
+class CaptureConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[capture]``: record each node's session for a parity replay (engine.capture; off by default)."""
+
+    enabled: bool = False  # true: every node records its datagrams, steps, responses and orders
+    dir: str = ""  # "" = <runtime_dir>/capture; one <node>-<start>-<pid>.capture.arrow per node process
+
+
 class RayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[ray]``: where the node actors go."""
 
@@ -106,9 +113,14 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     inbound_stream_id: int = 0  # 0: 1001 + 2 x position in [[nodes]]
     outbound_channel: str = IPC_CHANNEL  # exchange -> node
     outbound_stream_id: int = 0  # 0: 1002 + 2 x position in [[nodes]]
+    maker_fee: float = 0.0  # fraction of traded value per execution that added liquidity (negative: a rebate)
+    taker_fee: float = 0.0  # fraction of traded value per execution that took liquidity
+    replace: bool = True  # requote with OUCH Replace Order (false: cancel + enter, a venue without replace)
 
     def __post_init__(self) -> None:
         get_strategy(self.strategy).param_array(self.params)
+        if not (abs(self.maker_fee) < 1 and abs(self.taker_fee) < 1):
+            raise ValueError(f"node {self.name!r}: maker_fee and taker_fee are fractions of traded value in (-1, 1)")
         idle_strategy(self.idle)
         if not self.symbols or len(set(self.symbols)) != len(self.symbols):
             raise ValueError(f"node {self.name!r} needs distinct symbols")
@@ -127,6 +139,7 @@ class LiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     metrics: MetricsConfig = MetricsConfig()
     risk: RiskConfig = RiskConfig()
     journal: JournalConfig = JournalConfig()
+    capture: CaptureConfig = CaptureConfig()
     ray: RayConfig = RayConfig()
     instruments: tuple[LiveInstrument, ...] = ()
     nodes: tuple[NodeConfig, ...] = (NodeConfig(name="mm-1", symbols=("HFTA",)),)

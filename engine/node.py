@@ -43,9 +43,10 @@ from numba.core.dispatcher import Dispatcher
 
 from engine import node_nb as k
 from engine.aeron import connect
-from engine.affinity import MCL_CURRENT, freeze_gc, lock_memory, pin_process, plan_placement
+from engine.affinity import MCL_CURRENT, freeze_gc, lock_memory, normal_priority, pin_process, plan_placement
 from engine.agent import AgentRunner
 from engine.book_nb import grow_state, new_state
+from engine.capture import FL_KILLED, FL_STOPPING, CaptureWriter, spec_json
 from engine.events import empty_events
 from engine.journal import JournalRing, Recovered
 from engine.metrics import (
@@ -72,11 +73,15 @@ from engine.oms import (
     IN_ORDERS,
     IN_POSITION,
     IN_REJECTS,
+    IN_REPLACES,
     IN_TICK,
     MN_AVG_PRICE,
     MN_CASH,
+    MN_FEES,
+    MN_MAKER_FEE,
     MN_MID,
     MN_REALIZED,
+    MN_TAKER_FEE,
     MN_UNIT,
     N_IN,
     N_MN,
@@ -177,11 +182,15 @@ class NodeSpec:
     first_order_id: int = 1
     stop_wait_s: float = 5.0
     journal: str = ""  # the journal ring in /dev/shm ("": no journal; the node empties its own ring)
+    capture: str = ""  # the session capture file the node records to ("": none; engine.capture)
     recovered: Recovered | None = None  # a restarted node's tables, rebuilt from the journal
+    maker_fee: float = 0.0  # fraction of the traded value of an execution that added liquidity (< 0: rebate)
+    taker_fee: float = 0.0  # the same for every other execution
+    replace: bool = True  # requotes as OUCH Replace Orders (False: cancel + enter)
 
 
 def fresh_tables(spec: NodeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A node's order-management tables before its first order: own, oc, inst, money."""
+    """A node's order-management tables before its first order: own, oc, inst, money (with the fee rates)."""
     n = len(spec.instruments)
     inst = np.zeros((n, N_IN), np.int64)
     money = np.zeros((n, N_MN), np.float64)
@@ -189,6 +198,7 @@ def fresh_tables(spec: NodeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         inst[i, IN_LOCATE], inst[i, IN_TICK], inst[i, IN_LOT] = instrument.locate, instrument.tick, instrument.lot
         money[i, MN_UNIT] = PRICE_UNIT
         money[i, MN_MID] = np.nan
+        money[i, MN_MAKER_FEE], money[i, MN_TAKER_FEE] = spec.maker_fee, spec.taker_fee
     return new_orders(n, spec.order_rows), new_counters(spec.first_order_id), inst, money
 
 
@@ -207,6 +217,7 @@ def build_state(spec: NodeSpec, block: MetricsBlock, control: ControlBlock, jour
     limits = spec.risk.limits()
     mi = np.zeros(k.N_NI, np.int64)
     mi[k.NI_POST_ONLY] = int(spec.post_only)
+    mi[k.NI_REPLACE] = int(spec.replace)
     return k.NodeState(
         own=own,
         oc=oc,
@@ -306,7 +317,7 @@ class TradingNode:
         spec = self.spec
         placement = plan_placement(spec.cpu)
         pin_process(placement)
-        self.placement_note = placement.note
+        self.placement_note = f"{placement.note}; {normal_priority()}"
         self.block = MetricsBlock.attach(spec.metrics_block)
         self.control = ControlBlock(spec.control_block, create=False)
         self.control.slots[CT_PID] = os.getpid()
@@ -326,6 +337,12 @@ class TradingNode:
         self.book = new_state()
         self.journal = JournalRing.attach(spec.journal) if spec.journal else JournalRing.private()
         self.ns = build_state(spec, self.block, self.control, self.journal)
+        self.capture: CaptureWriter | None = None
+        if spec.capture:
+            ns = self.ns
+            tables = {"own": ns.own, "oc": ns.oc, "inst": ns.inst, "money": ns.money}
+            self.capture = CaptureWriter(spec.capture, spec_json(spec), tables, ns.inst[:, IN_LOCATE].copy())
+            self.receiver.tap = self.capture.packet
         self.quote = QuoteAddress(get_strategy(spec.strategy).quote)
         self._no_events = empty_events(0)
         self._step_nb = load_kernel(self.ns, self.book)
@@ -375,6 +392,8 @@ class TradingNode:
         if begin >= self._next_publish_ns:
             self._publish_feed()
             self._next_publish_ns = begin + PUBLISH_INTERVAL_NS
+            if self.capture is not None and self.capture.due(begin):
+                self.capture.flush()
         return work
 
     def _step(self, rows: np.ndarray) -> int:
@@ -383,16 +402,18 @@ class TradingNode:
         self._rows = None
         t0 = time.monotonic_ns()
         client = self.client
-        if client.n_responses:
-            n = client.n_responses
+        n = client.n_responses
+        if n:
             self.journal.append_responses(client.responses[:n], client.next_sequence - n, t0)
-        count = self._step_nb(ns, self.book, rows, client.responses, client.n_responses, t0, self.quote)
+        count, self.book = run_step(self._step_nb, ns, self.book, rows, client.responses, n, t0, self.quote)
         client.n_responses = 0
-        while count < 0:
-            self.book = grow_state(self.book)
-            count = self._step_nb(ns, self.book, rows, client.responses, 0, time.monotonic_ns(), self.quote)
         if not self.spec.journal:
             self.journal.discard()
+        if self.capture is not None:
+            flags = int(ns.mi[k.NI_HALT] != 0) | FL_STOPPING * int(ns.mi[k.NI_STOP] != 0)
+            flags |= FL_KILLED * self._killed_seen
+            self.capture.step(t0, flags, len(rows), self.receiver.stats.lost_messages, client.responses[:n],
+                              client.next_sequence - n, self.book, ns.out, ns.out_off, count)  # fmt: skip
         if count:
             out = memoryview(ns.out)
             offsets = ns.out_off
@@ -458,6 +479,8 @@ class TradingNode:
         self.client.on_close()
         self.receiver.on_close()
         self.aeron.close()
+        if self.capture is not None:
+            self.capture.close()
         self._journal_full = self.journal.full_stops
         self._risk_counts = self.ns.risk_counts.copy()
         self._hist = self.ns.hist.copy()
@@ -469,30 +492,10 @@ class TradingNode:
 
     # --- the report ---------------------------------------------------------------------------------
     def report(self) -> dict:
-        """What the node did: per symbol orders, fills, position, PnL, rejections; latency samples; feed."""
+        """What the node did: per symbol orders, replaces, fills, fees, position, PnL (net of fees), rejections;
+        latency samples; feed."""
         ns = self.ns
-        inst, money = ns.inst, ns.money
-        symbols = {}
-        for i, instrument in enumerate(self.spec.instruments):
-            lot = int(inst[i, IN_LOT])
-            mid = float(money[i, MN_MID])
-            position = int(inst[i, IN_POSITION]) * lot
-            unrealized = position * (mid - money[i, MN_AVG_PRICE]) if np.isfinite(mid) and position else 0.0
-            symbols[instrument.symbol] = {
-                "orders": int(inst[i, IN_ORDERS]),
-                "accepted": int(inst[i, IN_ACCEPTED]),
-                "fills": int(inst[i, IN_FILLS]),
-                "cancels_sent": int(inst[i, IN_CANCELS]),
-                "canceled": int(inst[i, IN_CANCELED]),
-                "exchange_rejects": int(inst[i, IN_REJECTS]),
-                "position": position,
-                "cash": float(money[i, MN_CASH]),
-                "realized_pnl": float(money[i, MN_REALIZED]),
-                "unrealized_pnl": float(unrealized),
-                "pnl": float(money[i, MN_REALIZED] + unrealized),
-                "mid": mid if np.isfinite(mid) else None,
-                "risk_rejections": {r: int(self._risk_counts[i, j]) for j, r in enumerate(RISK_REASONS)},
-            }
+        symbols = symbol_reports(self.spec, ns.inst, ns.money, self._risk_counts)
         stats = self.receiver.stats
         probes = completed_probes(ns)
         return {
@@ -527,6 +530,45 @@ class TradingNode:
                 for j, stage in enumerate(STAGES)
             },
         }
+
+
+def symbol_reports(spec: NodeSpec, inst: np.ndarray, money: np.ndarray, risk_counts: np.ndarray) -> dict[str, dict]:
+    """Per symbol: orders, replaces, fills, fees, position (shares), cash and PnL (net of fees) at the last mid,
+    risk rejections."""
+    symbols = {}
+    for i, instrument in enumerate(spec.instruments):
+        lot = int(inst[i, IN_LOT])
+        mid = float(money[i, MN_MID])
+        position = int(inst[i, IN_POSITION]) * lot
+        unrealized = position * (mid - money[i, MN_AVG_PRICE]) if np.isfinite(mid) and position else 0.0
+        symbols[instrument.symbol] = {
+            "orders": int(inst[i, IN_ORDERS]),
+            "accepted": int(inst[i, IN_ACCEPTED]),
+            "fills": int(inst[i, IN_FILLS]),
+            "cancels_sent": int(inst[i, IN_CANCELS]),
+            "canceled": int(inst[i, IN_CANCELED]),
+            "exchange_rejects": int(inst[i, IN_REJECTS]),
+            "position": position,
+            "cash": float(money[i, MN_CASH]),
+            "fees": float(money[i, MN_FEES]),
+            "replaces": int(inst[i, IN_REPLACES]),
+            "realized_pnl": float(money[i, MN_REALIZED]),
+            "unrealized_pnl": float(unrealized),
+            "pnl": float(money[i, MN_REALIZED] + unrealized),
+            "mid": mid if np.isfinite(mid) else None,
+            "risk_rejections": {r: int(risk_counts[i, j]) for j, r in enumerate(RISK_REASONS)},
+        }
+    return symbols
+
+
+def run_step(step_nb: Callable, ns: k.NodeState, book, rows: np.ndarray, responses: np.ndarray, n_responses: int,
+             now_ns: int, quote: QuoteAddress) -> tuple[int, object]:  # fmt: skip
+    """One step of the compiled kernel, growing the book (and resuming) whenever it asks; (messages, book)."""
+    count = step_nb(ns, book, rows, responses, n_responses, now_ns, quote)
+    while count < 0:
+        book = grow_state(book)
+        count = step_nb(ns, book, rows, responses, 0, now_ns, quote)
+    return count, book
 
 
 def completed_probes(ns: k.NodeState) -> np.ndarray:

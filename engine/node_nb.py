@@ -12,7 +12,10 @@ or a control change. It
    the strategy, turns its quotes into cancels and new orders with ``quoting_nb.plan_nb`` (as the
    backtester does), passes each new order through ``risk.check_order_nb`` and encodes what passes
    as OUCH Enter Order / Cancel Order session packets into ``out`` (message k is
-   ``out[out_off[k]:out_off[k + 1]]``);
+   ``out[out_off[k]:out_off[k + 1]]``). A requote (the plan for one side cancels exactly one order the
+   exchange has accepted and enters exactly one) goes out as ONE Replace Order instead, when the node
+   may replace (``NI_REPLACE``): the same risk checks, with the replaced order's quantity out of the
+   worst-case position; when risk refuses the replace, the old order is still canceled, as planned;
 4. writes the metrics block (counters, gauges, latency histograms) and the control block's next id.
 
 The Python side offers those packets on Aeron and passes back, through ``mi``, when the first went
@@ -56,22 +59,39 @@ from engine.oms import (
     IN_ORDERS,
     IN_POSITION,
     IN_REJECTS,
+    IN_REPLACES,
     IN_TICK,
     MN_MID,
     MN_REALIZED,
     MN_UNIT,
     OC_DUPLICATE,
     OC_NEXT_ID,
+    OS_LIVE,
+    OS_PARTIAL,
+    OW_ORDER_STATE,
     apply_response_nb,
     cancel_order_nb,
     new_order_nb,
     open_units_nb,
     pnl_nb,
+    replace_order_nb,
     unrealized_nb,
     working_count_nb,
     working_nb,
 )
-from engine.quoting_nb import AC_KIND, AC_PRICE, AC_QTY, AC_ROW, AC_SIDE, ACT_CANCEL, OW_ID, OW_PRICE, OW_SIDE, plan_nb
+from engine.quoting_nb import (
+    AC_KIND,
+    AC_PRICE,
+    AC_QTY,
+    AC_ROW,
+    AC_SIDE,
+    ACT_CANCEL,
+    OW_ID,
+    OW_OPEN,
+    OW_PRICE,
+    OW_SIDE,
+    plan_nb,
+)
 from engine.risk import RISK_OK, RS_KILLED, check_order_nb
 from engine.view_nb import book_of_nb, fill_view_nb, mid_nb, own_fill_nb, reset_flow_nb, trade_stats_nb
 from feeds import ouch
@@ -95,8 +115,9 @@ from feeds.bytes_nb import put_be_nb
     NI_NEXT_WAKE,  # earliest time a strategy is due
     NI_POST_ONLY,
     NI_CALLS,
-) = range(16)
-N_NI = 16
+    NI_REPLACE,  # 1: requotes go out as OUCH Replace Orders (0: cancel + enter, for a venue without replace)
+) = range(17)
+N_NI = 17
 
 # --- tick-to-trade probes: probes[n % P, PR_*], one row per market-data batch that made the node send ----
 (
@@ -119,7 +140,7 @@ NEVER = np.int64(2**62)
 STALE, FRESH = 1, 2  # dirty[i]: market data since the previous call, from an earlier step / from this one
 
 PKT_UNSEQUENCED = 85  # "U": the session packet carrying an inbound OUCH message
-MESSAGE_BYTES = 64  # room per message in ``out`` (Enter Order 47 + appendage 3, Cancel 11, + 1)
+MESSAGE_BYTES = 64  # room per message in ``out`` (Enter Order 47 / Replace Order 40 + appendage 3, Cancel 11, + 1)
 POST_ONLY_YES = 80  # "P"
 _SIDE_BUY, _SIDE_SELL = ord(ouch.SIDE_BUY), ord(ouch.SIDE_SELL)
 _TIF_DAY, _DISPLAY, _CAPACITY = ord(ouch.TIF_DAY), ord(ouch.DISPLAY_VISIBLE), ord(ouch.CAPACITY_PRINCIPAL)
@@ -203,30 +224,40 @@ def _encode_cancel(ns, k, order_id):
 
 
 @njit(cache=True, nogil=True)
+def _post_only(ns, end):
+    """Append the PostOnly appendage to the message ending at ``end`` when the node posts only; its new end."""
+    if not ns.mi[NI_POST_ONLY]:
+        return end
+    ns.out[end] = 2  # one TagValue: length 2, PostOnly, "P"
+    ns.out[end + 1] = _TAG_POST_ONLY
+    ns.out[end + 2] = POST_ONLY_YES
+    put_be_nb(ns.out, end - _APPLEN_FROM_END, 3, 2)
+    return end + 3
+
+
+@njit(cache=True, nogil=True)
 def _encode_enter(ns, k, i, order_id, side, shares, price):
     pos = _begin(ns, k)
     n = ouch.encode_enter_order_nb(
         ns.out, pos, order_id, _SIDE_BUY if side == SIDE_BID else _SIDE_SELL, shares, ns.symbols[i], price,
         _TIF_DAY, _DISPLAY, _CAPACITY, _ISO, _CROSS, ns.cl_ord_id,
     )  # fmt: skip
-    end = pos + n
-    if ns.mi[NI_POST_ONLY]:  # one TagValue: length 2, PostOnly, "P"
-        ns.out[end] = 2
-        ns.out[end + 1] = _TAG_POST_ONLY
-        ns.out[end + 2] = POST_ONLY_YES
-        put_be_nb(ns.out, end - _APPLEN_FROM_END, 3, 2)
-        end += 3
-    return _written(ns, k, end)
+    return _written(ns, k, _post_only(ns, pos + n))
+
+
+@njit(cache=True, nogil=True)
+def _encode_replace(ns, k, old_id, order_id, shares, price):
+    pos = _begin(ns, k)
+    n = ouch.encode_replace_nb(ns.out, pos, old_id, order_id, shares, price, _TIF_DAY, _DISPLAY, _ISO, ns.cl_ord_id)
+    return _written(ns, k, _post_only(ns, pos + n))
 
 
 @njit(cache=True, nogil=True)
 def _cancel_all(ns, i, k):
     """Cancel every working order of instrument ``i`` not already being canceled."""
-    own = ns.own
-    for r in range(own.shape[1]):
-        if working_nb(own[i, r]) and _can_write(ns, k) and cancel_order_nb(own, i, r):
-            k = _encode_cancel(ns, k, own[i, r, OW_ID])
-            ns.inst[i, IN_CANCELS] += 1
+    for r in range(ns.own.shape[1]):
+        if working_nb(ns.own[i, r]) and _can_write(ns, k):
+            k = _cancel(ns, i, k, r)
     return k
 
 
@@ -260,32 +291,82 @@ def _quote(ns, tables, i, now_ns, k, quote):
         scratch[2, j] = open_units_nb(own, inst, j, -SIDE_BID)
     working = working_count_nb(own)
     pnl = pnl_nb(inst, money)
+    bid_cancel, bid_new = _requote(ns, i, count, SIDE_BID)
+    ask_cancel, ask_new = _requote(ns, i, count, -SIDE_BID)
     for a in range(count):
         if not _can_write(ns, k):
             break
+        if a in (bid_cancel, ask_cancel):  # goes out as the replace of the side's new order, next
+            continue
         if ns.actions[a, AC_KIND] == ACT_CANCEL:
-            r = ns.actions[a, AC_ROW]
-            if cancel_order_nb(own, i, r):
-                k = _encode_cancel(ns, k, own[i, r, OW_ID])
-                inst[i, IN_CANCELS] += 1
+            k = _cancel(ns, i, k, ns.actions[a, AC_ROW])
             stamp = _lap(ns, NI_ENCODE_NS, stamp)
             continue
         side = ns.actions[a, AC_SIDE]
         price = ns.actions[a, AC_PRICE]
         lots = ns.actions[a, AC_QTY]
+        old = ns.actions[bid_cancel, AC_ROW] if a == bid_new else ns.actions[ask_cancel, AC_ROW] if a == ask_new else -1
+        col = 1 if side == SIDE_BID else 2
+        freed = np.float64(own[i, old, OW_OPEN] * lot) if old >= 0 else 0.0  # a replaced order's quantity leaves
+        scratch[col, i] -= freed
+        others = working - 1 if old >= 0 else working  # a replace adds no working order
         reason = check_order_nb(ns.limits, ns.rstate, ns.risk_counts, ns.rlog, scratch[0], scratch[1], scratch[2], i,
-                                side, price * unit, np.float64(lots * lot), mid, working, pnl, now_ns, price,
+                                side, price * unit, np.float64(lots * lot), mid, others, pnl, now_ns, price,
                                 lots)  # fmt: skip
-        r = new_order_nb(own, ns.oc, i, side, price, lots, now_ns) if reason == RISK_OK else -1
+        if reason != RISK_OK:
+            r = -1
+        elif old >= 0:
+            r = replace_order_nb(own, ns.oc, i, old, price, lots, now_ns)
+        else:
+            r = new_order_nb(own, ns.oc, i, side, price, lots, now_ns)
         stamp = _lap(ns, NI_RISK_NS, stamp)
         if r < 0:
+            scratch[col, i] += freed
+            if old >= 0 and _can_write(ns, k):  # no replace: the old order still goes, as the plan asked
+                k = _cancel(ns, i, k, old)
+                stamp = _lap(ns, NI_ENCODE_NS, stamp)
             continue
-        k = _encode_enter(ns, k, i, own[i, r, OW_ID], side, lots * lot, price)
-        inst[i, IN_ORDERS] += 1
-        working += 1
-        scratch[1 if side == SIDE_BID else 2, i] += lots * lot
+        if old >= 0:
+            k = _encode_replace(ns, k, own[i, old, OW_ID], own[i, r, OW_ID], lots * lot, price)
+            inst[i, IN_REPLACES] += 1
+        else:
+            k = _encode_enter(ns, k, i, own[i, r, OW_ID], side, lots * lot, price)
+            inst[i, IN_ORDERS] += 1
+            working += 1
+        scratch[col, i] += lots * lot
         stamp = _lap(ns, NI_ENCODE_NS, stamp)
     return k
+
+
+@njit(cache=True, nogil=True)
+def _cancel(ns, i, k, r):
+    """Encode a Cancel Order for row ``r`` of instrument ``i`` unless it is not working or already canceling."""
+    if cancel_order_nb(ns.own, i, r):
+        k = _encode_cancel(ns, k, ns.own[i, r, OW_ID])
+        ns.inst[i, IN_CANCELS] += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _requote(ns, i, count, side):
+    """(cancel, new) action indices when the plan for ``side`` cancels exactly one order the exchange has
+    accepted and enters exactly one (a requote one Replace Order does), the node replacing; else (-1, -1)."""
+    cancel = new = -1
+    cancels = news = 0
+    for a in range(count):
+        if ns.actions[a, AC_SIDE] != side:
+            continue
+        if ns.actions[a, AC_KIND] == ACT_CANCEL:
+            cancels += 1
+            cancel = a
+        else:
+            news += 1
+            new = a
+    if ns.mi[NI_REPLACE] == 0 or cancels != 1 or news != 1:
+        return -1, -1
+    if ns.own[i, ns.actions[cancel, AC_ROW], OW_ORDER_STATE] not in (OS_LIVE, OS_PARTIAL):
+        return -1, -1
+    return cancel, new
 
 
 @njit(cache=True, nogil=True)

@@ -11,6 +11,15 @@ side's. ``OW_STATE`` keeps the coarse state ``plan_nb`` needs, ``OW_ORDER_STATE`
         └──X sent before A: PENDING_CANCEL (the A is still counted)      J on a cancel/replace: back to LIVE
                                         (the third refused cancel of one order writes it off as CANCELED)
 
+A replace (OUCH Replace Order) takes a new row (PENDING_NEW, ``OW_REPLACES`` = the old row, a new
+UserRefNum) and marks the old one PENDING_REPLACE. Order Replaced finishes the old row (REPLACED) and
+makes the new one LIVE with the quantity the exchange states; a Rejected on the new UserRefNum puts the
+old order back; executions of the old order before the Replaced count as usual, and when the old order
+finishes first (filled, or canceled by the exchange) the replacement can no longer happen: its row is
+closed (CANCELED) without waiting for an answer the exchange may never send. A Rejected on an order
+whose cancel went out before any accept answers the order itself, so it is a rejection, not a refused
+cancel.
+
 Every OUCH response (``feeds.ouch.RESPONSE_DTYPE`` rows) is reconciled by :func:`apply_responses_nb`:
 a UserRefNum we never sent (or whose row was reused) counts as *unknown*, a response that repeats a
 transition already made (a second accept, an execution with the same match number, a cancel of a
@@ -18,8 +27,11 @@ finished order) as *duplicate*; neither stops anything. Terminal rows keep their
 a new order needs the row, so late duplicates are still recognised.
 
 Positions are in lots per instrument (``inst[i, IN_POSITION]``); money in currency in ``money``:
-cash, realized PnL on an average-cost basis, the average price of the open position, the last mid;
-unrealized = position x (mid - average price).
+cash, realized PnL on an average-cost basis, the average price of the open position, the last mid,
+fees paid, and the fee rates; unrealized = position x (mid - average price). Fees are fractions of the
+traded value, as in the backtester (negative: a rebate): the maker rate for an execution whose OUCH
+liquidity flag says it added liquidity (``MAKER_FLAGS``), the taker rate for every other (removing,
+crosses); cash and realized PnL are net of them.
 """
 
 from __future__ import annotations
@@ -68,17 +80,22 @@ MAX_CANCEL_REJECTS = 3  # then the order is written off as gone (counted in OC_W
 
 # --- per-instrument integers: inst[i, IN_*] -------------------------------------------------------
 IN_LOCATE, IN_TICK, IN_LOT, IN_POSITION, IN_ORDERS, IN_CANCELS, IN_FILLS, IN_REJECTS, IN_CANCELED = range(9)
-IN_FILLED_LOTS, IN_ACCEPTED = 9, 10
-N_IN = 11
-# --- per-instrument money: money[i, MN_*] (currency) -----------------------------------------------
-MN_UNIT, MN_CASH, MN_REALIZED, MN_AVG_PRICE, MN_MID = range(5)
-N_MN = 5
+IN_FILLED_LOTS, IN_ACCEPTED, IN_REPLACES = 9, 10, 11  # IN_REPLACES: Replace Orders sent (IN_ORDERS: Enter Orders)
+N_IN = 12
+# --- per-instrument money: money[i, MN_*] (currency; the fee rates are fractions of traded value) ----
+MN_UNIT, MN_CASH, MN_REALIZED, MN_AVG_PRICE, MN_MID, MN_FEES, MN_MAKER_FEE, MN_TAKER_FEE = range(8)
+N_MN = 8
 # --- node counters: oc[OC_*] -----------------------------------------------------------------------
 OC_NEXT_ID, OC_UNKNOWN, OC_DUPLICATE, OC_RESPONSES, OC_BROKEN, OC_FULL_TABLE, OC_WRITTEN_OFF = range(7)
 N_OC = 7
 
 K_ACCEPTED, K_REPLACED, K_CANCELED, K_AIQ_CANCELED, K_EXECUTED, K_BROKEN, K_REJECTED = (ord(c) for c in "AUCDEBJ")
 FIRST_ORDER_ID = 1
+# OUCH 5.0 liquidity flags of executions that added liquidity (the maker fee applies; any other: taker):
+# A added, J non-displayed added, k midpoint added, u reserve (non-displayed) added, e retail added,
+# j retail price improving, 7 / 8 displayed adding that improves / sets the best quote, 0 supplemental,
+# N passive midpoint
+MAKER_FLAGS = tuple(ord(c) for c in "AJkuej780N")
 
 
 def new_orders(instruments: int, rows: int) -> np.ndarray:
@@ -182,12 +199,16 @@ def _finish(row, order_state):
 
 
 @njit(cache=True, nogil=True)
-def fill_nb(inst, money, i, side, lots, price):
-    """Book a fill of ``lots`` at ``price`` (currency): position, cash, realized PnL, average price."""
+def fill_nb(inst, money, i, side, lots, price, maker):
+    """Book a fill of ``lots`` at ``price`` (currency): position, cash, realized PnL, average price, and the
+    fee at the maker or taker rate (taken from cash and realized PnL)."""
     lot = inst[i, IN_LOT]
     signed = lots if side == SIDE_BID else -lots
     pos = inst[i, IN_POSITION]
-    money[i, MN_CASH] -= signed * lot * price
+    fee = lots * lot * price * (money[i, MN_MAKER_FEE] if maker else money[i, MN_TAKER_FEE])
+    money[i, MN_FEES] += fee
+    money[i, MN_CASH] -= signed * lot * price + fee
+    money[i, MN_REALIZED] -= fee
     if pos == 0 or (pos > 0) == (signed > 0):
         money[i, MN_AVG_PRICE] = (money[i, MN_AVG_PRICE] * abs(pos) + price * lots) / (abs(pos) + lots)
     else:
@@ -222,14 +243,31 @@ def pnl_nb(inst, money):
 
 
 @njit(cache=True, nogil=True)
+def _restore_replaced(own, i, r):
+    """A replacement (row ``r``) will not happen: the order it was to replace stays as it is."""
+    old = own[i, r, OW_REPLACES]
+    own[i, r, OW_REPLACES] = -1
+    if old >= 0 and own[i, old, OW_ORDER_STATE] == OS_PENDING_REPLACE:
+        own[i, old, OW_STATE] = LS_LIVE
+        own[i, old, OW_ORDER_STATE] = OS_PARTIAL if own[i, old, OW_FILLED] > 0 else OS_LIVE
+
+
+@njit(cache=True, nogil=True)
+def _drop_replacement(own, i, old):
+    """Row ``old`` finished while being replaced: its replacement can no longer happen, close its row."""
+    for r in range(own.shape[1]):
+        if own[i, r, OW_REPLACES] == old and own[i, r, OW_STATE] != LS_DONE and own[i, r, OW_EXCH_REF] == 0:
+            own[i, r, OW_REPLACES] = -1
+            _finish(own[i, r], OS_CANCELED)
+
+
+@njit(cache=True, nogil=True)
 def _on_reject(own, oc, inst, i, r):
     row = own[i, r]
     state = row[OW_ORDER_STATE]
-    if state == OS_PENDING_NEW:
-        old = row[OW_REPLACES]
-        if old >= 0 and own[i, old, OW_ORDER_STATE] == OS_PENDING_REPLACE:  # the replace failed: the old order stays
-            own[i, old, OW_STATE] = LS_LIVE
-            own[i, old, OW_ORDER_STATE] = OS_PARTIAL if own[i, old, OW_FILLED] > 0 else OS_LIVE
+    if state == OS_PENDING_NEW or (state == OS_PENDING_CANCEL and row[OW_EXCH_REF] == 0):
+        # the order (or replace) itself was refused; a cancel sent before any accept is answered after it
+        _restore_replaced(own, i, r)
         _finish(row, OS_REJECTED)
         inst[i, IN_REJECTS] += 1
     elif state == OS_PENDING_CANCEL:  # the cancel was refused: the order lives on, if anything is left
@@ -269,8 +307,10 @@ def apply_response_nb(own, oc, inst, money, rsp):
             row[OW_ORDER_STATE] = OS_LIVE
         old = row[OW_REPLACES]
         if kind == K_REPLACED and old >= 0:
-            _finish(own[i, old], OS_REPLACED)
             row[OW_REPLACES] = -1
+            row[OW_OPEN] = np.int64(rsp.qty) // lot  # the replacement's open size is what the exchange says
+            if own[i, old, OW_ORDER_STATE] == OS_PENDING_REPLACE:
+                _finish(own[i, old], OS_REPLACED)
     elif kind == K_EXECUTED:
         match = np.int64(rsp.match_number)
         if row[OW_STATE] == LS_DONE or match == row[OW_LAST_MATCH]:
@@ -278,11 +318,13 @@ def apply_response_nb(own, oc, inst, money, rsp):
             return i
         row[OW_LAST_MATCH] = match
         lots = min(np.int64(rsp.qty) // lot, row[OW_OPEN])
-        fill_nb(inst, money, i, row[OW_SIDE], lots, rsp.price * money[i, MN_UNIT])
+        fill_nb(inst, money, i, row[OW_SIDE], lots, rsp.price * money[i, MN_UNIT], rsp.liquidity_flag in MAKER_FLAGS)
         row[OW_FILLED] += lots
         row[OW_OPEN] -= lots
         if row[OW_OPEN] <= 0:
             _finish(row, OS_FILLED)
+            if state == OS_PENDING_REPLACE:
+                _drop_replacement(own, i, r)
         elif state in (OS_PENDING_NEW, OS_LIVE):
             row[OW_STATE] = LS_LIVE
             row[OW_ORDER_STATE] = OS_PARTIAL
@@ -294,6 +336,8 @@ def apply_response_nb(own, oc, inst, money, rsp):
         if row[OW_OPEN] <= 0:
             _finish(row, OS_CANCELED)
             inst[i, IN_CANCELED] += 1
+            if state == OS_PENDING_REPLACE:
+                _drop_replacement(own, i, r)
     elif kind == K_BROKEN:
         oc[OC_BROKEN] += 1  # a broken trade: counted for the operator; positions are not rewound
     elif row[OW_ORDER_STATE] == OS_REJECTED:

@@ -461,6 +461,7 @@ class OrderEntryServer:
         row = self._next_request(session, REQ_REPLACE, urn)
         row["price"] = min(int(fields["price"]), PRICE_MAX + 1)
         row["qty"] = int(fields["quantity"])
+        row["post_only"] = (ouch.TAG_POST_ONLY, POST_ONLY_YES) in fields["appendage"]  # as on an Enter Order
         session.batch_kinds[urn] = REQ_REPLACE
         if old is None:
             session.pending[urn] = _Order("", "", "", "", "", "", "", cl_ord_id, orig_user_ref_num=orig)

@@ -1,8 +1,10 @@
 """Pre-trade risk: the checks every new order of a trading node passes before it is encoded.
 
-The node's compiled loop calls :func:`check_order_nb` for each order the strategy wants and encodes
-only the orders it passes; there is no other way to an OUCH Enter Order (``engine.node`` encodes
-inside the same function, after the check). Cancels are never stopped: they only reduce risk.
+The node's compiled loop calls :func:`check_order_nb` for each order the strategy wants (a new one, or
+the replacement of a working one) and encodes only the orders it passes; there is no other way to an
+OUCH Enter Order or Replace Order (``engine.node_nb`` encodes inside the same function, after the
+check; a replacement is checked with the quantity of the order it replaces out of the working orders).
+Cancels are never stopped: they only reduce risk.
 
 Checks, in order (the first that fails names the rejection; ``RISK_REASONS`` holds the names the
 metrics block exports):

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine import oms
 from engine.journal import KIND_RESPONSE, KIND_SENT, read_journal
 from engine.node import CT_PID, CT_SLOTS, CT_STATE, ST_RUNNING
+from feeds import ouch
 from tests.conftest import step_until
 from tests.integration.test_simexchange import free_port, free_tcp_port
 
@@ -31,7 +33,8 @@ SETTLE_S = 1.5  # after the kill switch: long enough for any order already decid
 STOP_S = 90.0
 POLL_S = 0.25
 MAX_POLLS = 4000  # enough 0.25 s polls to reach START_S
-REPORT_KEYS = ("orders", "fills", "position", "pnl", "risk_rejections", "t2t_p50_ns", "t2t_p99_ns")
+REPORT_KEYS = ("orders", "fills", "position", "pnl", "fees", "risk_rejections", "t2t_p50_ns", "t2t_p99_ns")
+MAKER_FEE, TAKER_FEE = -0.0002, 0.0003  # a rebate for adding liquidity, a fee for taking it
 
 
 def config_text(tmp: Path, max_order_qty: float = 500) -> str:
@@ -48,6 +51,8 @@ port = {free_tcp_port()}
 [risk]
 max_position = 1000
 max_order_qty = {max_order_qty}
+[capture]
+enabled = true
 [[instruments]]
 symbol = "AAA"
 [[instruments]]
@@ -60,6 +65,8 @@ strategy = "touch"
 symbols = ["AAA", "BBB"]
 idle = "backoff"
 params = {{ order_qty = 1, max_position = 50, interval_ns = 0 }}
+maker_fee = {MAKER_FEE}
+taker_fee = {TAKER_FEE}
 """
 
 
@@ -84,6 +91,7 @@ class Session:
     scrapes: dict[str, str]
     kill_output: str
     leftovers: list[str]
+    runtime: Path
 
 
 class Daemon:
@@ -100,6 +108,16 @@ class Daemon:
                 hftmm("live", "--config", str(self.config), "--duration", "600", "--report", str(self.report_path)),
                 cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
             )  # fmt: skip
+
+    def replaced(self) -> int:
+        """Order Replaced messages the node's journal file holds so far (the daemon writes it as it runs)."""
+        files = list((self.config.parent / "run" / "journal").glob("*.arrow"))
+        if not files:
+            return 0
+        table = read_journal(files[0])
+        kinds = table.column("kind").to_numpy()
+        return sum(blob[0] == ord("U") for blob, kind in zip(table.column("data").to_pylist(), kinds, strict=True)
+                   if kind == KIND_RESPONSE)  # fmt: skip
 
     def scrape(self) -> str:
         try:
@@ -124,7 +142,8 @@ class Daemon:
         report = json.loads(self.report_path.read_text()) if self.report_path.exists() else {}
         pid = str(self.proc.pid)
         leftovers = [name for name in os.listdir("/dev/shm") if f"-{pid}-" in name or name.endswith(f"-{pid}")]
-        return Session(self.proc.returncode, out, self.stderr_path.read_text(), report, scrapes, kill_output, leftovers)
+        return Session(self.proc.returncode, out, self.stderr_path.read_text(), report, scrapes, kill_output, leftovers,
+                       self.config.parent / "run")  # fmt: skip
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -134,10 +153,11 @@ class Daemon:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    """One live session: trade until orders and fills show on /metrics, ``hftmm kill``, SIGTERM."""
+    """One live session: trade until orders and fills show on /metrics and a requote was replaced,
+    ``hftmm kill``, SIGTERM."""
     daemon = Daemon(tmp_path_factory.mktemp("live"))
     try:
-        daemon.wait_for(lambda b: metric(b, "hftmm_orders_filled_total") >= 2, START_S)
+        daemon.wait_for(lambda b: metric(b, "hftmm_orders_filled_total") >= 2 and daemon.replaced() > 0, START_S)
         trading = daemon.scrape()
         killed = subprocess.run(hftmm("kill", "--config", str(daemon.config)), cwd=REPO, capture_output=True,
                                 text=True, timeout=STOP_S)  # fmt: skip
@@ -187,7 +207,7 @@ def test_sigterm_shuts_down_cleanly_with_the_report(session: Session) -> None:
     assert session.returncode == 0 and "Traceback" not in session.stderr
     for key in REPORT_KEYS:
         assert key in session.report, key
-    for key in ("orders", "fills", "position", "pnl"):
+    for key in ("orders", "fills", "position", "pnl", "fees"):
         assert set(session.report[key]) == {"AAA", "BBB"}
     assert "tick-to-trade" in session.stdout and "AAA" in session.stdout
     assert session.leftovers == []
@@ -235,6 +255,99 @@ def test_the_journal_holds_every_order_sent_and_every_response(session: Session)
     sent = [blob[1] for blob, kind in zip(table.column("data").to_pylist(), kinds, strict=True) if kind == KIND_SENT]
     assert sent.count(ord("O")) == sum(session.report["orders"].values())
     assert (kinds == KIND_RESPONSE).sum() == node["responses"]
+
+
+def journal_messages(session: Session) -> tuple[list[dict], np.ndarray]:
+    """The node's journal: the OUCH messages it sent (decoded) and the responses it received (rows)."""
+    table = read_journal(session.report["nodes"]["mm-1"]["journal"]["file"])
+    blobs = table.column("data").to_pylist()
+    kinds = table.column("kind").to_numpy()
+    sent = [ouch.decode(ouch.INBOUND, blob[1:]) for blob, kind in zip(blobs, kinds, strict=True) if kind == KIND_SENT]
+    rows = [np.frombuffer(blob, ouch.RESPONSE_DTYPE) for blob, kind in zip(blobs, kinds, strict=True)
+            if kind == KIND_RESPONSE]  # fmt: skip
+    return sent, np.concatenate(rows)
+
+
+def test_requotes_go_out_as_replace_orders_the_exchange_confirms(session: Session) -> None:
+    sent, responses = journal_messages(session)
+    replaces = [m for m in sent if m["message_type"] == "U"]
+    assert replaces and all(m["orig_user_ref_num"] < m["user_ref_num"] for m in replaces)
+    replaced = responses[responses["kind"] == ord("U")]
+    assert len(replaced) > 0 and set(replaced["user_ref_num"]) <= {m["user_ref_num"] for m in replaces}
+    # the positions test above holds with them: the exchange's executions of replaced orders are ours too
+
+
+def test_fees_are_the_fee_rates_times_the_value_of_each_execution(session: Session) -> None:
+    sent, responses = journal_messages(session)
+    symbol_of = {}
+    for m in sent:  # Enter Orders name their symbol; a replacement trades its original's
+        if m["message_type"] == "O":
+            symbol_of[m["user_ref_num"]] = m["symbol"]
+        elif m["message_type"] == "U":
+            symbol_of[m["user_ref_num"]] = symbol_of[m["orig_user_ref_num"]]
+    expected = {"AAA": 0.0, "BBB": 0.0}
+    executions = responses[responses["kind"] == ord("E")]
+    assert len(executions) == sum(session.report["fills"].values())
+    for e in executions:
+        rate = MAKER_FEE if e["liquidity_flag"] in oms.MAKER_FLAGS else TAKER_FEE
+        expected[symbol_of[int(e["user_ref_num"])]] += rate * int(e["qty"]) * int(e["price"]) * 1e-4
+    assert session.report["fees"] == pytest.approx(expected, abs=1e-5)
+    assert any(session.report["fees"].values())
+
+
+def replay_capture(path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """``hftmm backtest --data CAPTURE --json``, as a user checks a session; its exit and JSON."""
+    done = subprocess.run(hftmm("backtest", "--data", str(path), "--json"), cwd=REPO, capture_output=True, text=True,
+                          timeout=START_S)  # fmt: skip
+    return done, json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+def test_the_session_capture_replays_to_the_same_decisions(session: Session) -> None:
+    """Live/backtest parity: the node's capture, replayed through the same decoder, step and strategy with the
+    recorded responses, sees the same book at every step and writes the same orders, byte for byte; and its
+    figures are the live session's."""
+    (capture,) = session.runtime.glob("capture/mm-1-*.capture.arrow")
+    done, out = replay_capture(capture)
+    assert done.returncode == 0, (done.stderr[-2000:], out.get("parity"))
+    assert done.stderr == ""
+    parity = out["parity"]
+    assert parity["same_decisions"] and parity["first_mismatch"] is None
+    assert parity["orders_recorded"] == parity["orders_replayed"] > 0
+    assert parity["book_mismatches"] == 0 == parity["order_mismatches"]
+    report = session.report
+    for symbol in ("AAA", "BBB"):
+        figures = out["symbols"][symbol]
+        assert figures["orders"] == report["orders"][symbol] and figures["fills"] == report["fills"][symbol]
+        assert figures["position"] == report["position"][symbol]
+        assert figures["pnl"] == pytest.approx(report["pnl"][symbol], abs=1e-9)
+        assert figures["fees"] == pytest.approx(report["fees"][symbol], abs=1e-9)
+    assert out["events"] > 0 and out["strategy"] == "touch" and out["symbol"] == "AAA"
+    assert out["orders"] == report["orders"]["AAA"]
+
+
+def test_a_capture_that_disagrees_with_its_replay_is_reported(session: Session, tmp_path: Path) -> None:
+    """The same capture with one recorded order altered (its last byte): the replay must say the decisions
+    differ, at that step, and exit 1."""
+    import pyarrow as pa
+
+    from engine.capture import K_ORDER
+
+    (capture,) = session.runtime.glob("capture/mm-1-*.capture.arrow")
+    with pa.ipc.open_stream(pa.memory_map(str(capture))) as reader:
+        table = reader.read_all()
+    data = table.column("data").to_pylist()
+    first = table.column("kind").to_pylist().index(K_ORDER)
+    data[first] = data[first][:-1] + bytes([data[first][-1] ^ 1])
+    table = table.set_column(table.schema.get_field_index("data"), "data", pa.array(data, pa.binary()))
+    altered = tmp_path / "altered.capture.arrow"
+    with pa.ipc.new_stream(str(altered), table.schema) as writer:
+        writer.write_table(table)
+    done, out = replay_capture(altered)
+    assert done.returncode == 1, done.stderr[-2000:]
+    parity = out["parity"]
+    assert not parity["same_decisions"] and parity["order_mismatches"] >= 1
+    assert parity["first_mismatch"]["what"] == "orders"
+    assert parity["first_mismatch"]["step"] == table.column("step")[first].as_py()
 
 
 def test_a_node_killed_mid_session_is_restarted_from_its_journal(tmp_path: Path) -> None:

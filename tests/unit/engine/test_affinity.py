@@ -207,3 +207,17 @@ def test_cpu_pair_takes_the_two_highest_allowed_cpus_or_checks_the_requested_one
     assert cpu_pair((0, 2), {0, 1, 2}) == (0, 2)
     with pytest.raises(ValueError, match="CPU 7"):
         cpu_pair((0, 7), {0, 1})
+
+
+def test_normal_priority_undoes_the_niceness_ray_gives_its_workers() -> None:
+    code = (
+        "import os; from engine.affinity import normal_priority; "
+        "note = normal_priority(); print(note, '|', os.getpriority(os.PRIO_PROCESS, 0))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], preexec_fn=lambda: os.nice(15), capture_output=True,
+                          text=True, timeout=60, cwd=REPO)  # fmt: skip
+    note, niceness = done.stdout.strip().split(" | ")
+    if note == "niceness 15 -> 0":
+        assert niceness == "0"
+    else:  # without CAP_SYS_NICE the process stays where it was, and says why
+        assert (note, niceness) == ("niceness 15 (lowering it needs CAP_SYS_NICE)", "15")

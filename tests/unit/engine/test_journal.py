@@ -22,7 +22,23 @@ from engine.journal import (
     rebuild,
 )
 from engine.node import NodeInstrument, NodeSpec, fresh_tables
-from engine.oms import IN_CANCELS, IN_FILLS, IN_ORDERS, IN_POSITION, OC_NEXT_ID, find_order_nb, working_count_nb
+from engine.oms import (
+    IN_CANCELS,
+    IN_FILLS,
+    IN_ORDERS,
+    IN_POSITION,
+    IN_REPLACES,
+    MN_CASH,
+    MN_FEES,
+    MN_REALIZED,
+    OC_NEXT_ID,
+    OS_PENDING_NEW,
+    OS_PENDING_REPLACE,
+    OS_REPLACED,
+    OW_ORDER_STATE,
+    find_order_nb,
+    working_count_nb,
+)
 from engine.orderentry import Port
 from engine.quoting_nb import LS_LIVE, LS_PENDING_CANCEL, OW_STATE
 from engine.risk import RiskConfig
@@ -32,12 +48,12 @@ from tests.unit.engine.test_oms import response
 LOT = 100
 
 
-def _spec() -> NodeSpec:
+def _spec(maker_fee: float = 0.0, taker_fee: float = 0.0) -> NodeSpec:
     return NodeSpec(
         name="j", strategy="touch", params={}, instruments=(NodeInstrument("AAA", 1, 100, LOT),),
         md_bind=("127.0.0.1", 0), multicast_group="", retransmit=("127.0.0.1", 9), aeron_dir="",
         port=Port("T", "p", "aeron:ipc", 1, "aeron:ipc", 2), risk=RiskConfig(), metrics_block="m", control_block="c",
-        first_order_id=500,
+        first_order_id=500, maker_fee=maker_fee, taker_fee=taker_fee,
     )  # fmt: skip
 
 
@@ -45,6 +61,13 @@ def _enter(urn: int, side: str, shares: int, price: int) -> bytes:
     message = ouch.encode(ouch.INBOUND, "O", user_ref_num=urn, side=side, quantity=shares, symbol="AAA", price=price,
                           time_in_force="0", display="Y", capacity="P", intermarket_sweep_eligibility="N",
                           cross_type="N", cl_ord_id="")  # fmt: skip
+    return b"U" + message
+
+
+def _replace(orig: int, urn: int, shares: int, price: int) -> bytes:
+    message = ouch.encode(ouch.INBOUND, "U", orig_user_ref_num=orig, user_ref_num=urn, quantity=shares, price=price,
+                          time_in_force="0", display="Y", intermarket_sweep_eligibility="N", cl_ord_id="",
+                          appendage=[(ouch.TAG_POST_ONLY, b"P")])  # fmt: skip
     return b"U" + message
 
 
@@ -138,3 +161,33 @@ def test_rebuild_keeps_a_later_first_id_than_the_journal_holds() -> None:
     own, oc, inst, money = fresh_tables(_spec())  # first_order_id 500
     got = rebuild(pa.Table.from_batches([ring.drain()]), own, oc, inst, money, ["AAA"])
     assert got.oc[OC_NEXT_ID] == 500 and working_count_nb(got.own) == 1
+
+
+def _state(got, urn: int) -> int:
+    i, r = find_order_nb(got.own, np.int64(urn))
+    return int(got.own[i, r, OW_ORDER_STATE])
+
+
+def test_rebuild_replays_replaces_and_charges_the_fees_again() -> None:
+    maker, taker = -0.0002, 0.0003
+    ring = JournalRing.private(capacity=64)
+    _sent(ring, _enter(500, "B", 2 * LOT, 999_900))
+    _sent(ring, _enter(501, "S", LOT, 1_000_100))
+    ring.append_responses(np.concatenate([response("A", 500, 2 * LOT, 999_900), response("A", 501, LOT, 1_000_100)]),
+                          first_seq=1, ts_ns=2)  # fmt: skip
+    _sent(ring, _replace(500, 502, 2 * LOT, 1_000_000))  # the bid requoted a cent higher
+    _sent(ring, _replace(501, 503, LOT, 1_000_200))  # the ask too; its answer never reached the journal
+    answers = [response("U", 502, 2 * LOT, 1_000_000, orig=500), response("E", 502, LOT, 1_000_000, match=1),
+               response("E", 502, LOT, 1_000_000, match=2, liquidity="R")]  # fmt: skip
+    ring.append_responses(np.concatenate(answers), first_seq=3, ts_ns=3)
+    own, oc, inst, money = fresh_tables(_spec(maker, taker))
+    got = rebuild(pa.Table.from_batches([ring.drain()]), own, oc, inst, money, ["AAA"])
+    assert got.inst[0, IN_REPLACES] == 2 and got.inst[0, IN_ORDERS] == 2 and got.oc[OC_NEXT_ID] == 504
+    assert _state(got, 500) == OS_REPLACED and _state(got, 501) == OS_PENDING_REPLACE
+    assert _state(got, 503) == OS_PENDING_NEW and working_count_nb(got.own) == 2  # 501 or 503 may still trade
+    assert got.inst[0, IN_POSITION] == 2 and got.inst[0, IN_FILLS] == 2  # the replacement filled, maker then taker
+    value = LOT * 100.0
+    assert got.money[0, MN_FEES] == pytest.approx(value * maker + value * taker)
+    assert got.money[0, MN_CASH] == pytest.approx(-2 * value - got.money[0, MN_FEES])
+    assert got.money[0, MN_REALIZED] == pytest.approx(-got.money[0, MN_FEES])
+    assert got.next_sequence == 6

@@ -26,9 +26,9 @@ from engine.node import (
     completed_probes,
     load_kernel,
 )
-from engine.oms import OC_UNKNOWN
+from engine.oms import IN_ORDERS, IN_REPLACES, OC_UNKNOWN, OS_LIVE, OS_REPLACED, OW_ORDER_STATE, find_order_nb
 from engine.orderentry import Port
-from engine.risk import R_KILL_SWITCH, R_ORDER_QTY, RISK_REASONS, RS_KILLED, RiskConfig
+from engine.risk import R_KILL_SWITCH, R_ORDER_QTY, R_ORDER_RATE, R_POSITION, RISK_REASONS, RS_KILLED, RiskConfig
 from feeds import ouch
 from strategies import get_strategy
 from tests.unit.engine.test_oms import response
@@ -41,13 +41,15 @@ _NAMES = itertools.count()
 class Harness:
     """One node's state with its blocks, a book, and helpers to step it."""
 
-    def __init__(self, risk: RiskConfig, interval_ns: int = 0, journal_capacity: int = 1024) -> None:
+    def __init__(self, risk: RiskConfig, interval_ns: int = 0, journal_capacity: int = 1024,
+                 replace: bool = True) -> None:  # fmt: skip
         tag = f"test-{os.getpid()}-{next(_NAMES)}"
         self.spec = NodeSpec(
             name=tag, strategy="touch", params={"order_qty": QTY, "max_position": 1000, "interval_ns": interval_ns},
             instruments=(NodeInstrument("AAA", 1, 100, 1),), md_bind=("127.0.0.1", 0), multicast_group="",
             retransmit=("127.0.0.1", 9), aeron_dir="", port=Port("T", "p", "aeron:ipc", 1, "aeron:ipc", 2),
             risk=risk, metrics_block=f"hftmm-metrics-{tag}", control_block=f"hftmm-control-{tag}", first_order_id=50,
+            replace=replace,
         )  # fmt: skip
         self.block = MetricsBlock.create(tag, ["AAA"], STAGES, RISK_REASONS, name=self.spec.metrics_block)
         self.control = ControlBlock(self.spec.control_block, create=True)
@@ -200,5 +202,67 @@ def test_with_an_interval_the_strategy_runs_once_per_interval_and_on_the_timer()
             node.step(touch_events(10 + 2 * j) if j % 2 else None)
         assert node.ns.mi[k.NI_CALLS] == 2
         assert node.ns.mi[k.NI_NEXT_WAKE] == node.ns.next_call[0] > node.now
+    finally:
+        node.close()
+
+
+def better_bid(order_id: int = 10) -> np.ndarray:
+    """A bid one cent above BID joining the book: the touch strategy requotes its bid there."""
+    events = touch_events(order_id)[:1].copy()
+    events["price"] = BID + 100
+    return events
+
+
+def accepted(node: Harness) -> None:
+    node.step(touch_events())
+    node.step(responses=np.concatenate([response("A", 50, QTY, BID), response("A", 51, QTY, ASK)]))
+
+
+def test_a_requote_of_an_accepted_order_is_one_replace_order(node: Harness) -> None:
+    accepted(node)
+    [message] = node.step(better_bid())
+    assert message["message_type"] == "U" and (message["orig_user_ref_num"], message["user_ref_num"]) == (50, 52)
+    assert (message["price"], message["quantity"]) == (BID + 100, QTY)
+    assert (ouch.TAG_POST_ONLY, b"P") in message["appendage"]
+    assert node.ns.inst[0, IN_REPLACES] == 1 and node.ns.inst[0, IN_ORDERS] == 2
+    node.step(responses=response("U", 52, QTY, BID + 100, orig=50))
+    own = node.ns.own
+    assert own[find_order_nb(own, np.int64(50))][OW_ORDER_STATE] == OS_REPLACED
+    assert own[find_order_nb(own, np.int64(52))][OW_ORDER_STATE] == OS_LIVE
+
+
+def test_a_requote_before_the_accept_or_without_replace_is_cancel_then_enter() -> None:
+    for replace, accept in ((True, False), (False, True)):
+        node = Harness(RiskConfig(), replace=replace)
+        try:
+            if accept:
+                accepted(node)
+            else:
+                node.step(touch_events())
+            messages = node.step(better_bid())
+            assert [(m["message_type"], m["user_ref_num"]) for m in messages] == [("X", 50), ("O", 52)]
+            assert node.ns.inst[0, IN_REPLACES] == 0
+        finally:
+            node.close()
+
+
+def test_the_replaced_orders_quantity_leaves_the_worst_case_position() -> None:
+    for replace, sent in ((True, ["U"]), (False, ["X"])):
+        node = Harness(RiskConfig(max_position=1.5 * QTY), replace=replace)
+        try:
+            accepted(node)
+            assert [m["message_type"] for m in node.step(better_bid())] == sent
+            # cancel + enter: the old bid still counts while its cancel is on its way, so the new one would exceed
+            assert node.block.risk_rejections[0, R_POSITION] == (0 if replace else 1)
+        finally:
+            node.close()
+
+
+def test_a_replace_risk_refuses_still_cancels_the_old_order() -> None:
+    node = Harness(RiskConfig(max_orders_per_s=2))  # the first two orders take the whole bucket
+    try:
+        accepted(node)
+        assert [(m["message_type"], m["user_ref_num"]) for m in node.step(better_bid())] == [("X", 50)]
+        assert node.block.risk_rejections[0, R_ORDER_RATE] == 1 and node.ns.inst[0, IN_REPLACES] == 0
     finally:
         node.close()

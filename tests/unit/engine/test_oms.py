@@ -15,8 +15,11 @@ from engine.oms import (
     IN_REJECTS,
     MN_AVG_PRICE,
     MN_CASH,
+    MN_FEES,
+    MN_MAKER_FEE,
     MN_MID,
     MN_REALIZED,
+    MN_TAKER_FEE,
     MN_UNIT,
     N_IN,
     N_MN,
@@ -35,6 +38,7 @@ from engine.oms import (
     OS_REPLACED,
     OW_EXCH_REF,
     OW_ORDER_STATE,
+    OW_REPLACES,
     apply_response_nb,
     cancel_order_nb,
     new_counters,
@@ -52,10 +56,13 @@ LOT = 10
 PRICE = 1_000_000  # $100 in 1e-4 units
 
 
-def response(kind: str, order_id: int, qty: int = 0, price: int = 0, match: int = 0, orig: int = 0) -> np.ndarray:
-    """One OUCH response row as the order-entry client decodes it (exchange order reference 7)."""
+def response(kind: str, order_id: int, qty: int = 0, price: int = 0, match: int = 0, orig: int = 0,
+             liquidity: str = "A") -> np.ndarray:  # fmt: skip
+    """One OUCH response row as the order-entry client decodes it (exchange order reference 7; executions
+    carry the liquidity flag)."""
     rsp = ouch.empty_responses(1)
     rsp["kind"] = ord(kind)
+    rsp["liquidity_flag"] = ord(liquidity) if kind == "E" else 0
     rsp["user_ref_num"] = order_id
     rsp["orig_user_ref_num"] = orig
     rsp["qty"] = qty
@@ -83,10 +90,10 @@ class Desk:
         return row
 
     def respond(self, kind: str, order_id: int, qty: int = 0, price: int = PRICE, match: int | None = None,
-                orig: int = 0) -> int:  # fmt: skip
+                orig: int = 0, liquidity: str = "A") -> int:  # fmt: skip
         if kind == "E":
             self.match += 1
-        rsp = response(kind, order_id, qty, price, self.match if match is None else match, orig)
+        rsp = response(kind, order_id, qty, price, self.match if match is None else match, orig, liquidity)
         return apply_response_nb(self.own, self.oc, self.inst, self.money, rsp[0])
 
     def state(self, row: int, i: int = 0) -> tuple[int, int]:
@@ -221,3 +228,103 @@ def test_open_units_count_working_orders_of_one_side() -> None:
     assert open_units_nb(desk.own, desk.inst, 0, SIDE_BID) == 20.0
     assert open_units_nb(desk.own, desk.inst, 0, SIDE_ASK) == 40.0
     assert open_units_nb(desk.own, desk.inst, 1, SIDE_BID) == 30.0
+
+
+def test_fees_at_the_maker_rate_when_the_execution_added_liquidity_else_the_taker_rate() -> None:
+    desk = Desk()
+    desk.money[0, MN_MAKER_FEE] = -0.0002  # a rebate
+    desk.money[0, MN_TAKER_FEE] = 0.0003
+    desk.new(SIDE_BID, 2)
+    desk.respond("A", 100)
+    desk.respond("E", 100, 2 * LOT, PRICE, liquidity="A")  # bought 20 units at $100 adding liquidity: 0.4 rebate
+    assert desk.money[0, MN_FEES] == pytest.approx(-0.4)
+    assert desk.money[0, MN_CASH] == pytest.approx(-2000.0 + 0.4) and desk.money[0, MN_REALIZED] == pytest.approx(0.4)
+    desk.new(SIDE_ASK, 1, PRICE + 500)
+    desk.respond("A", 101)
+    desk.respond("E", 101, LOT, PRICE + 500, liquidity="R")  # sold 10 at $100.05 taking: 1000.5 x 0.0003
+    desk.new(SIDE_ASK, 1, PRICE + 500)
+    desk.respond("A", 102)
+    desk.respond("E", 102, LOT, PRICE + 500, liquidity="J")  # non-displayed, added: the maker rate again
+    fees = -0.4 + 1000.5 * 0.0003 - 1000.5 * 0.0002
+    assert desk.money[0, MN_FEES] == pytest.approx(fees)
+    assert desk.inst[0, IN_POSITION] == 0
+    assert desk.money[0, MN_REALIZED] == pytest.approx(20 * 0.05 - fees)  # net of fees
+    assert desk.money[0, MN_CASH] == pytest.approx(desk.money[0, MN_REALIZED])  # flat: cash is the PnL
+    assert pnl_nb(desk.inst, desk.money) == pytest.approx(1.0 - fees)
+
+
+def test_a_cross_execution_pays_the_taker_rate() -> None:
+    desk = Desk()
+    desk.money[0, MN_MAKER_FEE] = -0.0002
+    desk.money[0, MN_TAKER_FEE] = 0.0003
+    desk.new(SIDE_BID, 1)
+    desk.respond("A", 100)
+    desk.respond("E", 100, LOT, PRICE, liquidity="C")  # the closing cross
+    assert desk.money[0, MN_FEES] == pytest.approx(1000.0 * 0.0003)
+
+
+def test_replaced_takes_the_open_size_the_exchange_states_and_counts_open_units_once() -> None:
+    desk = Desk()
+    old = desk.new(lots=3)
+    desk.respond("A", 100, 3 * LOT)
+    new = replace_order_nb(desk.own, desk.oc, 0, old, PRICE - 100, 2, 0)
+    assert desk.id(new) == 101 and desk.own[0, new, OW_REPLACES] == old
+    assert open_units_nb(desk.own, desk.inst, 0, SIDE_BID) == 50.0  # until the exchange answers: either may fill
+    desk.respond("U", 101, 2 * LOT, PRICE - 100, orig=100)
+    assert desk.state(old) == (LS_DONE, OS_REPLACED) and desk.state(new) == (LS_LIVE, OS_LIVE)
+    assert desk.own[0, new, OW_OPEN] == 2 and desk.own[0, new, OW_REPLACES] == -1
+    assert open_units_nb(desk.own, desk.inst, 0, SIDE_BID) == 20.0 and working_count_nb(desk.own) == 1
+    desk.respond("U", 101, 2 * LOT, PRICE - 100, orig=100)  # the same Replaced again
+    assert desk.oc[OC_DUPLICATE] == 1
+    assert desk.state(old) == (LS_DONE, OS_REPLACED) and desk.state(new) == (LS_LIVE, OS_LIVE)
+
+
+def test_a_rejected_replace_leaves_the_partly_filled_order_as_it_was() -> None:
+    desk = Desk()
+    old = desk.new(lots=3)
+    desk.respond("A", 100, 3 * LOT)
+    desk.respond("E", 100, LOT)
+    new = replace_order_nb(desk.own, desk.oc, 0, old, PRICE - 100, 3, 0)
+    desk.respond("J", 101)
+    assert desk.state(old) == (LS_LIVE, OS_PARTIAL) and desk.own[0, old, OW_OPEN] == 2
+    assert desk.state(new) == (LS_DONE, OS_REJECTED) and desk.inst[0, IN_REJECTS] == 1
+    assert working_count_nb(desk.own) == 1
+
+
+def test_executions_of_the_old_order_before_the_replaced_still_count() -> None:
+    desk = Desk()
+    old = desk.new(lots=3)
+    desk.respond("A", 100, 3 * LOT)
+    new = replace_order_nb(desk.own, desk.oc, 0, old, PRICE - 100, 3, 0)
+    desk.respond("E", 100, LOT)  # crossed the replace on the way
+    assert desk.state(old) == (LS_PENDING_CANCEL, OS_PENDING_REPLACE) and desk.inst[0, IN_POSITION] == 1
+    desk.respond("U", 101, 3 * LOT, PRICE - 100, orig=100)
+    assert desk.state(old) == (LS_DONE, OS_REPLACED) and desk.state(new) == (LS_LIVE, OS_LIVE)
+    desk.respond("E", 101, 3 * LOT, PRICE - 100)
+    assert desk.inst[0, IN_POSITION] == 4 and desk.inst[0, IN_FILLS] == 2 and working_count_nb(desk.own) == 0
+
+
+@pytest.mark.parametrize("finish", ["E", "C"])
+def test_an_old_order_that_finishes_before_its_replace_takes_the_replacement_with_it(finish: str) -> None:
+    desk = Desk()
+    old = desk.new(lots=3)
+    desk.respond("A", 100, 3 * LOT)
+    new = replace_order_nb(desk.own, desk.oc, 0, old, PRICE - 100, 3, 0)
+    desk.respond(finish, 100, 3 * LOT)  # filled, or canceled by the exchange, before the replace reached it
+    assert desk.state(old) == (LS_DONE, OS_FILLED if finish == "E" else OS_CANCELED)
+    assert desk.state(new) == (LS_DONE, OS_CANCELED) and working_count_nb(desk.own) == 0  # nothing waits
+    desk.respond("J", 101)  # an exchange that answers the replace of a finished order: nothing more happens
+    assert desk.inst[0, IN_REJECTS] == 0 and desk.oc[OC_DUPLICATE] == 0
+    assert desk.state(new) == (LS_DONE, OS_CANCELED) and desk.inst[0, IN_POSITION] == (3 if finish == "E" else 0)
+
+
+def test_a_replacement_canceled_before_its_answer_then_rejected_restores_the_old_order() -> None:
+    desk = Desk()
+    old = desk.new(lots=3)
+    desk.respond("A", 100, 3 * LOT)
+    new = replace_order_nb(desk.own, desk.oc, 0, old, PRICE - 100, 3, 0)
+    assert cancel_order_nb(desk.own, 0, new)  # a halt cancels what is working, the replacement included
+    desk.respond("J", 101)  # the replace was refused: the answer to the replace, not to the cancel
+    assert desk.state(new) == (LS_DONE, OS_REJECTED) and desk.state(old) == (LS_LIVE, OS_LIVE)
+    desk.respond("J", 101)  # and then the cancel of an order the exchange never had
+    assert desk.oc[OC_DUPLICATE] == 1 and desk.inst[0, IN_REJECTS] == 1
