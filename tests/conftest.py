@@ -1,10 +1,12 @@
-"""Shared fixtures: where the real market data lives, and skipping cleanly when it does not."""
+"""Shared fixtures: where the real market data lives, and skipping cleanly when it does not; and the
+background compile of the node and exchange kernels (``tests/prewarm.py``) when integration tests run."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +16,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REPLAY_DATA = REPO.parent / "shared" / "replay_data"
 _NETNS_IDS = itertools.count()
+PREWARM_STOP_S = 30.0
+_prewarm: list[subprocess.Popen] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With integration tests to run, compile the node and exchange kernels on the other CPU meanwhile
+    (``HFTMM_PREWARM=0`` turns it off)."""
+    heavy = any(item.nodeid.startswith(("tests/integration/", "tests/monitoring/")) for item in session.items)
+    if heavy and os.environ.get("HFTMM_PREWARM", "1") != "0":
+        _prewarm.append(subprocess.Popen([sys.executable, "-m", "tests.prewarm"], cwd=REPO, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the background compile if it is still going (a short run of the suite)."""
+    for process in _prewarm:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=PREWARM_STOP_S)
 
 
 @pytest.fixture(scope="session")
