@@ -116,7 +116,7 @@ N_INSTRUMENT_GAUGES = 3
 
 INSTRUMENT_GAUGES = (  # slot, name, help (type gauge; labels: node, instrument)
     (G_POSITION, "hftmm_position", "Signed position, in shares or contracts."),
-    (G_PNL, "hftmm_pnl", "Profit and loss (realized plus marked to market), in currency units."),
+    (G_PNL, "hftmm_pnl", "Profit and loss (realized plus marked to market, net of fees), in currency units."),
     (G_QUOTED_SPREAD_TICKS, "hftmm_quoted_spread_ticks", "Our quoted spread (ask minus bid), in ticks."),
 )
 
