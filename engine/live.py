@@ -615,6 +615,7 @@ class LiveDaemon:
                 "restarts": handle.restarts,
                 "failure": handle.failure,
                 "journal": {"file": str(handle.writer.path), "records": handle.writer.records},
+                "capture": handle.spec.capture or None,  # the last life's; a restarted node's are -r<N> files
                 **{key: value for key, value in rep.items() if key not in ("symbols", "t2t_ns", "probes", "node")},
             }
             for symbol, s in rep.get("symbols", {}).items():
@@ -727,12 +728,12 @@ def kill_daemon(runtime_dir: str) -> int:
 def format_report(report: dict) -> str:
     """The session report as a few human-readable lines."""
     lines = [f"session {report['duration_s']:.1f} s{' (killed)' if report['killed'] else ''}"]
-    lines.append(f"{'symbol':<10}{'orders':>8}{'fills':>8}{'position':>10}{'pnl':>12}{'risk rejects':>14}")
+    lines.append(f"{'symbol':<10}{'orders':>8}{'fills':>8}{'position':>10}{'pnl':>12}{'fees':>10}{'risk rejects':>14}")
     by_symbol = report["risk_rejections"]["by_symbol"]
     for symbol in report["orders"]:
         lines.append(
             f"{symbol:<10}{report['orders'][symbol]:>8}{report['fills'][symbol]:>8}{report['position'][symbol]:>10}"
-            f"{report['pnl'][symbol]:>12.2f}{sum(by_symbol[symbol].values()):>14}"
+            f"{report['pnl'][symbol]:>12.2f}{report['fees'][symbol]:>10.2f}{sum(by_symbol[symbol].values()):>14}"
         )
     nonzero = {r: n for r, n in report["risk_rejections"]["by_reason"].items() if n}
     lines.append(f"risk rejections {report['risk_rejections']['total']} {nonzero or ''}".rstrip())
@@ -747,6 +748,8 @@ def format_report(report: dict) -> str:
     if report["exchange_position"] is not None:
         lines.append(f"exchange record of our position: {report['exchange_position']}")
     for name, node in report["nodes"].items():
+        if node["capture"]:
+            lines.append(f"node {name}: session capture {node['capture']} (hftmm backtest --data FILE checks it)")
         if node["failure"] or node["restarts"]:
             lines.append(f"node {name}: restarts {node['restarts']} {node['failure']}".rstrip())
     return "\n".join(lines)

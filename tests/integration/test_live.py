@@ -307,6 +307,7 @@ def test_the_session_capture_replays_to_the_same_decisions(session: Session) -> 
     recorded responses, sees the same book at every step and writes the same orders, byte for byte; and its
     figures are the live session's."""
     (capture,) = session.runtime.glob("capture/mm-1-*.capture.arrow")
+    assert session.report["nodes"]["mm-1"]["capture"] == str(capture) and str(capture) in session.stdout
     done, out = replay_capture(capture)
     assert done.returncode == 0, (done.stderr[-2000:], out.get("parity"))
     assert done.stderr == ""
