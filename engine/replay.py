@@ -18,7 +18,7 @@ from tqdm import tqdm
 from engine.book import Book
 from engine.instruments import Instrument
 from engine.jit import CompileWatch, tell_compiling
-from feeds import FeedError, FeedReader, FeedStats, open_feed
+from feeds import FeedError, FeedReader, FeedStats, feed_files, open_feed
 
 PROGRESS_MIN_BYTES = 4 << 20  # files smaller than this replay too fast to need a progress bar
 
@@ -60,7 +60,9 @@ def read_feeds(
     afterwards). A progress bar on stderr follows the bytes read when the input is large.
     ``tick_size`` and ``lot_size`` reach the formats that need them (hftbacktest npz).
     """
-    fp = feed_pass if feed_pass is not None else FeedPass(list(paths))
+    paths = feed_files(paths)
+    fp = feed_pass if feed_pass is not None else FeedPass(paths)
+    fp.paths = paths
     readers: list[FeedReader] = []
     for path in paths:
         try:

@@ -7,6 +7,7 @@ hftbacktest ``.npz`` event files.
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 
 from feeds.errors import FeedError
@@ -21,7 +22,25 @@ ZIP_MAGIC = b"PK\x03\x04"  # numpy .npz
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap")
 SNIFF_BYTES = 8
 
-__all__ = ["FeedError", "FeedReader", "FeedStats", "open_feed", "sniff"]
+__all__ = ["FeedError", "FeedReader", "FeedStats", "feed_files", "open_feed", "sniff"]
+
+
+def feed_files(paths: list[str]) -> list[str]:
+    """``paths`` with each folder replaced by the files below it, sorted by path (a session split into files
+    by time sorts in order, and Databento's definition file before its MBO files); hidden entries are left out."""
+    files: list[str] = []
+    for path in map(str, paths):
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = []
+        for root, dirs, names in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [os.path.join(root, name) for name in names if not name.startswith(".")]
+        if not found:
+            raise FeedError("the folder holds no files", path=path)
+        files += sorted(found)
+    return files
 
 
 def sniff(path: str) -> str:

@@ -247,6 +247,9 @@ def test_book_json_on_real_esm4_dbn_rebuilds_the_known_book(replay_data: Path, t
     whole_folder = run("book", *sorted(mbo.parent.glob("*.dbn.zst")), "--json", cwd=tmp_path)  # definition first
     assert whole_folder.returncode == 0, whole_folder.stderr
     assert json.loads(whole_folder.stdout) == book
+    the_folder = run("book", mbo.parent, "--json", cwd=tmp_path)  # the folder itself: its files, sorted
+    assert the_folder.returncode == 0 and the_folder.stderr == "", the_folder.stderr
+    assert json.loads(the_folder.stdout) == book
 
 
 def test_book_text_on_real_esm4_dbn_prints_a_ladder(replay_data: Path, tmp_path: Path) -> None:
