@@ -300,26 +300,21 @@ def rebuild(records: pa.Table, own: np.ndarray, oc: np.ndarray, inst: np.ndarray
 
     Sent Enter Orders become PENDING_NEW rows with their UserRefNum, sent Replace Orders new rows that
     replace theirs, sent Cancels mark their rows, responses go through the node's reconciliation (fees
-    at the rates in ``money``); the session resumes after the highest sequence number reached without
-    a hole."""
+    at the rates in ``money``); the session resumes at :func:`resume_sequence`."""
     index = {symbol: i for i, symbol in enumerate(symbols)}
     kinds = records.column("kind").to_numpy()
-    seqs = records.column("seq").to_numpy()
     stamps = records.column("ts_ns").to_numpy()
     blobs = records.column("data").to_pylist()
-    next_sequence = 1
     highest = 0
     saved_next_id = int(oc[OC_NEXT_ID])
-    for kind, seq, ts, blob in zip(kinds, seqs, stamps, blobs, strict=True):
+    for kind, ts, blob in zip(kinds, stamps, blobs, strict=True):
         if kind == KIND_SENT:
             highest = max(highest, _replay_sent(blob[1:], own, oc, inst, index, int(ts)))
         elif kind == KIND_RESPONSE:
             row = np.frombuffer(blob, ouch.RESPONSE_DTYPE)
             apply_response_nb(own, oc, inst, money, row[0])
-            if seq == next_sequence:
-                next_sequence += 1
     oc[OC_NEXT_ID] = max(saved_next_id, highest + 1)
-    return Recovered(own, oc, inst, money, next_sequence, highest)
+    return Recovered(own, oc, inst, money, resume_sequence(records), highest)
 
 
 def _replay_sent(message: bytes, own: np.ndarray, oc: np.ndarray, inst: np.ndarray, index: dict[str, int],

@@ -61,7 +61,6 @@ from engine.journal import (
     new_records,
     read_journals,
     rebuild,
-    resume_sequence,
     run_files,
 )
 from engine.live_config import DEFAULT_PRICE, SHM_DIR, LiveConfig, NodeConfig
@@ -508,7 +507,6 @@ class LiveDaemon:
     def _rebuild(self, handle: NodeHandle, spec: NodeSpec, records: pa.Table) -> Recovered:
         """Journal records replayed into fresh tables of ``spec``, which the node's spec then carries."""
         recovered = rebuild(records, *fresh_tables(spec), [i.symbol for i in spec.instruments])
-        recovered = replace(recovered, next_sequence=resume_sequence(records))
         handle.spec = replace(spec, recovered=recovered)
         return recovered
 
