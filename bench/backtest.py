@@ -1,4 +1,4 @@
-"""Backtester throughput: events/s of ``engine.backtest`` beside hftbacktest 2.4.4 on the same data.
+"""Backtester throughput: events/s of ``engine.backtest.backtest`` beside hftbacktest 2.4.4 on the same data.
 
 Run as ``hftmm bench backtest`` (or ``python -m bench.backtest``). Rows:
 
@@ -82,7 +82,7 @@ def _hbt_touch_loop() -> Callable:
 
     @njit
     def loop(hbt, offset_ns, interval_ns, qty, max_position, lot, trace, fills):  # pragma: no cover - jitted
-        """touch in hftbacktest: strategies/touch.py + engine.backtest_nb.reconcile_nb, order by order.
+        """touch in hftbacktest: strategies/touch.py + engine.backtest.backtest_nb.reconcile_nb, order by order.
 
         Every ``interval_ns`` (after a first ``offset_ns`` that puts the wakes where ours are): bid at
         the best bid and ask at the best ask, ``qty`` each, while the local position allows it; an
@@ -249,7 +249,7 @@ def _head_npz(npz: Path, events: int) -> Path:
 
 def _itch_day(messages: int, symbols: int, seed: int) -> tuple[Path, str]:
     """The generated ITCH day (made once, named as bench/feed_book.py names it) and its busiest symbol."""
-    from engine.replay import FeedPass, read_feeds
+    from feeds.read import FeedPass, read_feeds
     from feeds.synth import generate_itch
 
     GENERATED.mkdir(parents=True, exist_ok=True)
@@ -268,7 +268,7 @@ def _itch_day(messages: int, symbols: int, seed: int) -> tuple[Path, str]:
 
 
 def _ours(data: Path, strategy: str, params: dict, settings: dict, symbol: str | None = None) -> dict:
-    from engine.backtest import backtest
+    from engine.backtest.backtest import backtest
 
     return backtest([str(data)], strategy, params, symbol=symbol, progress=False, **settings).stats
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.machine import machine_info, write_results
-from engine.book import Book
-from engine.events import EVENT_DTYPE, SIDE_ASK, SIDE_BID
+from engine.book.book import Book
+from engine.core import events as E
 from feeds.flatfile import BATCH_ROWS  # events per decode call, as the streaming reader uses
 from feeds.itch import STATUS_DONE, STATUS_OUT_FULL, decode_flat_nb, new_stock_directory
 from feeds.synth import generate_itch
@@ -75,7 +75,7 @@ def python_decode_and_book(data: bytes, messages: int) -> tuple[dict, int]:
         kind = data[start]
         if kind in (0x41, 0x46):  # A, F
             locate, ref, side, shares, price = _ADD.unpack_from(data, start + 1)
-            add(ref, (locate, SIDE_BID if side == b"B" else SIDE_ASK, price), shares)
+            add(ref, (locate, E.SIDE_BID if side == b"B" else E.SIDE_ASK, price), shares)
         elif kind in (0x45, 0x43, 0x58):  # E, C, X
             ref, shares = _REF_QTY.unpack_from(data, start + _BODY)
             take(ref, shares)
@@ -100,7 +100,7 @@ def decode_all(buf: np.ndarray, end: int, out: np.ndarray | None, counts: np.nda
     reader does; each batch is applied to ``book`` when given.
     """
     directory = new_stock_directory()
-    batch = np.empty(BATCH_ROWS, EVENT_DTYPE)
+    batch = np.empty(BATCH_ROWS, E.EVENT_DTYPE)
     pos, seq, n_events = 0, 0, 0
     while True:
         target = batch if out is None else out[n_events : n_events + BATCH_ROWS]
@@ -119,7 +119,7 @@ def _levels_of(book: Book) -> dict[tuple[int, int, int], list[int]]:
     out = {}
     for instrument in book.instruments():
         bids, asks = book.depth(instrument, 1 << 20)
-        for side, rows in ((SIDE_BID, bids), (SIDE_ASK, asks)):
+        for side, rows in ((E.SIDE_BID, bids), (E.SIDE_ASK, asks)):
             for price, qty, count in rows:
                 out[(instrument, side, int(price))] = [int(qty), int(count)]
     return out
@@ -158,7 +158,7 @@ def run(messages: int, symbols: int, seed: int, repeats: int, out_dir: str) -> d
     data = path.read_bytes()
     buf = np.frombuffer(data, np.uint8)
     counts = np.zeros(256, np.int64)
-    events = np.empty(messages, EVENT_DTYPE)
+    events = np.empty(messages, E.EVENT_DTYPE)
     n_events = decode_all(buf, len(buf), events, counts, None)  # warm-up, compile, and the input of book-only
     events = events[:n_events]
     n_msgs = int(counts.sum())

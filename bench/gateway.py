@@ -18,7 +18,7 @@ first round trip of every transport is checked in full before anything is timed.
 
 Each Aeron transport gets its own embedded media driver in this process, on a directory under
 /dev/shm removed at the end; the echo process connects to it. For IPC the driver is off the data path
-and sleeps (``engine.aeron.DEFAULT_DRIVER_IDLE``). For UDP its one thread (shared threading mode)
+and sleeps (``engine.runtime.aeron.DEFAULT_DRIVER_IDLE``). For UDP its one thread (shared threading mode)
 carries every hop of a round trip, and on 2 cores with both processes spinning it is a third thread
 for two CPUs: how it idles decides when the scheduler lets it run. Measured on the 2-core development
 machine (loaded, so roughly): a driver that never sleeps ("backoff", "noop") counts as a CPU hog and
@@ -51,10 +51,27 @@ import pyaeron
 
 from bench import report
 from bench.machine import machine_info
-from engine.aeron import DEFAULT_DRIVER_IDLE, IPC_CHANNEL, LOOPBACK, DriverConfig, EmbeddedDriver, connect, udp_channel
-from engine.affinity import Placement, allowed_cpus, cpu_pair, format_cpu_list, freeze_gc, pin_process, plan_placement
-from engine.agent import IdleStrategy, idle_strategy
-from engine.orderentry import NS_PER_DAY
+from engine.core.units import NS_PER_S
+from engine.runtime.aeron import (
+    DEFAULT_DRIVER_IDLE,
+    IPC_CHANNEL,
+    LOOPBACK,
+    DriverConfig,
+    EmbeddedDriver,
+    connect,
+    udp_channel,
+)
+from engine.runtime.affinity import (
+    Placement,
+    allowed_cpus,
+    cpu_pair,
+    format_cpu_list,
+    freeze_gc,
+    pin_process,
+    plan_placement,
+)
+from engine.runtime.agent import IdleStrategy, idle_strategy
+from engine.simexchange.orderentry import NS_PER_DAY
 from feeds import ouch
 from feeds.udp import free_udp_port
 
@@ -65,7 +82,7 @@ LABELS = {IPC: "aeron-ipc", UDP: "aeron-udp", KERNEL_UDP: "kernel-udp"}  # keys 
 BASELINE = LABELS[KERNEL_UDP]  # ratios: its percentile over each transport's (how many times faster)
 DEFAULT_UDP_DRIVER_IDLE = "sleeping:1us"
 MIN_SIZE_BYTES = 4  # a raw payload carries its u32 sequence number in its first bytes
-MAX_SIZE_BYTES = 4096  # well under Aeron's largest message for the 64 KiB terms engine.aeron uses
+MAX_SIZE_BYTES = 4096  # well under Aeron's largest message for the 64 KiB terms engine.runtime.aeron uses
 MAX_DURATION_S = 600.0  # keeps the u32 sequence number from wrapping even at millions of round trips/s
 REQUEST_STREAM_ID = 1001
 REPLY_STREAM_ID = 1002
@@ -76,7 +93,6 @@ SERVE_SLACK_S = 30.0  # the echo gives up on a transport this long after the cal
 CONTROL_CHECK_NS = 10_000_000  # how often an idle echo looks at its control pipe
 INITIAL_SAMPLES = 1 << 20
 RATE_KEPT_FRACTION = 0.9  # a transport finishing fewer of its scheduled round trips is noted as falling behind
-NS_PER_S = 1_000_000_000
 SEQ = struct.Struct(">I")  # the sequence number stamped in a request and echoed back (the UserRefNum)
 TIMESTAMP = struct.Struct(">Q")
 

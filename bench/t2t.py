@@ -4,7 +4,7 @@ Two processes, each busy-polling on its own CPU::
 
     harness (CPU A)   SimExchange stepped on this thread; a scripted participant moves the market
                       one tick up or down at a fixed rate; ITCH 5.0 in MoldUDP64 over UDP to 127.0.0.1
-    node    (CPU B)   engine.node.TradingNode, exactly as the live daemon runs it (a Ray actor there,
+    node    (CPU B)   engine.live.node.TradingNode, exactly as the live daemon runs it (a Ray actor there,
                       a plain process here: the actor is only its host); orders back over Aeron IPC
 
 Every tick moves the mid by one tick (the participant's bid and ask step together), so a strategy
@@ -21,7 +21,7 @@ One tick, all on CLOCK_MONOTONIC (shared by the two processes)::
 exchange - intended; ``sent_to_exchange_ns`` = at the exchange - sent, the same without the
 exchange's own lateness (the ``send`` stage: it matches, publishes and answers the node's orders
 in Python, about 0.2 ms a tick here, which is what bounds the rate). The node keeps one probe row
-per market-data batch that made it send (``engine.node_nb.PR_*``); a probe counts for the tick
+per market-data batch that made it send (``engine.live.node_nb.PR_*``); a probe counts for the tick
 whose message was the batch's newest. Ticks seen together with a later one in the same batch (the
 node fell behind) or whose move cancelled out are reported as ticks without orders.
 """
@@ -41,25 +41,21 @@ import numpy as np
 
 from bench.machine import machine_info
 from bench.report import compare, compare_lines, histogram, latency_table, load_result, summary, write_report
-from engine import node_nb as k
-from engine.affinity import cpu_pair, pin_process, plan_placement
-from engine.agent import idle_strategy
-from engine.events import SIDE_ASK, SIDE_BID
-from engine.live import first_order_id
-from engine.matching import REQ_NEW, REQ_REPLACE, REQUEST_DTYPE, RPT_ACCEPTED, RPT_REPLACED, TIF_DAY
-from engine.metrics import MetricsBlock
-from engine.node import CT_STATE, CT_STOP, ST_DONE, ST_RUNNING, ControlBlock, NodeInstrument, NodeProcess, NodeSpec
-from engine.orderentry import PKT_UNSEQUENCED, Port
-from engine.risk import RISK_REASONS, RiskConfig
-from engine.simexchange import (
-    AeronConfig,
-    MarketDataConfig,
-    OrderEntryConfig,
-    OrderEntryUser,
-    SimExchange,
-    SimExchangeConfig,
-    SimInstrument,
-)
+from engine.core import events as E
+from engine.core.units import NS_PER_S
+from engine.gateway import session as SP
+from engine.live import layout as NL
+from engine.live.builder import NodeBlocks, NodeSpec
+from engine.live.config import ExchangeConfig, LiveConfig, NodeConfig
+from engine.live.daemon import first_order_id
+from engine.live.node import NodeProcess
+from engine.runtime import control as CB
+from engine.runtime.affinity import cpu_pair, pin_process, plan_placement
+from engine.runtime.agent import idle_strategy
+from engine.simexchange import layout as XL
+from engine.simexchange.config import SimInstrument
+from engine.simexchange.exchange import SimExchange
+from engine.trading.risk import RiskConfig
 from feeds import itch
 from feeds.udp import free_udp_port
 
@@ -77,11 +73,10 @@ PRIMING_SETTLE_S = 0.05
 STOP_TIMEOUT_S = 15.0
 DRAIN_S = 0.05  # after the last tick, time for its orders to arrive
 MAX_ARRIVALS = 1 << 22
-NS_PER_S = 1_000_000_000
 TARGETS_NS = {"internal_ns": {"p50": 1_000, "p99": 5_000}, "wire_to_wire_ns": {"p50": 8_000, "p99": 30_000}}
 HEADLINES = ("internal_ns", "wire_to_wire_ns", "sent_to_exchange_ns")
 NODE_FIGURES = ("placement", "md_messages", "md_gaps", "strategy_calls", "duty_cycles", "max_duty_cycle_ns")
-STAGES = ("send", "wire_in", *k.STAGES, "wire_out")
+STAGES = ("send", "wire_in", *NL.STAGES, "wire_out")
 STAGE_HELP = {
     "send": "intended send time -> packet sent (the exchange's matching, publishing, and its lateness)",
     "wire_in": "packet sent -> packet in the node's hand (kernel UDP over loopback)",
@@ -154,7 +149,7 @@ class TickScript:
         self.filler = filler
         self.refs = [0, 0]  # exchange references of the bid and the ask
         self.mid = PRICE
-        self.requests = np.zeros(2, REQUEST_DTYPE)
+        self.requests = np.zeros(2, XL.REQUEST_DTYPE)
         self.requests["owner"] = PARTICIPANT
         self.requests["instrument"] = LOCATE
         self.requests["qty"] = PARTICIPANT_LOTS * LOT
@@ -162,15 +157,15 @@ class TickScript:
 
     def open(self) -> None:
         """Rest the bid and the ask."""
-        self.requests["kind"] = REQ_NEW
-        self.requests["side"] = [SIDE_BID, SIDE_ASK]
-        self.requests["tif"] = TIF_DAY
+        self.requests["kind"] = XL.REQ_NEW
+        self.requests["side"] = [E.SIDE_BID, E.SIDE_ASK]
+        self.requests["tif"] = XL.TIF_DAY
         self._submit()
 
     def move(self, up: bool) -> None:
         """Move the mid one tick: the side in the direction of the move first, so the book never crosses."""
         self.mid += TICK if up else -TICK
-        self.requests["kind"] = REQ_REPLACE
+        self.requests["kind"] = XL.REQ_REPLACE
         order = (1, 0) if up else (0, 1)
         self.requests["client_ref"] = order
         if self.filler:
@@ -182,7 +177,7 @@ class TickScript:
             self.requests[row]["order_ref"] = self.refs[side]
             self.requests[row]["price"] = self.mid + (TICK if side else -TICK)
         for report in self.exchange.submit(self.requests):
-            if report["owner"] == PARTICIPANT and report["kind"] in (RPT_ACCEPTED, RPT_REPLACED):
+            if report["owner"] == PARTICIPANT and report["kind"] in (XL.RPT_ACCEPTED, XL.RPT_REPLACED):
                 self.refs[int(report["client_ref"])] = int(report["order_ref"])
             elif report["owner"] == PARTICIPANT:
                 raise BenchError(f"the exchange answered the scripted participant with report kind {report['kind']}")
@@ -207,7 +202,7 @@ class Timeline:
             self.n_arrivals += 1
 
 
-_UNSEQUENCED = bytes((PKT_UNSEQUENCED,))
+_UNSEQUENCED = bytes((SP.PKT_UNSEQUENCED,))
 
 
 @dataclass
@@ -217,8 +212,7 @@ class Harness:
     config: T2TConfig
     exchange: SimExchange
     spec: NodeSpec
-    block: MetricsBlock
-    control: ControlBlock
+    blocks: NodeBlocks
     process: mp.process.BaseProcess
     conn: object  # multiprocessing Connection: the node's report arrives here
 
@@ -231,48 +225,32 @@ def _node_main(spec: NodeSpec, conn) -> None:  # pragma: no cover - runs in the 
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
 
 
-def _start(config: T2TConfig, node_cpu: int, say: Callable[[str], None]) -> Harness:
-    md_port, rt_port = free_udp_port(), free_udp_port()
-    tag = f"{os.getpid()}-t2t"
-    port = Port("BENCH", "bench", "aeron:ipc", 1001, "aeron:ipc", 1002)
-    exchange = SimExchange(
-        SimExchangeConfig(
-            instruments=(SimInstrument(locate=LOCATE, symbol=SYMBOL, tick=TICK, lot=LOT, initial_price=PRICE),),
-            warm_up_s=0.0,
-            market_data=MarketDataConfig(port=md_port, retransmission_port=rt_port),
-            order_entry=OrderEntryConfig(
-                users=(
-                    OrderEntryUser(
-                        port.username,
-                        port.password,
-                        port.inbound_channel,
-                        port.inbound_stream_id,
-                        port.outbound_channel,
-                        port.outbound_stream_id,
-                    ),
-                )
-            ),
-            aeron=AeronConfig(),
-        )
-    )
-    exchange.pause_flow()  # only the scripted participant trades
-    block = MetricsBlock.create("t2t", [SYMBOL], k.STAGES, RISK_REASONS, name=f"hftmm-metrics-{tag}", replace=True)
-    control = ControlBlock(f"hftmm-control-{tag}", create=True)
-    orders_per_s = max(200.0, 8 * config.rate)  # live and checked, never the binding limit here
-    spec = NodeSpec(
-        name="t2t", strategy=config.strategy, params=dict(config.params),
-        instruments=(NodeInstrument(SYMBOL, LOCATE, TICK, LOT),), md_bind=("127.0.0.1", md_port),
-        multicast_group="", retransmit=("127.0.0.1", rt_port), aeron_dir=exchange.driver.dir, port=port,
-        risk=RiskConfig(max_orders_per_s=orders_per_s), metrics_block=block.name, control_block=control.name,
-        cpu=node_cpu, idle=config.idle, first_order_id=first_order_id(),
+def live_config(config: T2TConfig, node_cpu: int) -> LiveConfig:
+    """The harness as a live config: one node quoting ``SYMBOL`` on ``node_cpu``, its exchange on free ports."""
+    return LiveConfig(
+        exchange=ExchangeConfig(md_port=free_udp_port(), retransmission_port=free_udp_port(), warm_up_s=0.0),
+        risk=RiskConfig(max_orders_per_s=max(200.0, 8 * config.rate)),  # live and checked, never binding here
+        instruments=(SimInstrument(symbol=SYMBOL, locate=LOCATE, tick=TICK, lot=LOT, initial_price=PRICE),),
+        nodes=(
+            NodeConfig(name="t2t", strategy=config.strategy, params=dict(config.params), symbols=(SYMBOL,),
+                       cpu=node_cpu, idle=config.idle, username="BENCH", password="bench"),
+        ),
     )  # fmt: skip
+
+
+def _start(config: T2TConfig, node_cpu: int, say: Callable[[str], None]) -> Harness:
+    live = live_config(config, node_cpu)
+    exchange = SimExchange(live.embedded_exchange())
+    exchange.pause_flow()  # only the scripted participant trades
+    blocks = NodeBlocks.create("t2t", [SYMBOL], f"{os.getpid()}-t2t", journal=False)
+    spec = live.node_spec(0, exchange.driver.dir, blocks, first_order_id())
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_node_main, args=(spec, child), name="hftmm-t2t-node", daemon=True)
     process.start()
     child.close()
     say(f"node process {process.pid} on CPU {node_cpu}")
-    return Harness(config, exchange, spec, block, control, process, parent)
+    return Harness(config, exchange, spec, blocks, process, parent)
 
 
 def _wait_running(h: Harness, script: TickScript, line: Timeline, say: Callable[[str], None]) -> None:
@@ -280,7 +258,7 @@ def _wait_running(h: Harness, script: TickScript, line: Timeline, say: Callable[
     times: every kernel on both sides is loaded (or compiled) before the schedule starts."""
     script.open()
     deadline = time.monotonic() + START_TIMEOUT_S
-    _step_until(h, lambda: h.control.slots[CT_STATE] == ST_RUNNING, deadline, "running", say)
+    _step_until(h, lambda: h.blocks.control.slots[CB.CT_STATE] == CB.ST_RUNNING, deadline, "running", say)
     _step_until(h, lambda: line.n_arrivals > 0, deadline, "quoting", say)
     for move in range(PRIMING_MOVES):  # an even count: the mid ends where the schedule expects it
         script.move(up=move % 2 == 0)
@@ -348,9 +326,9 @@ def _send_all(publisher) -> None:
 
 def _stop(h: Harness) -> dict:
     """Stop the node (it cancels its orders, the exchange keeps answering) and collect its report."""
-    h.control.slots[CT_STOP] = 1
+    h.blocks.control.slots[CB.CT_STOP] = 1
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while h.control.slots[CT_STATE] != ST_DONE and h.process.is_alive() and time.monotonic() < deadline:
+    while h.blocks.control.slots[CB.CT_STATE] != CB.ST_DONE and h.process.is_alive() and time.monotonic() < deadline:
         h.exchange.step()
         time.sleep(0.0005)
     return _report(h, STOP_TIMEOUT_S)
@@ -369,8 +347,7 @@ def _close(h: Harness) -> None:
         h.process.kill()
         h.process.join(5.0)
     h.exchange.stop()
-    h.control.close()
-    h.block.close()
+    h.blocks.close()
 
 
 def attribute(line: Timeline, probes: np.ndarray, warm_ticks: int) -> dict[str, np.ndarray]:
@@ -379,22 +356,23 @@ def attribute(line: Timeline, probes: np.ndarray, warm_ticks: int) -> dict[str, 
     A probe belongs to tick ``t`` when the newest message of its batch is one of ``t``'s; the first
     probe of a tick wins. Returns the stamps and durations (ns) of those ticks, keyed by name."""
     n = line.n_ticks
-    seq = probes[:, k.PR_SEQ]
+    seq = probes[:, NL.PR_SEQ]
     tick = np.searchsorted(line.first_seq[:n], seq, side="right") - 1
     ok = (tick >= warm_ticks) & (tick < n)
     ok[ok] &= seq[ok] < line.end_seq[tick[ok]]
-    ok &= probes[:, k.PR_FIRST_MESSAGE] < line.n_arrivals
-    ok &= probes[:, k.PR_OFFERED_NS] > 0
+    ok &= probes[:, NL.PR_FIRST_MESSAGE] < line.n_arrivals
+    ok &= probes[:, NL.PR_OFFERED_NS] > 0
     index = np.flatnonzero(ok)
     _, first = np.unique(tick[index], return_index=True)
     index = index[first]
     p = probes[index]
     t = tick[index]
-    exchange_ns = line.arrivals[p[:, k.PR_FIRST_MESSAGE]]
-    stamps = {"intended": line.intended[t], "sent": line.sent[t], "received": p[:, k.PR_RECV_NS],
-              "decoded": p[:, k.PR_DECODED_NS], "step": p[:, k.PR_STEP_NS], "booked": p[:, k.PR_BOOKED_NS],
-              "stepped": p[:, k.PR_STEPPED_NS], "offered": p[:, k.PR_OFFERED_NS], "exchange": exchange_ns}  # fmt: skip
-    risk, encode = p[:, k.PR_RISK_NS], p[:, k.PR_ENCODE_NS]
+    exchange_ns = line.arrivals[p[:, NL.PR_FIRST_MESSAGE]]
+    columns = {"received": NL.PR_RECV_NS, "decoded": NL.PR_DECODED_NS, "step": NL.PR_STEP_NS,
+               "booked": NL.PR_BOOKED_NS, "stepped": NL.PR_STEPPED_NS, "offered": NL.PR_OFFERED_NS}  # fmt: skip
+    stamps = {"intended": line.intended[t], "sent": line.sent[t], **{k: p[:, c] for k, c in columns.items()},
+              "exchange": exchange_ns}  # fmt: skip
+    risk, encode = p[:, NL.PR_RISK_NS], p[:, NL.PR_ENCODE_NS]
     return {
         "tick": t,
         "internal_ns": stamps["offered"] - stamps["received"],

@@ -94,7 +94,7 @@ def open_feed(
     elif kind == "dbn":
         from feeds.dbn import DbnReader as reader
     elif kind == "parquet":
-        from engine.eventstore import ParquetEventReader as reader
+        from feeds.parquet import ParquetEventReader as reader
     else:
         from feeds.flatfile import FlatItchReader as reader
     return reader(path, skip_bad=skip_bad, stats=stats)

@@ -47,21 +47,8 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-from engine.events import (
-    EVENT_DTYPE,
-    FLAG_LAST,
-    FLAG_SNAPSHOT,
-    KIND_ADD,
-    KIND_CANCEL,
-    KIND_CLEAR,
-    KIND_NONE,
-    KIND_REPLACE,
-    KIND_TRADE,
-    SIDE_ASK,
-    SIDE_BID,
-    SIDE_NONE,
-)
-from engine.instruments import Instrument
+from engine.core import events as E
+from engine.core.instruments import Instrument
 from feeds.errors import FeedError
 from feeds.source import CHUNK_BYTES, FeedReader, FeedStats
 
@@ -113,17 +100,17 @@ def _lookup(pairs: dict[str, int], dtype: str) -> np.ndarray:
 
 KIND_BY_ACTION = _lookup(
     {
-        "A": KIND_ADD,
-        "C": KIND_CANCEL,
-        "M": KIND_REPLACE,
-        "R": KIND_CLEAR,
-        "T": KIND_TRADE,
-        "F": KIND_NONE,  # one resting order's share of the T print just before it: counting it would double
-        "N": KIND_NONE,
+        "A": E.KIND_ADD,
+        "C": E.KIND_CANCEL,
+        "M": E.KIND_REPLACE,
+        "R": E.KIND_CLEAR,
+        "T": E.KIND_TRADE,
+        "F": E.KIND_NONE,  # one resting order's share of the T print just before it: counting it would double
+        "N": E.KIND_NONE,
     },
     "u1",
 )
-SIDE_BY_CHAR = _lookup({"B": SIDE_BID, "A": SIDE_ASK, "N": SIDE_NONE}, "i1")
+SIDE_BY_CHAR = _lookup({"B": E.SIDE_BID, "A": E.SIDE_ASK, "N": E.SIDE_NONE}, "i1")
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -176,15 +163,15 @@ def decode_mbo_nb(
         size = np.int64(words[w + SIZE_WORD])
         flags = 0
         if raw_flags & DBN_F_LAST:
-            flags |= FLAG_LAST
+            flags |= E.FLAG_LAST
         if raw_flags & DBN_F_SNAPSHOT:
-            flags |= FLAG_SNAPSHOT
+            flags |= E.FLAG_SNAPSHOT
         ev = out[n]
         ev.ts_exch_ns = _u64_nb(words, w + TS_EVENT_WORD)
         ev.ts_local_ns = _u64_nb(words, w + TS_RECV_WORD)
         ev.seq = words[w + SEQUENCE_WORD]
         ev.order_id = order_id
-        ev.new_order_id = order_id if kind == KIND_REPLACE else 0
+        ev.new_order_id = order_id if kind == E.KIND_REPLACE else 0
         ev.price = 0 if price == UNDEF_PRICE else price
         ev.qty = 0 if size == UNDEF_ORDER_SIZE else size
         ev.instrument = words[w + INSTRUMENT_WORD]
@@ -356,7 +343,7 @@ class DbnReader(FeedReader):
             return
         work = np.empty(self.chunk_bytes + MAX_RECORD_BYTES + WORD_BYTES, np.uint8)
         words = work.view(np.uint32)
-        out = np.empty(self.batch_rows, EVENT_DTYPE)
+        out = np.empty(self.batch_rows, E.EVENT_DTYPE)
         stream, raw = _open_stream(self.path)
         try:
             stream.read(self.header_bytes)

@@ -13,7 +13,7 @@ from collections.abc import Generator, Iterator
 
 import numpy as np
 
-from engine.events import EVENT_DTYPE
+from engine.core import events as E
 from feeds.errors import FeedError
 from feeds.itch import (
     ERR_UNKNOWN_TYPE,
@@ -56,7 +56,7 @@ class FlatItchReader(FeedReader):
         self.stocks = StockDirectory()
         self.instruments = self.stocks.instruments
         self._buf = np.empty(chunk_bytes + MAX_RECORD_BYTES, np.uint8)
-        self._out = np.empty(batch_rows, EVENT_DTYPE)
+        self._out = np.empty(batch_rows, E.EVENT_DTYPE)
 
     @property
     def directory(self) -> np.ndarray:

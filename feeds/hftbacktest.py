@@ -20,21 +20,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from engine.events import (
-    EVENT_DTYPE,
-    FLAG_EXCH_ONLY,
-    FLAG_LOCAL_ONLY,
-    FLAG_SNAPSHOT,
-    KIND_CLEAR,
-    KIND_CLEAR_SIDE,
-    KIND_LEVEL,
-    KIND_NONE,
-    KIND_TRADE,
-    SIDE_ASK,
-    SIDE_BID,
-    SIDE_NONE,
-)
-from engine.instruments import Instrument
+from engine.core import events as E
+from engine.core.instruments import Instrument
 from feeds.errors import FeedError
 from feeds.source import FeedReader, FeedStats
 
@@ -117,21 +104,21 @@ class HftbacktestReader(FeedReader):
             if not self.skip_bad:
                 raise err
             self.stats.record_skip(err, records=int((~known).sum()), nbytes=int((~known).sum()) * HBT_DTYPE.itemsize)
-        out = np.zeros(len(raw), EVENT_DTYPE)
+        out = np.zeros(len(raw), E.EVENT_DTYPE)
         out["ts_exch_ns"] = raw["exch_ts"]
         out["ts_local_ns"] = raw["local_ts"]
         out["seq"] = np.arange(start, start + len(raw), dtype=np.uint64)
         out["price"] = np.rint(raw["px"] / self.tick_size).astype(np.int64)
         out["qty"] = np.rint(raw["qty"] / self.lot_size).astype(np.int64)
         out["instrument"] = INSTRUMENT_ID
-        out["side"] = np.where(ev & BUY_EVENT, SIDE_BID, np.where(ev & SELL_EVENT, SIDE_ASK, SIDE_NONE))
-        table = np.array([KIND_NONE, KIND_LEVEL, KIND_TRADE, KIND_CLEAR_SIDE, KIND_LEVEL], np.uint8)
-        out["kind"] = np.where(known, table[np.where(known, kind, 0)], KIND_NONE)
-        out["kind"][(kind == HBT_CLEAR) & (out["side"] == SIDE_NONE)] = KIND_CLEAR
+        out["side"] = np.where(ev & BUY_EVENT, E.SIDE_BID, np.where(ev & SELL_EVENT, E.SIDE_ASK, E.SIDE_NONE))
+        table = np.array([E.KIND_NONE, E.KIND_LEVEL, E.KIND_TRADE, E.KIND_CLEAR_SIDE, E.KIND_LEVEL], np.uint8)
+        out["kind"] = np.where(known, table[np.where(known, kind, 0)], E.KIND_NONE)
+        out["kind"][(kind == HBT_CLEAR) & (out["side"] == E.SIDE_NONE)] = E.KIND_CLEAR
         exch = (ev & EXCH_EVENT) != 0
         local = (ev & LOCAL_EVENT) != 0
-        flags = np.where(exch & ~local, FLAG_EXCH_ONLY, 0) | np.where(local & ~exch, FLAG_LOCAL_ONLY, 0)
-        out["flags"] = flags | np.where(kind == HBT_SNAPSHOT, FLAG_SNAPSHOT, 0)
+        flags = np.where(exch & ~local, E.FLAG_EXCH_ONLY, 0) | np.where(local & ~exch, E.FLAG_LOCAL_ONLY, 0)
+        out["flags"] = flags | np.where(kind == HBT_SNAPSHOT, E.FLAG_SNAPSHOT, 0)
         out["src_type"] = kind.astype(np.uint8) + ord("0")  # counts by kind: "1" depth ... "4" snapshot
         self.stats.type_counts += np.bincount(out["src_type"][known], minlength=256)
         return out[known]

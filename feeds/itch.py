@@ -14,7 +14,7 @@ integers with 4 implied decimals (the engine's fixed-point price as is) and ``Pr
 The numpy dtypes in :data:`MESSAGE_DTYPES` are the one source of truth: the Python codec
 (:func:`encode`, :func:`decode_message`) reads and writes through them and :data:`MESSAGE_LENGTHS`
 is their item sizes. A flat file is a sequence of ``[u16 big-endian length][message]`` records
-(:func:`frame`); :func:`decode_flat_nb` turns a buffer of them into ``engine.events`` rows. The
+(:func:`frame`); :func:`decode_flat_nb` turns a buffer of them into ``engine.core.events`` rows. The
 Numba encoders ``encode_*_nb`` write the order messages (A/F, E/C, X, D, U, P) of hot producers
 (the synthetic day, the matching engine) as such records straight into a byte buffer.
 """
@@ -26,23 +26,9 @@ from collections.abc import Iterable
 import numpy as np
 from numba import njit
 
-from engine.borrow import borrow
-from engine.events import (
-    ALL_INSTRUMENTS,
-    FLAG_NON_PRINTABLE,
-    KIND_ADD,
-    KIND_CANCEL,
-    KIND_DELETE,
-    KIND_EXECUTE,
-    KIND_EXECUTE_PRICE,
-    KIND_REPLACE,
-    KIND_STATUS,
-    KIND_TRADE,
-    SIDE_ASK,
-    SIDE_BID,
-    SIDE_NONE,
-)
-from engine.instruments import Instrument
+from engine.core import events as E
+from engine.core.borrow import borrow
+from engine.core.instruments import Instrument
 from feeds.bytes_nb import put_be_nb, put_bytes_nb, u16_nb, u32_nb, u48_nb, u64_nb
 from feeds.errors import FeedError
 from feeds.record import fill_record, read_record
@@ -445,10 +431,10 @@ _INLINE = "always"
 @njit(cache=True, nogil=True, inline=_INLINE)
 def _side_nb(c):
     if c == _BUY:
-        return SIDE_BID
+        return E.SIDE_BID
     if c == _SELL:
-        return SIDE_ASK
-    return SIDE_NONE
+        return E.SIDE_ASK
+    return E.SIDE_NONE
 
 
 @njit(cache=True, nogil=True, inline=_INLINE)
@@ -511,10 +497,10 @@ def _decode_one_nb(buf, pos, length, out, n, counts, directory, seq, ts_local_ns
     new_ref = np.uint64(0)
     price = np.int64(0)
     qty = np.int64(0)
-    side = SIDE_NONE
+    side = E.SIDE_NONE
     flags = 0
     if t in (_A, _F, _P):
-        kind = KIND_TRADE if t == _P else KIND_ADD
+        kind = E.KIND_TRADE if t == _P else E.KIND_ADD
         ref = u64_nb(buf, pos + _ORDER_REF)
         price = u32_nb(buf, pos + _ADD_PRICE)
         qty = u32_nb(buf, pos + _ADD_SHARES)
@@ -522,36 +508,36 @@ def _decode_one_nb(buf, pos, length, out, n, counts, directory, seq, ts_local_ns
         if t == _P:  # P names the resting (non-displayed) order's side; trade rows carry the aggressor's
             side = -side
     elif t == _D:
-        kind = KIND_DELETE
+        kind = E.KIND_DELETE
         ref = u64_nb(buf, pos + _ORDER_REF)
     elif t == _U:
-        kind = KIND_REPLACE
+        kind = E.KIND_REPLACE
         ref = u64_nb(buf, pos + _ORDER_REF)
         new_ref = u64_nb(buf, pos + _U_NEW_REF)
         price = u32_nb(buf, pos + _U_PRICE)
         qty = u32_nb(buf, pos + _U_SHARES)
     elif t in (_E, _C):
-        kind = KIND_EXECUTE if t == _E else KIND_EXECUTE_PRICE
+        kind = E.KIND_EXECUTE if t == _E else E.KIND_EXECUTE_PRICE
         ref = u64_nb(buf, pos + _ORDER_REF)
         qty = u32_nb(buf, pos + _EXEC_SHARES)
         if t == _C:
             price = u32_nb(buf, pos + _C_PRICE)
-            flags = FLAG_NON_PRINTABLE if buf[pos + _C_PRINTABLE] == _NO else 0
+            flags = E.FLAG_NON_PRINTABLE if buf[pos + _C_PRINTABLE] == _NO else 0
     elif t == _X:
-        kind = KIND_CANCEL
+        kind = E.KIND_CANCEL
         ref = u64_nb(buf, pos + _ORDER_REF)
         qty = u32_nb(buf, pos + _X_SHARES)
     elif t == _Q:
-        kind = KIND_TRADE
+        kind = E.KIND_TRADE
         price = u32_nb(buf, pos + _Q_PRICE)
         qty = np.int64(u64_nb(buf, pos + _Q_SHARES))
     elif t == _H:
-        kind = KIND_STATUS
+        kind = E.KIND_STATUS
         flags = buf[pos + _H_TRADING_STATE]
         directory.view(np.uint8)[locate * _DIR_ITEMSIZE + _DIR_TRADING_STATE] = flags
     elif t == _S:
-        kind = KIND_STATUS
-        instrument = np.uint32(ALL_INSTRUMENTS)
+        kind = E.KIND_STATUS
+        instrument = np.uint32(E.ALL_INSTRUMENTS)
         flags = buf[pos + _S_EVENT_CODE]
     else:  # validated and counted, but no book event
         if t == _R:

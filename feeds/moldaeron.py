@@ -1,6 +1,6 @@
 """MoldUDP64 over Aeron: the exchange's market-data packets from an Aeron stream (IPC for the local path).
 
-``engine.mdpub.MoldPublisher`` can offer every MoldUDP64 packet it sends over UDP on an Aeron
+``engine.simexchange.mdpub.MoldPublisher`` can offer every MoldUDP64 packet it sends over UDP on an Aeron
 publication as well, unchanged: one Aeron message per packet (Aeron reassembles packets longer than
 its MTU, so the subscription polls with ``assemble=True``). :class:`MoldAeronReceiver` polls that
 stream and hands each packet to the same in-order delivery and gap logic as the UDP receiver
@@ -53,15 +53,15 @@ class MoldAeronReceiver(MoldStream):
         work = self.subscription.poll(self._handler, self.batch_packets)
         work += self._read(self.request_sock, self.batch_packets)
         work += self._drive_gap()
-        self._flush()
+        self.flush()
         return work
 
     def _on_fragment(self, view: pyaeron.BufferView, header: pyaeron.Header) -> None:
-        self._on_packet(memoryview(view), self.receive_clock_ns())
+        self.on_packet(memoryview(view), self.receive_clock_ns())
 
     def on_close(self) -> None:
         """Deliver the rows still held, close the subscription and the request socket."""
-        self._flush()
+        self.flush()
         if not self.subscription.is_closed:
             self.subscription.close()
         self.request_sock.close()

@@ -30,7 +30,8 @@ from collections.abc import Iterator
 import numpy as np
 from numba import njit
 
-from engine.events import empty_events
+from engine.core.events import empty_events
+from engine.core.units import NS_PER_S
 from feeds import moldudp64 as mold
 from feeds.errors import FeedError
 from feeds.itch import StockDirectory, decode_message
@@ -126,7 +127,6 @@ IF_WORDS = 5
 
 PAYLOAD_CAPACITY = 1 << 16  # payloads per scan call
 OUT_ROWS = 1 << 17  # event rows per batch; above the 65534 messages a packet can hold
-NS_PER_SECOND = 1_000_000_000
 
 _PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000),
@@ -258,7 +258,7 @@ def scan_pcap_nb(buf, pos, end, big, frac_ns, linktype, offsets, lengths, stamps
         record = pos
         pos += PCAP_RECORD_HEADER_LENGTH + caplen
         counters[C_FRAMES] += 1
-        ts_ns = _u32_nb(buf, record, big) * NS_PER_SECOND + _u32_nb(buf, record + 4, big) * frac_ns
+        ts_ns = _u32_nb(buf, record, big) * NS_PER_S + _u32_nb(buf, record + 4, big) * frac_ns
         status, n = _take_frame_nb(
             buf,
             record + PCAP_RECORD_HEADER_LENGTH,
@@ -289,7 +289,7 @@ def _pcapng_ts_nb(interface, high, low):
         if shift > 32:  # keep fraction * 1e9 inside 64 bits
             fraction >>= np.uint64(shift - 32)
             shift = 32
-        ns = seconds * np.uint64(NS_PER_SECOND) + ((fraction * np.uint64(NS_PER_SECOND)) >> np.uint64(shift))
+        ns = seconds * np.uint64(NS_PER_S) + ((fraction * np.uint64(NS_PER_S)) >> np.uint64(shift))
     return np.int64(ns) + interface[IF_TS_OFFSET_NS]
 
 
@@ -334,7 +334,7 @@ def _read_idb_nb(buf, block, body_end, big, interface):
         elif code == PCAPNG_OPT_TSOFFSET and length == 8:
             high = _u32_nb(buf, value if big else value + 4, big)
             low = _u32_nb(buf, value + 4 if big else value, big)
-            interface[IF_TS_OFFSET_NS] = ((high << 32) | low) * NS_PER_SECOND
+            interface[IF_TS_OFFSET_NS] = ((high << 32) | low) * NS_PER_S
         pos = value + ((length + 3) & ~3)
     return 0
 

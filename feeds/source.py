@@ -1,6 +1,6 @@
 """What every file feed reader has in common: statistics, chunked input, and the reader interface.
 
-A reader turns one file into batches of ``engine.events.EVENT_DTYPE`` rows with bounded memory, and
+A reader turns one file into batches of ``engine.core.events.EVENT_DTYPE`` rows with bounded memory, and
 keeps :class:`FeedStats` as it goes. ``feeds.open_feed`` picks the reader from the file's bytes.
 """
 
@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from engine.instruments import Instrument
+from engine.core.instruments import Instrument
 from feeds.errors import FeedError
 
 CHUNK_BYTES = 8 << 20  # read size: large enough to amortise a jitted call, small enough for any RAM

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from engine.core.units import NS_PER_S
 from feeds.itch import (
     MESSAGE_LENGTHS,
     encode,
@@ -41,17 +42,16 @@ from feeds.itch import (
 )
 
 # --- day timeline (ns since midnight) -------------------------------------------------------------
-NS_PER_SECOND = 1_000_000_000
-NS_PER_HOUR = 3600 * NS_PER_SECOND
+NS_PER_HOUR = 3600 * NS_PER_S
 START_OF_MESSAGES_NS = 3 * NS_PER_HOUR  # S 'O', then the stock directory
 START_OF_SYSTEM_HOURS_NS = 4 * NS_PER_HOUR  # S 'S', then the trading actions
-START_OF_MARKET_HOURS_NS = 9 * NS_PER_HOUR + 30 * 60 * NS_PER_SECOND  # S 'Q', then opening crosses
+START_OF_MARKET_HOURS_NS = 9 * NS_PER_HOUR + 30 * 60 * NS_PER_S  # S 'Q', then opening crosses
 END_OF_MARKET_HOURS_NS = 16 * NS_PER_HOUR  # closing crosses, then S 'M'
 END_OF_SYSTEM_HOURS_NS = 20 * NS_PER_HOUR  # S 'E'
-END_OF_MESSAGES_NS = END_OF_SYSTEM_HOURS_NS + 5 * 60 * NS_PER_SECOND  # S 'C', the last message
+END_OF_MESSAGES_NS = END_OF_SYSTEM_HOURS_NS + 5 * 60 * NS_PER_S  # S 'C', the last message
 SPACING_NS = 1_000  # between consecutive fixed messages (R, H, crosses) of one batch
-FLOW_START_NS = START_OF_MARKET_HOURS_NS + NS_PER_SECOND // 10  # after up to 65535 opening crosses
-FLOW_END_NS = END_OF_MARKET_HOURS_NS - NS_PER_SECOND // 10  # flow timestamps never pass this
+FLOW_START_NS = START_OF_MARKET_HOURS_NS + NS_PER_S // 10  # after up to 65535 opening crosses
+FLOW_END_NS = END_OF_MARKET_HOURS_NS - NS_PER_S // 10  # flow timestamps never pass this
 
 # --- market model ----------------------------------------------------------------------------------
 PRICE_SCALE = 10_000  # ITCH Price(4): 1e-4 dollars
@@ -136,7 +136,7 @@ def _append_order_nb(orders, stocks, s, ref, side, qty, px):
 
 
 @njit(cache=True, nogil=True)
-def _remove_order_nb(orders, stocks, s, i):
+def remove_order_nb(orders, stocks, s, i):
     """Drop slot ``i`` of stock ``s`` (the last live slot moves into it)."""
     side, px = orders[s, i, O_SIDE], orders[s, i, O_PX]
     if px == (stocks[s, K_BID] if side > 0 else stocks[s, K_ASK]):
@@ -229,7 +229,7 @@ def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_wei
         pos = encode_add_nb(buf, pos, ts, locate, ref, side, qty, tickers[s], px, _MPID_BYTES, mpid_index)
     elif letter in (_D, _U):
         ref, side = orders[s, i, O_REF], orders[s, i, O_SIDE]
-        _remove_order_nb(orders, stocks, s, i)
+        remove_order_nb(orders, stocks, s, i)
         if letter == _D:
             pos = encode_delete_nb(buf, pos, ts, locate, ref)
         else:  # the order comes back re-priced and re-sized under a new reference, same side
@@ -254,7 +254,7 @@ def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_wei
         else:
             pos = encode_executed_nb(buf, pos, ts, locate, ref, qty, match, 0, 0)
         if qty == rest:
-            _remove_order_nb(orders, stocks, s, i)
+            remove_order_nb(orders, stocks, s, i)
         else:
             orders[s, i, O_QTY] = rest - qty
     else:  # P: a non-displayed order trades at the fair price, inside the touch; the book is untouched

@@ -2,12 +2,12 @@
 
 :class:`MoldReceiver` reads datagrams from a non-blocking UDP socket (bound on 127.0.0.1, or joined
 to a multicast group on the 127.0.0.1 interface), decodes in-order packets with the jitted
-``feeds.moldudp64.decode_packet_nb`` into ``engine.events`` rows and hands each batch of rows to a
+``feeds.moldudp64.decode_packet_nb`` into ``engine.core.events`` rows and hands each batch of rows to a
 handler (a view of a reused buffer: copy what you keep). A batch is everything decoded in one duty
 cycle: the handler is called at most once per cycle (a consumer may keep the view until its next
 cycle), so when a cycle decodes more rows than ``out`` holds (a long gap closing at once) ``out``
 doubles rather than flushing part of the cycle. ``tap``, when set, sees every datagram as it arrives
-(before any sequencing), with its receive time: a session capture (``engine.capture``) records them.
+(before any sequencing), with its receive time: a session capture (``engine.live.capture``) records them.
 
 Gaps (documented choice: buffer, then re-request). ``expected`` is the next sequence number to
 deliver. A data or end-of-session packet that starts past ``expected`` is *buffered* (a copy, keyed
@@ -42,7 +42,8 @@ from typing import TypedDict, Unpack
 
 import numpy as np
 
-from engine.events import EVENT_DTYPE
+from engine.core import events as E
+from engine.core.units import LOOPBACK
 from feeds.errors import FeedError
 from feeds.itch import StockDirectory
 from feeds.moldudp64 import (
@@ -60,7 +61,6 @@ from feeds.moldudp64 import (
     encode_request,
 )
 
-LOOPBACK = "127.0.0.1"
 MAX_DATAGRAM_BYTES = 65_536  # a receive slot: any UDP payload fits
 DEFAULT_BATCH_PACKETS = 32  # datagrams read per duty cycle
 DEFAULT_OUT_ROWS = 8192  # more than the messages of one full datagram
@@ -126,8 +126,8 @@ def request_socket(interface: str = LOOPBACK) -> socket.socket:
 class MoldStream:
     """The transport-independent half of a MoldUDP64 listener: in-order delivery and gap recovery.
 
-    A subclass owns the transport: it hands every packet to :meth:`_on_packet`, then calls
-    :meth:`_drive_gap` and :meth:`_flush` once per duty cycle. Re-requests go over UDP from
+    A subclass owns the transport: it hands every packet to :meth:`on_packet`, then calls
+    :meth:`_drive_gap` and :meth:`flush` once per duty cycle. Re-requests go over UDP from
     ``request_sock`` (set by the subclass) to ``retransmit``.
     """
 
@@ -166,7 +166,7 @@ class MoldStream:
         self.stocks = StockDirectory()
         self.counts = np.zeros(TYPE_COUNTS, np.int64)
         self._directory_messages = 0  # Stock Directory messages decoded when the directory was last announced
-        self.out = np.empty(out_rows, EVENT_DTYPE)
+        self.out = np.empty(out_rows, E.EVENT_DTYPE)
         self._n = 0
         # load (or compile) the decoder now, not on the first packet; an empty packet changes no state
         empty = np.frombuffer(b"", np.uint8)
@@ -191,19 +191,20 @@ class MoldStream:
         return self.stats.end_of_session
 
     def _read(self, sock: socket.socket, budget: int) -> int:
-        """Hand up to ``budget`` datagrams waiting on ``sock`` to :meth:`_on_packet`; returns how many."""
+        """Hand up to ``budget`` datagrams waiting on ``sock`` to :meth:`on_packet`; returns how many."""
         n = 0
         for view in self._slot_views[:budget]:
             try:
                 size = sock.recv_into(view)
             except BlockingIOError:
                 break
-            self._on_packet(view[:size], self.receive_clock_ns())
+            self.on_packet(view[:size], self.receive_clock_ns())
             n += 1
         return n
 
     # --- packets ----------------------------------------------------------------------------------
-    def _on_packet(self, packet: memoryview, ts_ns: int) -> None:
+    def on_packet(self, packet: memoryview, ts_ns: int) -> None:
+        """One datagram as it arrived (the sockets' duty cycle, or a capture replay): sequence and buffer it."""
         if self.tap is not None:
             self.tap(packet, ts_ns)
         if len(packet) < HEADER_LENGTH:
@@ -283,11 +284,12 @@ class MoldStream:
 
     def _grow_out(self) -> None:
         """Double ``out``, keeping this cycle's rows: the cycle's batch stays one handler call."""
-        grown = np.empty(2 * self.out.shape[0], EVENT_DTYPE)
+        grown = np.empty(2 * self.out.shape[0], E.EVENT_DTYPE)
         grown[: self._n] = self.out[: self._n]
         self.out = grown
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Decode what the packets since the last flush brought and hand the rows to the callback."""
         if self._n:
             if self.counts[STOCK_DIRECTORY] != self._directory_messages:  # a scan of every locate: only when needed
                 self._directory_messages = int(self.counts[STOCK_DIRECTORY])
@@ -308,7 +310,7 @@ class MoldStream:
         elif self.retransmit is not None and self._retries < self.max_retries:
             self._retries += 1
         else:
-            self._give_up()
+            self.give_up()
             return 1
         count = min(self._gap_target() - self.expected, MAX_REQUEST_COUNT)
         with contextlib.suppress(BlockingIOError):  # as if lost on the wire: the retry timer sends it again
@@ -318,7 +320,7 @@ class MoldStream:
         self._request_ns = now
         return 1
 
-    def _give_up(self) -> None:
+    def give_up(self) -> None:
         """Skip the missing messages before the first buffered packet (or the known high)."""
         target = self._gap_target()
         self.stats.lost_messages += target - self.expected
@@ -369,11 +371,11 @@ class MoldReceiver(MoldStream):
         for sock in self._sockets:
             work += self._read(sock, self.batch_packets - work)
         work += self._drive_gap()
-        self._flush()
+        self.flush()
         return work
 
     def on_close(self) -> None:
         """Deliver the rows still held and close the sockets."""
-        self._flush()
+        self.flush()
         for sock in self._sockets:
             sock.close()

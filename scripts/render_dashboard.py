@@ -34,7 +34,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the harness lives in the test tree
 
-from engine.metrics import DaemonMetrics, MetricsBlock, MetricsExporter  # noqa: E402
+from engine.runtime.metrics import DaemonMetrics, MetricsBlock, MetricsExporter  # noqa: E402
 from tests.monitoring.harness import (  # noqa: E402
     DOCKER,
     PrometheusServer,

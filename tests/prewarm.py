@@ -13,11 +13,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from engine.config import decode_toml
-from engine.risk import RiskConfig
-from engine.simexchange import SimExchange, SimExchangeConfig
+from engine.core.config import decode_toml
+from engine.simexchange.config import SimExchangeConfig
+from engine.simexchange.exchange import SimExchange
+from engine.trading.risk import RiskConfig
 from feeds.udp import free_udp_port
-from tests.unit.engine.test_node import Harness, touch_events
+from tests.unit.engine.live.test_node import Harness, touch_events
 
 EXCHANGE_STEPS = 2000
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from engine.affinity import parse_cpu_list
+from engine.runtime.affinity import parse_cpu_list
 from feeds.udp import DEFAULT_RCVBUF_BYTES
 from tests.deploy.manifests import K8S, quantity_bytes, render
 

@@ -1,6 +1,6 @@
 """The ``hftmm`` command line as a user runs it: a separate process, real files, exit codes and output.
 
-Every test starts ``python -m engine.cli`` (or the ``hftmm`` console script) with a timeout, in a
+Every test starts ``python -m engine.cli.main`` (or the ``hftmm`` console script) with a timeout, in a
 temporary folder, and reads only what the process printed and wrote. Real market data comes from
 ../shared/replay_data (tests skip when it is absent); everything else is generated here, small.
 """
@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import real_file
 
-CLI = [sys.executable, "-m", "engine.cli"]
+CLI = [sys.executable, "-m", "engine.cli.main"]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("hftmm")
 TIMEOUT_S = 180
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from engine.backtest import backtest
+from engine.backtest.backtest import backtest
 from tests.conftest import real_file
 from tests.integration.test_cli import run
 

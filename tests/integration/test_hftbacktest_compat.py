@@ -47,7 +47,7 @@ import numpy as np
 import pytest
 
 from bench.backtest import NPZ_LOT, NPZ_SETTINGS, hftbacktest_touch
-from engine.backtest import backtest
+from engine.backtest.backtest import backtest
 from tests.conftest import real_file
 
 pytest.importorskip("hftbacktest", reason="hftbacktest (test-only dependency) is not installed")

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import oms
-from engine.journal import KIND_RESPONSE, KIND_SENT, read_journal
-from engine.node import CT_PID, CT_SLOTS, CT_STATE, ST_RUNNING
+from engine.live.journal import KIND_RESPONSE, KIND_SENT, read_journal
+from engine.runtime import control as CB
+from engine.trading import oms
 from feeds import ouch
 from tests.conftest import step_until
 from tests.integration.test_simexchange import free_port, free_tcp_port
@@ -71,7 +71,7 @@ taker_fee = {TAKER_FEE}
 
 
 def hftmm(*args: str) -> list[str]:
-    return [sys.executable, "-m", "engine.cli", *args]
+    return [sys.executable, "-m", "engine.cli.main", *args]
 
 
 def metric(body: str, name: str) -> float:
@@ -331,7 +331,7 @@ def test_a_capture_that_disagrees_with_its_replay_is_reported(session: Session, 
     differ, at that step, and exit 1."""
     import pyarrow as pa
 
-    from engine.capture import K_ORDER
+    from engine.live.capture import K_ORDER
 
     (capture,) = session.runtime.glob("capture/mm-1-*.capture.arrow")
     with pa.ipc.open_stream(pa.memory_map(str(capture))) as reader:
@@ -355,11 +355,11 @@ def test_a_node_killed_mid_session_is_restarted_from_its_journal(tmp_path: Path)
     daemon = Daemon(tmp_path)
     try:
         daemon.wait_for(lambda b: metric(b, "hftmm_orders_filled_total") >= 1, START_S)
-        control = np.memmap(f"/dev/shm/hftmm-control-{daemon.proc.pid}-mm-1", np.int64, "r", shape=(CT_SLOTS,))
-        first_pid = int(control[CT_PID])
+        control = np.memmap(f"/dev/shm/hftmm-control-{daemon.proc.pid}-mm-1", np.int64, "r", shape=(CB.CT_SLOTS,))
+        first_pid = int(control[CB.CT_PID])
         os.kill(first_pid, signal.SIGKILL)
-        daemon.wait_for(lambda b: metric(b, "hftmm_node_restarts_total") == 1 and control[CT_STATE] == ST_RUNNING
-                        and int(control[CT_PID]) not in (0, first_pid), START_S)  # fmt: skip
+        daemon.wait_for(lambda b: metric(b, "hftmm_node_restarts_total") == 1 and control[CB.CT_STATE] == CB.ST_RUNNING
+                        and int(control[CB.CT_PID]) not in (0, first_pid), START_S)  # fmt: skip
         daemon.wait_for(lambda b: metric(b, "hftmm_orders_sent_total") >= 1, START_S)  # the new life's orders
         session = daemon.stop({})
     finally:

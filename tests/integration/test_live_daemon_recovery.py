@@ -21,7 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine.journal import (
+from engine.live.config import ExchangeConfig, LiveConfig
+from engine.live.daemon import LiveDaemon
+from engine.live.journal import (
     KIND_RESPONSE,
     KIND_SENT,
     SCHEMA,
@@ -35,10 +37,10 @@ from engine.journal import (
     resume_sequence,
     run_files,
 )
-from engine.live import LiveDaemon, _alive
-from engine.live_config import ExchangeConfig, LiveAeronConfig, LiveConfig
-from engine.metrics import MetricsConfig
-from engine.node import CT_PID, CT_SLOTS, CT_STATE, ST_RUNNING
+from engine.live.recovery import process_alive
+from engine.runtime import control as CB
+from engine.runtime.aeron import AeronConfig
+from engine.runtime.metrics import MetricsConfig
 from feeds import ouch
 from tests.conftest import step_until
 from tests.integration.test_live import MAX_POLLS, POLL_S, START_S, STOP_S, hftmm, metric
@@ -114,7 +116,7 @@ def failing_start(tmp_path: Path) -> None:
         config = LiveConfig(
             runtime_dir=str(tmp_path),
             exchange=ExchangeConfig(embedded=False),
-            aeron=LiveAeronConfig(dir=str(tmp_path / "aeron"), attach=True),
+            aeron=AeronConfig(dir=str(tmp_path / "aeron"), attach=True),
             metrics=MetricsConfig(port=busy.getsockname()[1]),
         )
         daemon = LiveDaemon(config, out=lambda _: None)
@@ -228,14 +230,14 @@ class LiveRun:
 
     def control(self) -> np.ndarray:
         """The node's control block (its state and process id)."""
-        return np.fromfile(f"/dev/shm/hftmm-control-{self.proc.pid}-{NODE}", np.int64, CT_SLOTS)
+        return np.fromfile(f"/dev/shm/hftmm-control-{self.proc.pid}-{NODE}", np.int64, CB.CT_SLOTS)
 
     def running(self) -> bool:
         """The node is logged in, reads market data and has sent an order in this life."""
         path = f"/dev/shm/hftmm-control-{self.proc.pid}-{NODE}"
         return (
             os.path.exists(path)
-            and self.control()[CT_STATE] == ST_RUNNING
+            and self.control()[CB.CT_STATE] == CB.ST_RUNNING
             and metric(self.scrape(), "hftmm_orders_sent_total") >= 1
         )
 
@@ -298,12 +300,12 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
             "ring": os.path.exists(f"/dev/shm/hftmm-journal-{pid1}-{NODE}"),
             "journal_file": bool(run_files(tmp / "run" / "journal", NODE, pid1)),
         }
-        old_node_pid = int(run1.control()[CT_PID])
+        old_node_pid = int(run1.control()[CB.CT_PID])
 
         run2 = LiveRun(tmp, config, "run2", 4 * START_S)
         runs.append(run2)
         run2.wait_for(run2.running)
-        old_alive = _alive(old_node_pid)
+        old_alive = process_alive(old_node_pid)
         report2 = run2.finish()
         run2_out = (run2.proc.returncode, run2.stdout_path.read_text(), run2.stderr_path.read_text(), report2)
 

@@ -18,17 +18,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.aeron import EmbeddedDriver, udp_channel
-from engine.book import Book
-from engine.config import ConfigError, decode_toml
-from engine.events import SIDE_ASK, SIDE_BID
-from engine.orderentry import LOGGED_IN, ClientConfig, OrderEntryClient, Port
-from engine.simexchange import SimExchange, SimExchangeConfig
+from engine.book.book import Book
+from engine.core import events as E
+from engine.core.config import ConfigError, decode_toml
+from engine.gateway.client import LOGGED_IN, ClientConfig, OrderEntryClient
+from engine.gateway.session import Port
+from engine.runtime.aeron import EmbeddedDriver, udp_channel
+from engine.simexchange.config import SimExchangeConfig
+from engine.simexchange.exchange import SimExchange
 from feeds import ouch
 from feeds.moldaeron import MoldAeronReceiver
 from feeds.udp import MoldReceiver
 from tests.conftest import step_until
-from tests.unit.engine import test_orderentry
+from tests.unit.engine.gateway import test_orderentry
 
 driver = test_orderentry.driver  # fixture: an embedded Aeron driver of the test process
 
@@ -129,7 +131,7 @@ class Listener:
             snap = exchange.book_snapshot(locate)
             bids, asks = self.book.depth(locate, 10_000)
             assert snap["bids"] and snap["asks"]
-            for rows, levels, side in ((bids, snap["bids"], SIDE_BID), (asks, snap["asks"], SIDE_ASK)):
+            for rows, levels, side in ((bids, snap["bids"], E.SIDE_BID), (asks, snap["asks"], E.SIDE_ASK)):
                 assert [tuple(map(int, r)) for r in rows] == [(p, sum(o[1] for o in q), len(q)) for p, q in levels]
                 for price, queue in levels:
                     for ahead, (ref, qty, _, _) in enumerate(queue):
@@ -309,7 +311,7 @@ def free_tcp_port() -> int:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "engine.cli", "sim-exchange", *args]
+    return [sys.executable, "-m", "engine.cli.main", "sim-exchange", *args]
 
 
 def test_cli_runs_for_a_duration_and_prints_where_it_listens_and_the_stats(tmp_path: Path) -> None:

@@ -6,16 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.aeron import EmbeddedDriver, udp_channel
-from engine.events import SIDE_ASK
-from engine.orderentry import LOGGED_IN, ClientConfig, OrderEntryClient, Port
-from engine.replay import replay
-from engine.replayflow_nb import REF_BASE
+from engine.book.replay import replay
+from engine.core import events as E
+from engine.gateway.client import LOGGED_IN, ClientConfig, OrderEntryClient
+from engine.gateway.session import Port
+from engine.runtime.aeron import EmbeddedDriver, udp_channel
+from engine.simexchange.replayflow_nb import REF_BASE
 from feeds import ouch
 from feeds.synth import generate_itch
 from tests.integration import test_simexchange
 from tests.integration.test_simexchange import CliExchange, Listener, free_port
-from tests.unit.engine.test_replayflow import l3
+from tests.unit.engine.simexchange.test_replayflow import l3
 
 listener = test_simexchange.listener  # fixtures: a UDP market-data listener, the test's Aeron driver, ...
 driver = test_simexchange.driver
@@ -81,7 +82,7 @@ def test_cli_replays_an_itch_day_and_our_ouch_order_trades_with_the_recorded_boo
     client.connect()
     until(lambda: client.state == LOGGED_IN)
     (best_ask, ask_qty, _), *_ = listener.book.depth(1, 1)[1].tolist()
-    head = min((ahead, oid) for oid, (side, px, _, ahead) in want[1].items() if side == SIDE_ASK and px == best_ask)
+    head = min((ahead, oid) for oid, (side, px, _, ahead) in want[1].items() if side == E.SIDE_ASK and px == best_ask)
     assert client.enter(1, ouch.SIDE_BUY, 1, "FIRST", best_ask, time_in_force=ouch.TIF_IOC)
     until(lambda: any(chr(r["kind"]) == "E" for r in client.responses[: client.n_responses]))
     (executed,) = [r for r in client.drain() if chr(r["kind"]) == "E"]
@@ -97,7 +98,7 @@ def test_cli_replays_an_itch_day_and_our_ouch_order_trades_with_the_recorded_boo
     assert chr(accepted["kind"]) == "A"
     ref = int(accepted["order_reference_number"])
     until(lambda: listener.book.order(ref) is not None)
-    assert listener.book.order(ref)["side"] == SIDE_ASK and l3(listener.book, 2, int(REF_BASE)) == want[2]
+    assert listener.book.order(ref)["side"] == E.SIDE_ASK and l3(listener.book, 2, int(REF_BASE)) == want[2]
     client.logout()
 
     stats = exchange.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-CLI = [sys.executable, "-m", "engine.cli"]
+CLI = [sys.executable, "-m", "engine.cli.main"]
 TIMEOUT_S = 240  # a cold Numba cache compiles the backtest kernel first
 GRID = {"order_qty": [1.0, 2.0], "max_position": [4.0, 8.0]}
 GEN_MESSAGES = 20_000
@@ -32,7 +32,7 @@ def run(*args: object, cwd: Path) -> subprocess.CompletedProcess:
 
 def only_symbol(path: Path) -> str:
     """The one symbol of a generated day (its system events carry no instrument, so name it)."""
-    from engine.replay import FeedPass, read_feeds
+    from feeds.read import FeedPass, read_feeds
 
     feed = FeedPass([str(path)])
     for _ in read_feeds([str(path)], progress=False, feed_pass=feed):

@@ -24,27 +24,8 @@ import numpy as np
 import yaml
 from numba import njit
 
-from engine.metrics import (
-    G_PNL,
-    G_POSITION,
-    G_QUOTED_SPREAD_TICKS,
-    HIST_TICK_TO_TRADE,
-    I_BOOK_UPDATES,
-    I_ORDERS_ACCEPTED,
-    I_ORDERS_CANCELED,
-    I_ORDERS_FILLED,
-    I_ORDERS_REJECTED,
-    I_ORDERS_SENT,
-    N_AERON_BACK_PRESSURE,
-    N_DUTY_CYCLES,
-    N_MAX_DUTY_CYCLE_NS,
-    N_MD_GAPS,
-    N_MD_MESSAGES,
-    N_MD_MISSING,
-    N_MD_PACKETS,
-    MetricsBlock,
-    observe_nb,
-)
+from engine.runtime import metrics as M
+from engine.runtime.metrics import MetricsBlock, observe_nb
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -215,43 +196,43 @@ def synthetic_ticks_nb(node, counters, gauges, risk, histograms, ticks):
     n_inst = counters.shape[0]
     n_stages = histograms.shape[0] - 1
     for _ in range(ticks):
-        node[N_MD_PACKETS] += 1
-        node[N_MD_MESSAGES] += 1 + np.random.poisson(3.0)
-        node[N_DUTY_CYCLES] += 1 + np.random.poisson(50.0)
+        node[M.N_MD_PACKETS] += 1
+        node[M.N_MD_MESSAGES] += 1 + np.random.poisson(3.0)
+        node[M.N_DUTY_CYCLES] += 1 + np.random.poisson(50.0)
         i = np.random.randint(n_inst)
-        counters[i, I_BOOK_UPDATES] += 1 + np.random.poisson(2.0)
+        counters[i, M.I_BOOK_UPDATES] += 1 + np.random.poisson(2.0)
         total_ns = 0
         for s in range(n_stages):
             ns = np.int64(np.exp(np.random.normal(6.0 + 0.4 * s, 0.5)))
             observe_nb(histograms[1 + s], ns)
             total_ns += ns
-        observe_nb(histograms[HIST_TICK_TO_TRADE], total_ns)
-        if total_ns > node[N_MAX_DUTY_CYCLE_NS]:
-            node[N_MAX_DUTY_CYCLE_NS] = total_ns
+        observe_nb(histograms[M.HIST_TICK_TO_TRADE], total_ns)
+        if total_ns > node[M.N_MAX_DUTY_CYCLE_NS]:
+            node[M.N_MAX_DUTY_CYCLE_NS] = total_ns
         if np.random.random() < 0.1:
             if np.random.random() < 0.05:
                 risk[i, np.random.randint(risk.shape[1])] += 1
                 continue
-            counters[i, I_ORDERS_SENT] += 1
+            counters[i, M.I_ORDERS_SENT] += 1
             if np.random.random() < 0.01:
-                node[N_AERON_BACK_PRESSURE] += 1
+                node[M.N_AERON_BACK_PRESSURE] += 1
             if np.random.random() < 0.02:
-                counters[i, I_ORDERS_REJECTED] += 1
+                counters[i, M.I_ORDERS_REJECTED] += 1
                 continue
-            counters[i, I_ORDERS_ACCEPTED] += 1
+            counters[i, M.I_ORDERS_ACCEPTED] += 1
             if np.random.random() < 0.3:
-                counters[i, I_ORDERS_FILLED] += 1
+                counters[i, M.I_ORDERS_FILLED] += 1
                 side = 1.0 if np.random.random() < 0.5 else -1.0
-                gauges[i, G_POSITION] += 100.0 * side
-                gauges[i, G_PNL] += np.random.normal(0.5, 3.0)
+                gauges[i, M.G_POSITION] += 100.0 * side
+                gauges[i, M.G_PNL] += np.random.normal(0.5, 3.0)
             else:
-                counters[i, I_ORDERS_CANCELED] += 1
-        gauges[i, G_QUOTED_SPREAD_TICKS] = 1.0 + np.random.poisson(1.0)
-    if node[N_MD_MISSING] > 0:
-        node[N_MD_MISSING] = 0  # recovered by the next call
+                counters[i, M.I_ORDERS_CANCELED] += 1
+        gauges[i, M.G_QUOTED_SPREAD_TICKS] = 1.0 + np.random.poisson(1.0)
+    if node[M.N_MD_MISSING] > 0:
+        node[M.N_MD_MISSING] = 0  # recovered by the next call
     elif np.random.random() < 0.02:
-        node[N_MD_GAPS] += 1
-        node[N_MD_MISSING] = 1 + np.random.poisson(20.0)
+        node[M.N_MD_GAPS] += 1
+        node[M.N_MD_MISSING] = 1 + np.random.poisson(20.0)
 
 
 def run_synthetic_node(block_name: str, seconds: float, seed: int, stop: Any) -> None:

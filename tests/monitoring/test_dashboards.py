@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.metrics import DEFAULT_PORT, catalog
+from engine.runtime import metrics as M
+from engine.runtime.metrics import catalog
 from tests.monitoring.harness import DASHBOARDS, DOCKER, REPO, panel_queries, panels, variable_names
 
 DATASOURCE_UID = "hftmm-prometheus"
@@ -144,10 +145,10 @@ def test_compose_runs_the_live_daemon_and_prometheus_scrapes_it() -> None:
     assert engine["command"] == ["live", "--config", "/etc/hftmm/live.toml"]  # after the image's `hftmm` entrypoint
     assert re.search(r'^ENTRYPOINT \["hftmm"\]$', (DOCKER / "Dockerfile").read_text(), re.MULTILINE)
     assert engine["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
-    assert str(DEFAULT_PORT) in engine["expose"]
+    assert str(M.DEFAULT_PORT) in engine["expose"]
     scrape = yaml.safe_load((DOCKER / "prometheus/prometheus.yml").read_text())
     (job,) = scrape["scrape_configs"]
-    assert job["static_configs"] == [{"targets": [f"engine:{DEFAULT_PORT}"]}]
+    assert job["static_configs"] == [{"targets": [f"engine:{M.DEFAULT_PORT}"]}]
     assert set(compose["services"]) == {"engine", "prometheus", "grafana"}
 
 

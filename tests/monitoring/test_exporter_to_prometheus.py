@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.metrics import DaemonMetrics, MetricsBlock, MetricsExporter
+from engine.runtime.metrics import DaemonMetrics, MetricsBlock, MetricsExporter
 from tests.monitoring.harness import (
     DASHBOARDS,
     RULES_DIR,

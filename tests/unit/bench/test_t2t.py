@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.t2t import STAGES, Timeline, attribute, bench_params
-from engine import node_nb as k
+from engine.live import layout as NL
 
 
 def _timeline(first_seqs: list[int], counts: list[int], arrivals: list[int]) -> Timeline:
@@ -24,12 +24,12 @@ def _timeline(first_seqs: list[int], counts: list[int], arrivals: list[int]) -> 
 
 
 def _probe(seq: int, recv: int, first_message: int) -> np.ndarray:
-    row = np.zeros(k.N_PR, np.int64)
-    row[k.PR_SEQ] = seq
-    row[[k.PR_RECV_NS, k.PR_DECODED_NS, k.PR_STEP_NS, k.PR_BOOKED_NS]] = recv, recv + 50, recv + 60, recv + 70
-    row[k.PR_RISK_NS], row[k.PR_ENCODE_NS] = 5, 7
-    row[k.PR_STEPPED_NS], row[k.PR_OFFERED_NS] = recv + 100, recv + 120
-    row[k.PR_FIRST_MESSAGE] = first_message
+    row = np.zeros(NL.N_PR, np.int64)
+    row[NL.PR_SEQ] = seq
+    row[[NL.PR_RECV_NS, NL.PR_DECODED_NS, NL.PR_STEP_NS, NL.PR_BOOKED_NS]] = recv, recv + 50, recv + 60, recv + 70
+    row[NL.PR_RISK_NS], row[NL.PR_ENCODE_NS] = 5, 7
+    row[NL.PR_STEPPED_NS], row[NL.PR_OFFERED_NS] = recv + 100, recv + 120
+    row[NL.PR_FIRST_MESSAGE] = first_message
     return row
 
 
@@ -51,7 +51,7 @@ def test_a_probe_counts_for_the_tick_its_newest_message_came_from_and_stages_tel
 def test_warm_up_ticks_unsent_probes_and_second_probes_of_a_tick_are_left_out() -> None:
     line = _timeline([1, 3, 5], [2, 2, 2], arrivals=[10_400, 11_400, 11_500])
     unsent = _probe(6, 12_200, 2)
-    unsent[k.PR_OFFERED_NS] = 0
+    unsent[NL.PR_OFFERED_NS] = 0
     probes = np.stack([_probe(1, 10_200, 0), _probe(3, 11_200, 1), _probe(4, 11_300, 2), unsent])
     joined = attribute(line, probes, warm_ticks=1)
     assert joined["tick"].tolist() == [1]

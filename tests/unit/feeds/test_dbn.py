@@ -10,20 +10,7 @@ import databento_dbn as dbn
 import numpy as np
 import pytest
 
-from engine.events import (
-    EVENT_DTYPE,
-    FLAG_LAST,
-    FLAG_SNAPSHOT,
-    KIND_ADD,
-    KIND_CANCEL,
-    KIND_CLEAR,
-    KIND_NONE,
-    KIND_REPLACE,
-    KIND_TRADE,
-    SIDE_ASK,
-    SIDE_BID,
-    SIDE_NONE,
-)
+from engine.core import events as E
 from feeds.dbn import DBN_PRICE_SCALE, DbnReader
 from feeds.errors import FeedError
 from tests.conftest import real_file
@@ -34,21 +21,21 @@ XNAS = "dbn/databento_tests/XNAS.ITCH/test_data.{}.dbn.zst"
 GLBX = "dbn/databento_tests/GLBX.MDP3/test_data.{}.dbn.zst"
 
 KIND_OF = {
-    "A": KIND_ADD,
-    "C": KIND_CANCEL,
-    "M": KIND_REPLACE,
-    "R": KIND_CLEAR,
-    "T": KIND_TRADE,
-    "F": KIND_NONE,
-    "N": KIND_NONE,
+    "A": E.KIND_ADD,
+    "C": E.KIND_CANCEL,
+    "M": E.KIND_REPLACE,
+    "R": E.KIND_CLEAR,
+    "T": E.KIND_TRADE,
+    "F": E.KIND_NONE,
+    "N": E.KIND_NONE,
 }
-SIDE_OF = {"B": SIDE_BID, "A": SIDE_ASK, "N": SIDE_NONE}
+SIDE_OF = {"B": E.SIDE_BID, "A": E.SIDE_ASK, "N": E.SIDE_NONE}
 
 
 def read_all(reader: DbnReader) -> np.ndarray:
     """Every event of a reader in one array (batches are reused buffers, so copy each)."""
     batches = [b.copy() for b in reader.batches()]
-    return np.concatenate(batches) if batches else np.zeros(0, EVENT_DTYPE)
+    return np.concatenate(batches) if batches else np.zeros(0, E.EVENT_DTYPE)
 
 
 def library_records(path: Path) -> list:
@@ -129,11 +116,12 @@ def test_esm4_matches_databento_decoder_field_by_field(replay_data: Path) -> Non
     np.testing.assert_array_equal(events["kind"], [KIND_OF[str(r.action)] for r in records])
     np.testing.assert_array_equal(events["side"], [SIDE_OF[str(r.side)] for r in records])
     np.testing.assert_array_equal(events["src_type"], [ord(str(r.action)) for r in records])
-    replace = events["kind"] == KIND_REPLACE
+    replace = events["kind"] == E.KIND_REPLACE
     np.testing.assert_array_equal(events["new_order_id"][replace], events["order_id"][replace])
     assert not events["new_order_id"][~replace].any()
     expected_flags = [
-        (FLAG_LAST if r.flags & dbn.F_LAST else 0) | (FLAG_SNAPSHOT if r.flags & dbn.F_SNAPSHOT else 0) for r in records
+        (E.FLAG_LAST if r.flags & dbn.F_LAST else 0) | (E.FLAG_SNAPSHOT if r.flags & dbn.F_SNAPSHOT else 0)
+        for r in records
     ]
     np.testing.assert_array_equal(events["flags"], expected_flags)
 
@@ -141,7 +129,7 @@ def test_esm4_matches_databento_decoder_field_by_field(replay_data: Path) -> Non
 def test_esm4_first_record_is_a_snapshot_clear(replay_data: Path) -> None:
     events = read_all(DbnReader(str(real_file(replay_data, ESM4))))
     first = events[0]
-    assert (first["kind"], first["price"], first["qty"], first["flags"]) == (KIND_CLEAR, 0, 0, FLAG_SNAPSHOT)
+    assert (first["kind"], first["price"], first["qty"], first["flags"]) == (E.KIND_CLEAR, 0, 0, E.FLAG_SNAPSHOT)
 
 
 def test_explicit_definitions_give_tick_size(replay_data: Path, tmp_path: Path) -> None:
@@ -159,10 +147,10 @@ def test_xnas_itch_mbo_is_four_adds(replay_data: Path) -> None:
     reader = DbnReader(str(real_file(replay_data, XNAS.format("mbo"))))
     events = read_all(reader)
     assert reader.stats.counts() == {"A": 4}
-    assert (events["kind"] == KIND_ADD).all()
+    assert (events["kind"] == E.KIND_ADD).all()
     assert reader.instruments[6155].symbol == "NVDA"
     assert events["price"][0] == 502 * DBN_PRICE_SCALE
-    assert events["side"].tolist() == [SIDE_BID, SIDE_BID, SIDE_ASK, SIDE_BID]
+    assert events["side"].tolist() == [E.SIDE_BID, E.SIDE_BID, E.SIDE_ASK, E.SIDE_BID]
 
 
 def test_glbx_mdp3_mbo_decodes(replay_data: Path) -> None:
@@ -170,7 +158,7 @@ def test_glbx_mdp3_mbo_decodes(replay_data: Path) -> None:
     events = read_all(reader)
     assert len(events) == 4
     assert reader.instruments[5482].symbol == "ESH1"
-    assert (events["flags"] == FLAG_SNAPSHOT).all()
+    assert (events["flags"] == E.FLAG_SNAPSHOT).all()
     assert events["price"][0] == 3_675_750_000_000
 
 
@@ -210,16 +198,24 @@ def test_synthetic_stream_maps_every_action(tmp_path: Path) -> None:
     reader = DbnReader(str(path))
     events = read_all(reader)
     assert events["kind"].tolist() == [
-        KIND_ADD,
-        KIND_REPLACE,
-        KIND_CANCEL,
-        KIND_TRADE,
-        KIND_NONE,
-        KIND_NONE,
-        KIND_CLEAR,
+        E.KIND_ADD,
+        E.KIND_REPLACE,
+        E.KIND_CANCEL,
+        E.KIND_TRADE,
+        E.KIND_NONE,
+        E.KIND_NONE,
+        E.KIND_CLEAR,
     ]
-    assert events["side"].tolist() == [SIDE_BID, SIDE_BID, SIDE_ASK, SIDE_ASK, SIDE_BID, SIDE_NONE, SIDE_NONE]
-    assert events["flags"].tolist() == [FLAG_SNAPSHOT, 0, FLAG_LAST, 0, 0, 0, 0]
+    assert events["side"].tolist() == [
+        E.SIDE_BID,
+        E.SIDE_BID,
+        E.SIDE_ASK,
+        E.SIDE_ASK,
+        E.SIDE_BID,
+        E.SIDE_NONE,
+        E.SIDE_NONE,
+    ]
+    assert events["flags"].tolist() == [E.FLAG_SNAPSHOT, 0, E.FLAG_LAST, 0, 0, 0, 0]
     assert int(events["order_id"][0]) == big_id
     assert int(events["new_order_id"][1]) == big_id
     assert (events["price"][1], events["qty"][1]) == (101 * DBN_PRICE_SCALE, 9)
@@ -237,7 +233,7 @@ def test_non_mbo_records_are_skipped_and_counted(tmp_path: Path) -> None:
     path.write_bytes(stream([mapping, mbo("A", "B"), mapping, mbo("C", "B")], schema=None))
     reader = DbnReader(str(path), chunk_bytes=64)
     events = read_all(reader)
-    assert events["kind"].tolist() == [KIND_ADD, KIND_CANCEL]
+    assert events["kind"].tolist() == [E.KIND_ADD, E.KIND_CANCEL]
     assert reader.stats.skipped_records == 2
     assert reader.skipped_rtypes[int(dbn.RType.SYMBOL_MAPPING.value)] == 2
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.events import ALL_INSTRUMENTS, EVENT_DTYPE, KIND_ADD, KIND_DELETE, KIND_STATUS
+from engine.core import events as E
 from feeds.errors import FeedError
 from feeds.flatfile import FlatItchReader
 from feeds.itch import MESSAGE_LENGTHS, decode_message, encode, frame
@@ -25,7 +25,7 @@ def read_all(path: Path, **kwargs) -> tuple[np.ndarray, FlatItchReader]:
     """Every event of the file (copied out of the reused buffer) and the reader."""
     reader = FlatItchReader(str(path), **kwargs)
     batches = [batch.copy() for batch in reader.batches()]
-    events = np.concatenate(batches) if batches else np.empty(0, EVENT_DTYPE)
+    events = np.concatenate(batches) if batches else np.empty(0, E.EVENT_DTYPE)
     return events, reader
 
 
@@ -56,7 +56,7 @@ def test_real_sample_counts_and_directory(sample: Path):
     assert reader.instruments[1].price_scale == 10_000 and reader.instruments[1].tick_size == 0.01
     # Rows: S and H only; the S row first, market-wide, with event code 'O'.
     assert len(events) == 4
-    assert events[0]["kind"] == KIND_STATUS and events[0]["instrument"] == ALL_INSTRUMENTS
+    assert events[0]["kind"] == E.KIND_STATUS and events[0]["instrument"] == E.ALL_INSTRUMENTS
     assert chr(events[0]["flags"]) == "O" and chr(events[0]["src_type"]) == "S"
     assert events[0]["ts_exch_ns"] == FIRST_TS and events[0]["seq"] == 0
     assert np.all(np.diff(events["ts_exch_ns"]) >= 0)
@@ -156,7 +156,7 @@ def test_bad_record_is_skipped_and_counted(tmp_path, chunk_bytes, name, body, wh
     assert stats.counts() == {"S": 1, "R": 1, "A": 1, "D": 1}
     assert (stats.skipped_records, stats.skipped_bytes) == (1, nbytes)
     assert len(stats.errors) == 1 and what in stats.errors[0] and f"offset {offset}" in stats.errors[0]
-    assert list(events["kind"]) == [KIND_STATUS, KIND_ADD, KIND_DELETE]
+    assert list(events["kind"]) == [E.KIND_STATUS, E.KIND_ADD, E.KIND_DELETE]
     after = 1 if seq == 2 else 0  # a record skipped mid-file still takes its index
     assert list(events["seq"]) == [0, 2 + after, 3 + after]
     assert reader.instruments[5].symbol == "ZVZZT"
@@ -210,4 +210,4 @@ def test_corrupt_gzip_is_skipped_and_stops_the_file(tmp_path, sample):
     stats = reader.stats
     assert 0 < stats.messages < 1000
     assert stats.skipped_records == 1 and "corrupt gzip" in stats.errors[0]
-    assert events[0]["kind"] == KIND_STATUS
+    assert events[0]["kind"] == E.KIND_STATUS

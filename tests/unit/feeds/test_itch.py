@@ -10,22 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.events import (
-    ALL_INSTRUMENTS,
-    FLAG_NON_PRINTABLE,
-    KIND_ADD,
-    KIND_CANCEL,
-    KIND_DELETE,
-    KIND_EXECUTE,
-    KIND_EXECUTE_PRICE,
-    KIND_REPLACE,
-    KIND_STATUS,
-    KIND_TRADE,
-    SIDE_ASK,
-    SIDE_BID,
-    SIDE_NONE,
-    empty_events,
-)
+from engine.core import events as E
+from engine.core.events import empty_events
 from feeds.errors import FeedError
 from feeds.itch import (
     ERR_BAD_LENGTH,
@@ -56,7 +42,7 @@ SPEC_LENGTHS = {
 # Fields whose values the decoder interprets: draw them from the spec's code sets.
 CODE_SETS = {"buy_sell_indicator": "BS", "printable": "YN", "event_code": "OSQMEC", "trading_state": "HPQT"}
 ALPHA = string.ascii_uppercase + string.digits + ".-"
-SIDES = {"B": SIDE_BID, "S": SIDE_ASK}
+SIDES = {"B": E.SIDE_BID, "S": E.SIDE_ASK}
 
 
 def field_strategy(msg_type: str) -> st.SearchStrategy[dict]:
@@ -81,33 +67,33 @@ def expected_row(msg_type: str, f: dict, seq: int) -> dict | None:
     row = {
         "ts_exch_ns": f["timestamp"], "ts_local_ns": f["timestamp"], "seq": seq,
         "instrument": f["stock_locate"], "src_type": ord(msg_type), "order_id": 0, "new_order_id": 0,
-        "price": 0, "qty": 0, "side": SIDE_NONE, "flags": 0,
+        "price": 0, "qty": 0, "side": E.SIDE_NONE, "flags": 0,
     }  # fmt: skip
     if msg_type in "AF":
-        row.update(kind=KIND_ADD, order_id=f["order_reference_number"], price=f["price"],
+        row.update(kind=E.KIND_ADD, order_id=f["order_reference_number"], price=f["price"],
                    qty=f["shares"], side=SIDES[f["buy_sell_indicator"]])  # fmt: skip
     elif msg_type == "E":
-        row.update(kind=KIND_EXECUTE, order_id=f["order_reference_number"], qty=f["executed_shares"])
+        row.update(kind=E.KIND_EXECUTE, order_id=f["order_reference_number"], qty=f["executed_shares"])
     elif msg_type == "C":
-        row.update(kind=KIND_EXECUTE_PRICE, order_id=f["order_reference_number"],
+        row.update(kind=E.KIND_EXECUTE_PRICE, order_id=f["order_reference_number"],
                    qty=f["executed_shares"], price=f["execution_price"],
-                   flags=FLAG_NON_PRINTABLE if f["printable"] == "N" else 0)  # fmt: skip
+                   flags=E.FLAG_NON_PRINTABLE if f["printable"] == "N" else 0)  # fmt: skip
     elif msg_type == "X":
-        row.update(kind=KIND_CANCEL, order_id=f["order_reference_number"], qty=f["cancelled_shares"])
+        row.update(kind=E.KIND_CANCEL, order_id=f["order_reference_number"], qty=f["cancelled_shares"])
     elif msg_type == "D":
-        row.update(kind=KIND_DELETE, order_id=f["order_reference_number"])
+        row.update(kind=E.KIND_DELETE, order_id=f["order_reference_number"])
     elif msg_type == "U":
-        row.update(kind=KIND_REPLACE, order_id=f["original_order_reference_number"], qty=f["shares"],
+        row.update(kind=E.KIND_REPLACE, order_id=f["original_order_reference_number"], qty=f["shares"],
                    new_order_id=f["new_order_reference_number"], price=f["price"])  # fmt: skip
     elif msg_type == "P":
-        row.update(kind=KIND_TRADE, order_id=f["order_reference_number"], qty=f["shares"],
+        row.update(kind=E.KIND_TRADE, order_id=f["order_reference_number"], qty=f["shares"],
                    price=f["price"], side=-SIDES[f["buy_sell_indicator"]])  # aggressor  # fmt: skip
     elif msg_type == "Q":
-        row.update(kind=KIND_TRADE, qty=int(np.uint64(f["shares"]).astype(np.int64)), price=f["cross_price"])
+        row.update(kind=E.KIND_TRADE, qty=int(np.uint64(f["shares"]).astype(np.int64)), price=f["cross_price"])
     elif msg_type == "H":
-        row.update(kind=KIND_STATUS, flags=ord(f["trading_state"]))
+        row.update(kind=E.KIND_STATUS, flags=ord(f["trading_state"]))
     elif msg_type == "S":
-        row.update(kind=KIND_STATUS, instrument=ALL_INSTRUMENTS, flags=ord(f["event_code"]))
+        row.update(kind=E.KIND_STATUS, instrument=E.ALL_INSTRUMENTS, flags=ord(f["event_code"]))
     else:
         return None
     return row
@@ -312,7 +298,7 @@ def test_decode_message_nb_checks_bounds_and_local_time():
     assert counts.sum() == 0
     assert decode_message_nb(buf, 0, 19, out, 0, counts, directory, 4, 777) == 1
     assert (out[0]["ts_exch_ns"], out[0]["ts_local_ns"], out[0]["seq"]) == (50, 777, 4)
-    assert (out[0]["kind"], out[0]["order_id"], out[0]["instrument"]) == (KIND_DELETE, 9, 3)
+    assert (out[0]["kind"], out[0]["order_id"], out[0]["instrument"]) == (E.KIND_DELETE, 9, 3)
 
 
 def test_frame_prefixes_lengths():

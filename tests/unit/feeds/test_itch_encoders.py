@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.events import SIDE_ASK, SIDE_BID
+from engine.core import events as E
 from feeds import itch
 
 TS_NS = (1 << 48) - 7  # every byte of the 48-bit timestamp in use
@@ -18,12 +18,12 @@ HEADER = {"timestamp": TS_NS, "stock_locate": LOCATE}
 
 CASES = [
     (
-        lambda b: itch.encode_add_nb(b, 3, TS_NS, LOCATE, REF, SIDE_BID, SHARES, STOCK, PRICE, MPIDS, -1),
+        lambda b: itch.encode_add_nb(b, 3, TS_NS, LOCATE, REF, E.SIDE_BID, SHARES, STOCK, PRICE, MPIDS, -1),
         ("A", {"order_reference_number": REF, "buy_sell_indicator": "B", "shares": SHARES, "stock": "HFTA",
                "price": PRICE}),
     ),
     (
-        lambda b: itch.encode_add_nb(b, 3, TS_NS, LOCATE, REF, SIDE_ASK, SHARES, STOCK, PRICE, MPIDS, 1),
+        lambda b: itch.encode_add_nb(b, 3, TS_NS, LOCATE, REF, E.SIDE_ASK, SHARES, STOCK, PRICE, MPIDS, 1),
         ("F", {"order_reference_number": REF, "buy_sell_indicator": "S", "shares": SHARES, "stock": "HFTA",
                "price": PRICE, "attribution": "BRVO"}),
     ),
@@ -47,7 +47,7 @@ CASES = [
                "price": PRICE}),
     ),
     (
-        lambda b: itch.encode_trade_nb(b, 3, TS_NS, LOCATE, SIDE_ASK, SHARES, STOCK, PRICE, MATCH),
+        lambda b: itch.encode_trade_nb(b, 3, TS_NS, LOCATE, E.SIDE_ASK, SHARES, STOCK, PRICE, MATCH),
         ("P", {"order_reference_number": 0, "buy_sell_indicator": "S", "shares": SHARES, "stock": "HFTA",
                "price": PRICE, "match_number": MATCH}),
     ),

@@ -6,12 +6,20 @@ import socket
 
 import numpy as np
 
-from engine.aeron import IPC_CHANNEL, EmbeddedDriver
-from engine.agent import AgentRunner
-from engine.mdpub import MoldPublisher, RetransmissionServer
+from engine.runtime.aeron import IPC_CHANNEL, EmbeddedDriver
+from engine.runtime.agent import AgentRunner
+from engine.simexchange.mdpub import MoldPublisher, RetransmissionServer
 from feeds.moldaeron import MoldAeronReceiver
-from tests.unit.engine import test_mdpub, test_orderentry
-from tests.unit.engine.test_mdpub import MESSAGES, SESSION, Collector, assert_same_events, record_offsets, run_until
+from tests.unit.engine.gateway import test_orderentry
+from tests.unit.engine.simexchange import test_mdpub
+from tests.unit.engine.simexchange.test_mdpub import (
+    MESSAGES,
+    SESSION,
+    Collector,
+    assert_same_events,
+    record_offsets,
+    run_until,
+)
 
 day, sink, driver = test_mdpub.day, test_mdpub.sink, test_orderentry.driver  # fixtures shared with those tests
 

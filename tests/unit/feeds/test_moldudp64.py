@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.events import KIND_ADD, KIND_DELETE, empty_events
+from engine.core import events as E
+from engine.core.events import empty_events
 from feeds import moldudp64 as mold
 from feeds.itch import encode, new_stock_directory
 
@@ -93,7 +94,7 @@ def test_in_order_packets_decode_every_message_with_its_sequence() -> None:
     assert d.feed(data_packet(13, 2)) == (mold.OK, 13)
     assert d.refs() == [10, 11, 12, 13, 14]
     assert d.out["seq"][: d.n].tolist() == [10, 11, 12, 13, 14]
-    assert d.out["kind"][0] == KIND_ADD and d.out["ts_local_ns"][0] == 555
+    assert d.out["kind"][0] == E.KIND_ADD and d.out["ts_local_ns"][0] == 555
     assert d.counts[ord("A")] == 5
     state = d.state()
     assert (state.session, state.next_seq, state.packets, state.messages) == ("000010059B", 15, 2, 5)
@@ -235,4 +236,4 @@ def test_decode_many_does_a_chunk_in_one_call_and_stops_at_an_error() -> None:
 def test_delete_rows_carry_the_packet_sequence() -> None:
     d = Decoder()
     d.feed(mold.encode_packet(SESSION, 77, [encode("D", stock_locate=3, order_reference_number=9)]))
-    assert (d.out["kind"][0], d.out["seq"][0], d.out["instrument"][0]) == (KIND_DELETE, 77, 3)
+    assert (d.out["kind"][0], d.out["seq"][0], d.out["instrument"][0]) == (E.KIND_DELETE, 77, 3)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.events import EVENT_DTYPE, KIND_ADD, KIND_DELETE, KIND_EXECUTE, KIND_REPLACE, KIND_STATUS, empty_events
+from engine.core import events as E
+from engine.core.events import empty_events
 from feeds import moldudp64 as mold
 from feeds.errors import FeedError
 from feeds.itch import decode_message, encode, new_stock_directory
@@ -172,17 +173,17 @@ def expected_events(payloads: list[tuple[int, bytes]]) -> np.ndarray:
 
 def read_all(reader: PcapReader) -> np.ndarray:
     batches = [b.copy() for b in reader.batches()]
-    return np.concatenate(batches) if batches else np.zeros(0, EVENT_DTYPE)
+    return np.concatenate(batches) if batches else np.zeros(0, E.EVENT_DTYPE)
 
 
 # --- real captures -------------------------------------------------------------------------------
 REAL_DIR = "itch/moldudp64_pcap"
 REAL_TYPES = {
-    "AddOrderNoMpidAttributionMessage": ("A", KIND_ADD),
-    "OrderDeleteMessage": ("D", KIND_DELETE),
-    "OrderReplaceMessage": ("U", KIND_REPLACE),
-    "OrderExecutedMessage": ("E", KIND_EXECUTE),
-    "StockTradingActionMessage": ("H", KIND_STATUS),
+    "AddOrderNoMpidAttributionMessage": ("A", E.KIND_ADD),
+    "OrderDeleteMessage": ("D", E.KIND_DELETE),
+    "OrderReplaceMessage": ("U", E.KIND_REPLACE),
+    "OrderExecutedMessage": ("E", E.KIND_EXECUTE),
+    "StockTradingActionMessage": ("H", E.KIND_STATUS),
     "MarketParticipantPositionMessage": ("L", None),
     "NetOrderImbalanceIndicatorMessage": ("I", None),
 }

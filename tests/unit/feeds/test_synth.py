@@ -8,16 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.events import (
-    KIND_ADD,
-    KIND_CANCEL,
-    KIND_DELETE,
-    KIND_EXECUTE,
-    KIND_EXECUTE_PRICE,
-    KIND_REPLACE,
-    SIDE_ASK,
-    SIDE_BID,
-)
+from engine.core import events as E
 from feeds import synth
 from feeds.flatfile import FlatItchReader
 from feeds.itch import MESSAGE_LENGTHS, decode_message
@@ -71,7 +62,7 @@ class _Replay:
         assert shares > 0 and price > 0 and price % synth.TICK == 0
         self.last_ref = ref
         opposite = self._level(instrument, -side)
-        if opposite and (price >= min(opposite) if side == SIDE_BID else price <= max(opposite)):
+        if opposite and (price >= min(opposite) if side == E.SIDE_BID else price <= max(opposite)):
             self.crossed += 1
         self.live[ref] = [instrument, side, price, shares]
         level = self._level(instrument, side)
@@ -92,28 +83,28 @@ class _Replay:
 
     def apply(self, kind: int, instrument: int, ref: int, new_ref: int, price: int, qty: int, side: int) -> None:
         """Apply the fields of one event row."""
-        if kind == KIND_ADD:
-            assert side in (SIDE_BID, SIDE_ASK)
+        if kind == E.KIND_ADD:
+            assert side in (E.SIDE_BID, E.SIDE_ASK)
             self._rest(ref, instrument, side, price, qty)
-        elif kind in (KIND_EXECUTE, KIND_EXECUTE_PRICE):
+        elif kind in (E.KIND_EXECUTE, E.KIND_EXECUTE_PRICE):
             order = self._order(ref, instrument)
             assert 0 < qty <= order[3], f"over-execution of {ref}: {qty} of {order[3]}"
             same_side = self._level(instrument, order[1])
-            touch = max(same_side) if order[1] == SIDE_BID else min(same_side)
+            touch = max(same_side) if order[1] == E.SIDE_BID else min(same_side)
             assert order[2] == touch, f"execution of {ref} at {order[2]} away from the touch {touch}"
-            if kind == KIND_EXECUTE_PRICE:
+            if kind == E.KIND_EXECUTE_PRICE:
                 assert price == order[2]
             order[3] -= qty
             if order[3] == 0:
                 self._drop(ref)
-        elif kind == KIND_CANCEL:
+        elif kind == E.KIND_CANCEL:
             order = self._order(ref, instrument)
             assert 0 < qty < order[3], f"cancel of {qty} from {ref} holding {order[3]}"
             order[3] -= qty
-        elif kind == KIND_DELETE:
+        elif kind == E.KIND_DELETE:
             self._order(ref, instrument)
             self._drop(ref)
-        elif kind == KIND_REPLACE:
+        elif kind == E.KIND_REPLACE:
             side = self._order(ref, instrument)[1]
             self._drop(ref)
             self._rest(new_ref, instrument, side, price, qty)

@@ -1,0 +1,822 @@
+"""The backtester's compiled core: two timelines, two books, our orders, a queue model, one call.
+
+``run_nb`` replays events through
+
+* the **exchange** book (events in exchange-timestamp order) where our orders rest and fill: on L3
+  data each order of ours is a real row of that book (a *phantom* with a negative id), so its queue
+  position is exact FIFO; on L2 data its place in the queue is estimated by a queue model;
+* the **local** book (events in local-timestamp order: what our feed handler would have seen),
+  which is all the strategy sees;
+* order requests that reach the exchange after the entry latency, and responses (accepted,
+  rejected, canceled, fills) that reach us after the response latency; positions, cash and fees
+  change when a fill *reaches us*, as they would live.
+
+The strategy (a ``strategies.api`` quoting function) is called every ``interval_ns`` of local time
+(or after every local batch when 0); ``reconcile_nb`` turns its wanted quotes into new orders and
+cancels. Everything lives in preallocated arrays (the :class:`BacktestState` tuple); when a table is
+full ``run_nb`` returns a code saying which, ``engine.backtest.backtest`` doubles it and calls again.
+
+Fill rules (no fill without a trade or a cross at our price; market impact is not modelled):
+
+* L3: an execution of a resting order that is *behind* ours in the FIFO fills ours; an execution
+  or a trade print at a price worse than ours fills ours; a trade print at our price fills ours
+  when it is larger than the quantity ahead of us; an order arriving across our price fills ours.
+* L2: hftbacktest's semantics: a trade at our price advances the queue (``front -= qty``), depth
+  changes at our price shrink the queue ahead (risk-averse: never below the level's size; power/log:
+  the probabilistic split of a decrease between the orders ahead and behind), the order fills when
+  the quantity ahead falls below zero; trades through our price and a touch crossing it fill it.
+* Without partial fills an order fills whole the first time any of that reaches it.
+
+Speed: on L2 data the two books are dense depth indexed by price rank (``engine.book.depth``,
+CF_DENSE), and the local book the strategy reads holds only the best DEPTH levels, written at a
+wake; the exchange side tests an event against the price range of our resting orders (MI_BID_LO ..
+MI_ASK_HI) before it calls anything; the helpers of a wake are inlined, since a call that passes the
+whole state costs more than most of them do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.backtest import layout as L
+from engine.backtest.layout import BacktestState
+from engine.book import layout as BL
+from engine.book.book_nb import (
+    add_order_nb,
+    apply_event_nb,
+    best_level_nb,
+    check_crossed_nb,
+    clear_book_nb,
+    has_room_nb,
+    hash_find_nb,
+    hash_slot_nb,
+    level_for_nb,
+    open_book_nb,
+    queue_ahead_nb,
+    reduce_order_nb,
+    remove_order_nb,
+    set_level_nb,
+    tables_nb,
+)
+from engine.book.depth import depth_apply_nb, depth_best_nb, depth_qty_nb, depth_top_nb
+from engine.core import events as E
+from engine.core.borrow import borrow
+from engine.core.units import NEVER
+from engine.trading import layout as TL
+from engine.trading.plan import plan_nb
+from engine.trading.view import fill_view_nb, mid_nb, own_fill_nb, reset_flow_nb, trade_stats_nb
+from strategies.api import MAX_LEVELS, P_INTERVAL_NS
+
+
+# --- small helpers ------------------------------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _side_index(side):
+    return BL.BID if side == E.SIDE_BID else BL.ASK
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _better(side, ours, theirs):
+    """Whether our price is strictly better than ``theirs`` on ``side`` (higher bid, lower ask)."""
+    return ours > theirs if side == E.SIDE_BID else ours < theirs
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _round_half_away(x):
+    return np.floor(x + 0.5) if x >= 0 else -np.floor(-x + 0.5)
+
+
+@njit(cache=True, nogil=True)
+def seed_nb(seed):
+    """Seed the generator the lognormal latency draws from (Numba keeps its own)."""
+    np.random.seed(seed)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _latency_nb(cf, cff, lat, now, col):
+    """Entry (col 1) or response (col 2) latency of a message sent at ``now``."""
+    mode = cf[L.CF_LATENCY]
+    if mode == L.LAT_CONSTANT:
+        return cf[L.CF_ENTRY_NS] if col == 1 else cf[L.CF_RESP_NS]
+    if mode == L.LAT_LOGNORMAL:
+        median = cf[L.CF_ENTRY_NS] if col == 1 else cf[L.CF_RESP_NS]
+        return np.int64(median * np.exp(cff[L.CFF_SIGMA] * np.random.standard_normal()))
+    n = lat.shape[0]  # LAT_TABLE: interpolate between the recorded latencies around `now`
+    if now <= lat[0, 0]:
+        return lat[0, col]
+    if now >= lat[n - 1, 0]:
+        return lat[n - 1, col]
+    lo, hi = 0, n - 1
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if lat[mid, 0] <= now:
+            lo = mid
+        else:
+            hi = mid
+    w = (now - lat[lo, 0]) / max(1, lat[hi, 0] - lat[lo, 0])
+    return np.int64(lat[lo, col] + w * (lat[hi, col] - lat[lo, col]))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _push_nb(box, n, at, kind, slot, price, qty, maker, exch_ns):
+    box[n, L.MS_AT] = at
+    box[n, L.MS_KIND] = kind
+    box[n, L.MS_SLOT] = slot
+    box[n, L.MS_PRICE] = price
+    box[n, L.MS_QTY] = qty
+    box[n, L.MS_MAKER] = maker
+    box[n, L.MS_EXCH_NS] = exch_ns
+    return n + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _earliest_nb(box, n):
+    """Index of the message due first (FIFO among equal times), or -1."""
+    best = -1
+    at = NEVER
+    for i in range(n):
+        if box[i, L.MS_AT] < at:
+            at = box[i, L.MS_AT]
+            best = i
+    return best
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pop_nb(box, n, i):
+    """Remove message ``i`` keeping the others in order; returns the new count."""
+    for j in range(i, n - 1):
+        for c in range(L.N_MS):
+            box[j, c] = box[j + 1, c]
+    return n - 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _local_ts(ev, cf):
+    return ev.ts_local_ns if cf[L.CF_FEED_NS] < 0 else ev.ts_exch_ns + cf[L.CF_FEED_NS]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _level_qty_nb(bt, xt, b, side_index, price):
+    """Lots at ``price`` on a side of the exchange book (its depth under CF_DENSE, else book ``b``)."""
+    if bt.cf[L.CF_DENSE]:
+        return depth_qty_nb(bt.xd, bt.dprice, side_index, price)
+    lvl = level_for_nb(xt, b, side_index, price, False)
+    return 0 if lvl == BL.EMPTY else xt.levels[lvl, BL.LV_QTY]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _touch_nb(bt, xt, b, side_index):
+    """(price, lots) of the best level on a side of the exchange book; lots 0 when that side is empty."""
+    if bt.cf[L.CF_DENSE]:
+        r = depth_best_nb(bt.xdm, side_index)
+        if r == BL.EMPTY:
+            return np.int64(0), np.int64(0)
+        return bt.dprice[r], bt.xd[side_index, r, 0]
+    lvl = best_level_nb(xt, b, side_index)
+    if lvl == BL.EMPTY:
+        return np.int64(0), np.int64(0)
+    return xt.levels[lvl, BL.LV_PRICE], xt.levels[lvl, BL.LV_QTY]
+
+
+@njit(cache=True, nogil=True)
+def _resting_range_nb(bt):
+    """Recompute the price range of our resting orders on each side (MI_BID_LO .. MI_ASK_HI), which lets
+    the exchange side pass over events that cannot reach them."""
+    own, mi = bt.own, bt.mi
+    mi[L.MI_BID_LO] = mi[L.MI_ASK_LO] = NEVER
+    mi[L.MI_BID_HI] = mi[L.MI_ASK_HI] = -NEVER
+    for s in range(own.shape[0]):
+        if own[s, L.OW_EXCH] == L.EX_RESTING:
+            lo = L.MI_BID_LO if own[s, TL.OW_SIDE] == E.SIDE_BID else L.MI_ASK_LO
+            price = own[s, TL.OW_PRICE]
+            mi[lo] = min(mi[lo], price)
+            mi[lo + 1] = max(mi[lo + 1], price)
+
+
+# --- the exchange side --------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _respond_nb(bt, now, kind, slot, price, qty, maker):
+    """Queue a response for the local side, due after the response latency."""
+    mi = bt.mi
+    at = now + _latency_nb(bt.cf, bt.cff, bt.lat, now, 2)
+    mi[L.MI_NRSP] = _push_nb(bt.rsp, mi[L.MI_NRSP], at, kind, slot, price, qty, maker, now)
+    bt.own[slot, L.OW_INFLIGHT] += 1
+
+
+@njit(cache=True, nogil=True)
+def _exch_fill_nb(bt, xt, now, slot, qty, price, maker):
+    """Our order ``slot`` trades ``qty`` lots (at most what it has left) at ``price``."""
+    own = bt.own
+    qty = min(qty, own[slot, L.OW_LEAVES])
+    if qty <= 0:
+        return
+    own[slot, L.OW_LEAVES] -= qty
+    row = own[slot, L.OW_ROW]
+    if own[slot, L.OW_LEAVES] == 0:
+        own[slot, L.OW_EXCH] = L.EX_DONE
+        bt.mi[L.MI_RESTING] -= 1
+        _resting_range_nb(bt)
+        if row != BL.EMPTY:
+            remove_order_nb(xt, row)
+            own[slot, L.OW_ROW] = BL.EMPTY
+    elif row != BL.EMPTY:
+        reduce_order_nb(xt, row, qty)
+    _respond_nb(bt, now, L.RS_FILL, slot, price, qty, maker)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fill_amount(bt, slot, available):
+    """Lots an order fills when ``available`` lots reach it: all it has, or with partial fills at most that."""
+    leaves = bt.own[slot, L.OW_LEAVES]
+    return min(leaves, available) if bt.cf[L.CF_PARTIAL] else leaves
+
+
+@njit(cache=True, nogil=True)
+def _fill_crossed_nb(bt, xt, b, now, side):
+    """Fill our resting orders of ``side`` that the other side's touch has reached or crossed."""
+    touch, touch_qty = _touch_nb(bt, xt, b, BL.ASK if side == E.SIDE_BID else BL.BID)
+    if touch_qty == 0:
+        return
+    own = bt.own
+    for s in range(own.shape[0]):
+        if own[s, L.OW_EXCH] == L.EX_RESTING and own[s, TL.OW_SIDE] == side:
+            price = own[s, TL.OW_PRICE]
+            if (side == E.SIDE_BID and price >= touch) or (side == E.SIDE_ASK and price <= touch):
+                _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, touch_qty), price, 1)
+
+
+@njit(cache=True, nogil=True)
+def _queue_depth_nb(bt, slot, prev_qty, new_qty):
+    """Depth at our price went ``prev_qty`` -> ``new_qty`` lots: update the estimate of what is ahead."""
+    q = bt.queue
+    model = bt.cf[L.CF_QUEUE]
+    front = q[slot, 0]
+    if model == L.QM_RISK_AVERSE:
+        q[slot, 0] = min(front, new_qty)
+        return
+    change = prev_qty - new_qty - q[slot, 1]  # what trades already took off is not counted twice
+    q[slot, 1] = 0.0
+    if change < 0:
+        q[slot, 0] = min(front, new_qty)
+        return
+    back = prev_qty - front
+    if model == L.QM_POWER:
+        n = bt.cff[L.CFF_QUEUE_N]
+        fb, ff = max(back, 0.0) ** n, max(front, 0.0) ** n
+    else:
+        fb, ff = np.log(1.0 + max(back, 0.0)), np.log(1.0 + max(front, 0.0))
+    prob = fb / (fb + ff) if fb + ff > 0 else 1.0
+    if not np.isfinite(prob):
+        prob = 1.0
+    estimate = front - (1.0 - prob) * change + min(back - prob * change, 0.0)
+    q[slot, 0] = min(estimate, new_qty)
+
+
+@njit(cache=True, nogil=True)
+def _trade_nb(bt, xt, ev, now, l3):
+    """A trade print: it fills our orders it went through; at our price, what it took beyond the
+    quantity ahead of us (exact on L3, the queue model's estimate on L2) reaches us."""
+    own = bt.own
+    passive = -ev.side
+    for s in range(own.shape[0]):
+        if own[s, L.OW_EXCH] != L.EX_RESTING or own[s, TL.OW_SIDE] != passive:
+            continue
+        price = own[s, TL.OW_PRICE]
+        if _better(passive, price, ev.price):
+            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, ev.qty), price, 1)
+        elif price == ev.price:
+            if l3:
+                beyond = ev.qty - queue_ahead_nb(xt, own[s, L.OW_ROW])[1]
+            else:
+                bt.queue[s, 0] -= ev.qty
+                bt.queue[s, 1] += ev.qty
+                beyond = np.int64(-_round_half_away(bt.queue[s, 0]))
+            if beyond > 0:
+                _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, beyond), price, 1)
+                if not l3:
+                    bt.queue[s, 0] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _l2_before_nb(bt, xt, ev, b, now):
+    """L2 data, before the book takes ``ev``: trades fill or advance our queues; returns the level's old size."""
+    if ev.kind == E.KIND_TRADE:
+        _trade_nb(bt, xt, ev, now, False)
+        return 0
+    if ev.kind == E.KIND_LEVEL:
+        return _level_qty_nb(bt, xt, b, _side_index(ev.side), ev.price)
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _l2_after_nb(bt, xt, ev, b, now, prev):
+    """L2 data, after the book took a level change: our queue estimates, then fills the new touch crossed."""
+    if ev.kind != E.KIND_LEVEL:
+        return
+    own = bt.own
+    for s in range(own.shape[0]):
+        if own[s, L.OW_EXCH] == L.EX_RESTING and own[s, TL.OW_SIDE] == ev.side and own[s, TL.OW_PRICE] == ev.price:
+            _queue_depth_nb(bt, s, np.float64(prev), np.float64(ev.qty))
+    _fill_crossed_nb(bt, xt, b, now, -ev.side)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dense_exch_nb(bt, xt, ev, rank, now):
+    """CF_DENSE: one event of our instrument (its depth row ``rank``) at the exchange. ``_l2_before_nb``,
+    the depth update and ``_l2_after_nb``, with the work skipped that cannot change anything: the old
+    size of a level where none of our orders rests, and the cross check when the new touch does not
+    reach them."""
+    mi = bt.mi
+    resting = mi[L.MI_RESTING] > 0
+    kind = ev.kind
+    if kind == E.KIND_TRADE:
+        if resting and _reaches_nb(mi, -ev.side, ev.price):
+            _trade_nb(bt, xt, ev, now, False)
+        return
+    side = ev.side
+    if kind != E.KIND_LEVEL or not resting or (side != E.SIDE_BID and side != E.SIDE_ASK):
+        depth_apply_nb(bt.xd, bt.xdm, bt.dprice, ev, rank)
+        return
+    lo = L.MI_BID_LO if side == E.SIDE_BID else L.MI_ASK_LO
+    ours = mi[lo] <= ev.price <= mi[lo + 1]  # a resting order of ours at this price is possible
+    si = _side_index(side)
+    prev = bt.xd[si, rank, 0] if ours and rank != BL.EMPTY else 0
+    depth_apply_nb(bt.xd, bt.xdm, bt.dprice, ev, rank)
+    if ours:
+        own = bt.own
+        for s in range(own.shape[0]):
+            if own[s, L.OW_EXCH] == L.EX_RESTING and own[s, TL.OW_SIDE] == side and own[s, TL.OW_PRICE] == ev.price:
+                _queue_depth_nb(bt, s, np.float64(prev), np.float64(ev.qty))
+    if _crossed_nb(bt, xt, BL.EMPTY, -side):  # the touch of this side reaches our orders on the other
+        _fill_crossed_nb(bt, xt, BL.EMPTY, now, -side)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reaches_nb(mi, side, price):
+    """Whether any resting order of ours on ``side`` is at ``price`` or better (MI_BID_LO .. MI_ASK_HI)."""
+    return mi[L.MI_BID_HI] >= price if side == E.SIDE_BID else mi[L.MI_ASK_LO] <= price
+
+
+@njit(cache=True, nogil=True)
+def _l3_execute_nb(bt, xt, o, qty, now):
+    """L3 data, before the book takes an execution of ``qty`` from order row ``o``: the phantoms ahead of
+    it and our orders at better prices would have traded first."""
+    own = bt.own
+    side = E.SIDE_BID if xt.orders[o, BL.OR_SIDE] == BL.BID else E.SIDE_ASK
+    price = xt.orders[o, BL.OR_PRICE]
+    p = xt.orders[o, BL.OR_PREV]
+    while p != BL.EMPTY:  # phantoms ahead of the executed order would have traded first
+        pid = xt.orders[p, BL.OR_ID]
+        p = xt.orders[p, BL.OR_PREV]
+        if pid < 0:
+            s = -pid - 1
+            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, qty), own[s, TL.OW_PRICE], 1)
+    for s in range(own.shape[0]):  # an execution at a worse price went through ours
+        if (
+            own[s, L.OW_EXCH] == L.EX_RESTING
+            and own[s, TL.OW_SIDE] == side
+            and _better(side, own[s, TL.OW_PRICE], price)
+        ):
+            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, qty), own[s, TL.OW_PRICE], 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _l3_before_nb(bt, xt, ev, now):
+    """L3 data, before the book takes ``ev``: executions and prints that reach our phantom orders fill them.
+
+    Inlined: most events cannot reach our orders, and are passed over without a call."""
+    kind = ev.kind
+    if kind in (E.KIND_EXECUTE, E.KIND_EXECUTE_PRICE):
+        o = hash_find_nb(xt.o_hash, xt.orders, BL.OR_ID, np.int64(ev.order_id))
+        if o != BL.EMPTY and _reaches_nb(
+            bt.mi, E.SIDE_BID if xt.orders[o, BL.OR_SIDE] == BL.BID else E.SIDE_ASK, xt.orders[o, BL.OR_PRICE]
+        ):
+            _l3_execute_nb(bt, xt, o, ev.qty, now)
+    elif kind == E.KIND_TRADE and _reaches_nb(bt.mi, -ev.side, ev.price):
+        _trade_nb(bt, xt, ev, now, True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _crossed_nb(bt, xt, b, side):
+    """Whether the other side's touch reaches a resting order of ours on ``side`` (``_fill_crossed_nb`` has work)."""
+    touch, touch_qty = _touch_nb(bt, xt, b, BL.ASK if side == E.SIDE_BID else BL.BID)
+    return touch_qty > 0 and _reaches_nb(bt.mi, side, touch)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _l3_after_nb(bt, xt, ev, b, now):
+    """L3 data, after the book took ``ev``: an order that arrived across our price would have traded with us."""
+    kind = ev.kind
+    if kind in (E.KIND_ADD, E.KIND_REPLACE, E.KIND_LEVEL):
+        if _crossed_nb(bt, xt, b, E.SIDE_BID):
+            _fill_crossed_nb(bt, xt, b, now, E.SIDE_BID)
+        if _crossed_nb(bt, xt, b, E.SIDE_ASK):
+            _fill_crossed_nb(bt, xt, b, now, E.SIDE_ASK)
+
+
+@njit(cache=True, nogil=True)
+def _arrive_nb(bt, xt, now, kind, slot):
+    """A request of ours reaches the exchange."""
+    own = bt.own
+    cf = bt.cf
+    if kind == L.RQ_CANCEL:
+        if own[slot, L.OW_EXCH] == L.EX_RESTING:
+            if own[slot, L.OW_ROW] != BL.EMPTY:
+                remove_order_nb(xt, own[slot, L.OW_ROW])
+                own[slot, L.OW_ROW] = BL.EMPTY
+            own[slot, L.OW_EXCH] = L.EX_DONE
+            bt.mi[L.MI_RESTING] -= 1
+            _resting_range_nb(bt)
+            _respond_nb(bt, now, L.RS_CANCELED, slot, 0, own[slot, L.OW_LEAVES], 0)
+        else:
+            _respond_nb(bt, now, L.RS_CANCEL_REJECTED, slot, 0, 0, 0)
+        return
+    side = own[slot, TL.OW_SIDE]
+    price = own[slot, TL.OW_PRICE]
+    b = open_book_nb(xt, cf[L.CF_INSTRUMENT])
+    touch, touch_qty = _touch_nb(bt, xt, b, BL.ASK if side == E.SIDE_BID else BL.BID)
+    if touch_qty > 0 and ((side == E.SIDE_BID and price >= touch) or (side == E.SIDE_ASK and price <= touch)):
+        if not cf[L.CF_GTC]:  # post-only: it would take liquidity, so it is refused
+            own[slot, L.OW_EXCH] = L.EX_DONE
+            _respond_nb(bt, now, L.RS_REJECTED, slot, 0, 0, 0)
+            return
+        own[slot, L.OW_EXCH] = L.EX_RESTING  # marketable: trades at the touch, all of it (no book walk)
+        bt.mi[L.MI_RESTING] += 1
+        bt.mi[L.MI_TAKER_FILLS] += 1
+        _respond_nb(bt, now, L.RS_ACCEPTED, slot, 0, 0, 0)
+        _exch_fill_nb(bt, xt, now, slot, own[slot, L.OW_LEAVES], touch, 0)
+        return
+    own[slot, L.OW_EXCH] = L.EX_RESTING
+    bt.mi[L.MI_RESTING] += 1
+    _resting_range_nb(bt)
+    if cf[L.CF_L3]:
+        oid = -(slot + 1)
+        hslot = hash_slot_nb(xt.o_hash, xt.orders, BL.OR_ID, oid)
+        row = xt.meta[BL.M_ORDER_FREE]  # the row add_order_nb is about to take
+        add_order_nb(xt, b, _side_index(side), oid, price, own[slot, L.OW_LEAVES], hslot)
+        own[slot, L.OW_ROW] = row
+        check_crossed_nb(xt, b)
+    else:
+        bt.queue[slot, 0] = _level_qty_nb(bt, xt, b, _side_index(side), price)
+        bt.queue[slot, 1] = 0.0
+    _respond_nb(bt, now, L.RS_ACCEPTED, slot, 0, 0, 0)
+
+
+# --- the local side ----------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _receive_nb(bt, now, i):
+    """Response ``i`` reaches us: order state, position, cash, fees, the fill record."""
+    own, mi, mf, _cf, cff = bt.own, bt.mi, bt.mf, bt.cf, bt.cff
+    kind = bt.rsp[i, L.MS_KIND]
+    slot = bt.rsp[i, L.MS_SLOT]
+    own[slot, L.OW_INFLIGHT] -= 1
+    if kind == L.RS_ACCEPTED:
+        if own[slot, TL.OW_STATE] == TL.LS_PENDING_NEW:
+            own[slot, TL.OW_STATE] = TL.LS_LIVE
+    elif kind == L.RS_REJECTED:
+        own[slot, TL.OW_STATE] = TL.LS_DONE
+        own[slot, TL.OW_OPEN] = 0
+        mi[L.MI_REJECTS] += 1
+    elif kind == L.RS_CANCELED:
+        own[slot, TL.OW_STATE] = TL.LS_DONE
+        own[slot, TL.OW_OPEN] = 0
+        mi[L.MI_CANCELS] += 1
+    elif kind == L.RS_CANCEL_REJECTED:
+        own[slot, TL.OW_STATE] = TL.LS_LIVE if own[slot, TL.OW_OPEN] > 0 else TL.LS_DONE
+    else:  # RS_FILL
+        qty = bt.rsp[i, L.MS_QTY]
+        price = bt.rsp[i, L.MS_PRICE]
+        side = own[slot, TL.OW_SIDE]
+        units = qty * cff[L.CFF_LOT]
+        value = price * cff[L.CFF_UNIT] * units
+        maker = bt.rsp[i, L.MS_MAKER]
+        fee = value * (cff[L.CFF_MAKER_FEE] if maker else cff[L.CFF_TAKER_FEE])
+        mi[L.MI_POSITION] += qty if side == E.SIDE_BID else -qty
+        mf[L.MF_CASH] += -value if side == E.SIDE_BID else value
+        mf[L.MF_FEES] += fee
+        mf[L.MF_VOLUME] += units
+        mf[L.MF_VALUE] += value
+        own_fill_nb(bt.flow, side, units)
+        n = mi[L.MI_NFILL]
+        f = bt.fills
+        f[n, L.FL_LOCAL_NS] = now
+        f[n, L.FL_EXCH_NS] = bt.rsp[i, L.MS_EXCH_NS]
+        f[n, L.FL_ORDER] = own[slot, TL.OW_ID]
+        f[n, L.FL_SIDE] = side
+        f[n, L.FL_PRICE] = price
+        f[n, L.FL_QTY] = qty
+        f[n, L.FL_MAKER] = maker
+        bt.fill_fee[n] = fee
+        mi[L.MI_NFILL] = n + 1
+        mi[L.MI_FILLS] += 1
+        own[slot, TL.OW_OPEN] -= qty
+        if own[slot, TL.OW_OPEN] <= 0:
+            own[slot, TL.OW_STATE] = TL.LS_DONE
+    if own[slot, TL.OW_STATE] == TL.LS_DONE and own[slot, L.OW_INFLIGHT] == 0:
+        own[slot, TL.OW_STATE] = TL.LS_FREE
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _equity_nb(bt, lt, b):
+    """Cash plus the position at the local mid, less fees (the mid missing: the position counts nothing)."""
+    mid = mid_nb(lt, b, bt.cff[L.CFF_UNIT])
+    position = bt.mi[L.MI_POSITION] * bt.cff[L.CFF_LOT]
+    return bt.mf[L.MF_CASH] + (0.0 if np.isnan(mid) else position * mid) - bt.mf[L.MF_FEES], mid
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fill_view_nb(bt, lt, b, now):
+    """Write what the strategy may know into ``bt.sview`` (engine.trading.view, as the live node does)."""
+    mi, cff, own = bt.mi, bt.cff, bt.own
+    lot = cff[L.CFF_LOT]
+    open_bid = 0
+    open_ask = 0
+    for s in range(own.shape[0]):
+        if own[s, TL.OW_STATE] in (TL.LS_PENDING_NEW, TL.LS_LIVE, TL.LS_PENDING_CANCEL):
+            if own[s, TL.OW_SIDE] == E.SIDE_BID:
+                open_bid += own[s, TL.OW_OPEN]
+            else:
+                open_ask += own[s, TL.OW_OPEN]
+    elapsed = 0.0 if mi[L.MI_CALLS] == 0 else np.float64(now - mi[L.MI_LAST_CALL])
+    equity, _ = _equity_nb(bt, lt, b)
+    fill_view_nb(
+        bt.sview,
+        lt,
+        b,
+        bt.depth,
+        bt.cf[L.CF_TICK] * cff[L.CFF_UNIT],
+        cff[L.CFF_UNIT],
+        lot,
+        mi[L.MI_POSITION] * lot,
+        open_bid * lot,
+        open_ask * lot,
+        elapsed,
+        bt.flow,
+        equity,
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _send_nb(bt, now, kind, slot):
+    mi = bt.mi
+    at = now + _latency_nb(bt.cf, bt.cff, bt.lat, now, 1)
+    mi[L.MI_NREQ] = _push_nb(bt.req, mi[L.MI_NREQ], at, kind, slot, 0, 0, 0, now)
+    bt.own[slot, L.OW_INFLIGHT] += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _act_nb(bt, now, wanted):
+    """Send the cancels and new orders that turn our orders into the strategy's wanted quotes."""
+    own, cf, cff, actions = bt.own, bt.cf, bt.cff, bt.actions
+    count = plan_nb(own, bt.quotes, wanted, cf[L.CF_TICK], cff[L.CFF_UNIT], cff[L.CFF_LOT], actions)
+    for a in range(count):
+        if actions[a, TL.AC_KIND] == TL.ACT_CANCEL:
+            s = actions[a, TL.AC_ROW]
+            own[s, TL.OW_STATE] = TL.LS_PENDING_CANCEL
+            _send_nb(bt, now, L.RQ_CANCEL, s)
+            continue
+        slot = -1
+        for s in range(own.shape[0]):
+            if own[s, TL.OW_STATE] == TL.LS_FREE:
+                slot = s
+                break
+        if slot < 0:
+            bt.mi[L.MI_FULL_TABLE] += 1
+            continue
+        bt.mi[L.MI_NEXT_ID] += 1
+        own[slot, TL.OW_ID] = bt.mi[L.MI_NEXT_ID]
+        own[slot, TL.OW_SIDE] = actions[a, TL.AC_SIDE]
+        own[slot, TL.OW_PRICE] = actions[a, TL.AC_PRICE]
+        own[slot, TL.OW_QTY] = actions[a, TL.AC_QTY]
+        own[slot, L.OW_LEAVES] = actions[a, TL.AC_QTY]
+        own[slot, TL.OW_OPEN] = actions[a, TL.AC_QTY]
+        own[slot, L.OW_EXCH] = L.EX_UNSEEN
+        own[slot, TL.OW_STATE] = TL.LS_PENDING_NEW
+        own[slot, L.OW_ROW] = BL.EMPTY
+        own[slot, L.OW_INFLIGHT] = 0
+        own[slot, L.OW_SENT_NS] = now
+        bt.mi[L.MI_ORDERS] += 1
+        _send_nb(bt, now, L.RQ_NEW, slot)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sample_nb(bt, lt, b, now):
+    mi, mf = bt.mi, bt.mf
+    n = mi[L.MI_NEQ]
+    equity, mid = _equity_nb(bt, lt, b)
+    position = mi[L.MI_POSITION] * bt.cff[L.CFF_LOT]
+    bt.eq_ts[n] = now
+    bt.eq[n, L.EQ_EQUITY] = equity
+    bt.eq[n, L.EQ_POSITION] = position
+    bt.eq[n, L.EQ_MID] = mid
+    bt.eq[n, L.EQ_FEES] = mf[L.MF_FEES]
+    bt.eq[n, L.EQ_CASH] = mf[L.MF_CASH]
+    mi[L.MI_NEQ] = n + 1
+    mi[L.MI_LAST_SAMPLE] = now
+
+
+# --- the loop -----------------------------------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _borrowed_nb(bt):
+    """The state with owner-less views of its arrays: helpers that are not inlined then pay no
+    reference counting per event (the caller keeps the arrays alive; tables grow between calls)."""
+    return BacktestState(
+        borrow(bt.own),
+        borrow(bt.queue),
+        borrow(bt.req),
+        borrow(bt.rsp),
+        borrow(bt.fills),
+        borrow(bt.fill_fee),
+        borrow(bt.eq_ts),
+        borrow(bt.eq),
+        borrow(bt.cf),
+        borrow(bt.cff),
+        borrow(bt.lat),
+        borrow(bt.mi),
+        borrow(bt.mf),
+        borrow(bt.sview),
+        borrow(bt.params),
+        borrow(bt.sstate),
+        borrow(bt.quotes),
+        borrow(bt.depth),
+        borrow(bt.actions),
+        borrow(bt.flow),
+        borrow(bt.xd),
+        borrow(bt.xdm),
+        borrow(bt.ld),
+        borrow(bt.ldm),
+        borrow(bt.dprice),
+        borrow(bt.erank),
+        borrow(bt.vev),
+    )
+
+
+@njit(cache=True, nogil=True)
+def run_nb(bt, xs, ls, events, quote):
+    """Advance the backtest until the events end (RC_DONE) or a table is full (another RC_* code)."""
+    xt = tables_nb(xs)
+    lt = tables_nb(ls)
+    events = borrow(events)
+    bt = _borrowed_nb(bt)
+    mi, cf = bt.mi, bt.cf
+    n = len(events)
+    interval = np.int64(bt.params[P_INTERVAL_NS])
+    instrument = cf[L.CF_INSTRUMENT]
+    while True:
+        ie = mi[L.MI_IE]
+        while ie < n and events[ie].flags & E.FLAG_LOCAL_ONLY:
+            ie += 1
+        mi[L.MI_IE] = ie
+        il = mi[L.MI_IL]
+        while il < n and events[il].flags & E.FLAG_EXCH_ONLY:
+            il += 1
+        mi[L.MI_IL] = il
+        if ie >= n and il >= n:
+            return L.RC_DONE
+        t_e = events[ie].ts_exch_ns if ie < n else NEVER
+        t_l = _local_ts(events[il], cf) if il < n else NEVER
+        i_req = _earliest_nb(bt.req, mi[L.MI_NREQ])
+        t_req = bt.req[i_req, L.MS_AT] if i_req >= 0 else NEVER
+        i_rsp = _earliest_nb(bt.rsp, mi[L.MI_NRSP])
+        t_rsp = bt.rsp[i_rsp, L.MS_AT] if i_rsp >= 0 else NEVER
+        t_w = mi[L.MI_NEXT_WAKE] if interval > 0 else NEVER
+        t = min(min(t_e, t_l), min(min(t_req, t_rsp), t_w))
+        if mi[L.MI_NREQ] + 4 * MAX_LEVELS >= bt.req.shape[0] or mi[L.MI_NRSP] + 4 >= bt.rsp.shape[0]:
+            return L.RC_MESSAGES_FULL
+        if t == t_e:
+            if not has_room_nb(xt):
+                return L.RC_GROW_EXCH
+            ev = events[ie]
+            mi[L.MI_EX_EVENTS] += 1
+            if ev.instrument == instrument and cf[L.CF_DENSE]:
+                _dense_exch_nb(bt, xt, ev, bt.erank[ie], t)
+            elif ev.instrument == instrument:
+                # our resting orders are checked around the event (one inlined book update: compile time)
+                b = (
+                    hash_find_nb(xt.i_hash, xt.books, BL.BK_INSTR, np.int64(instrument))
+                    if mi[L.MI_RESTING] > 0
+                    else BL.EMPTY
+                )
+                prev = 0
+                if b != BL.EMPTY:
+                    if cf[L.CF_L3]:
+                        _l3_before_nb(bt, xt, ev, t)
+                    else:
+                        prev = _l2_before_nb(bt, xt, ev, b, t)
+                apply_event_nb(xt, ev)
+                if b != BL.EMPTY:
+                    if cf[L.CF_L3]:
+                        _l3_after_nb(bt, xt, ev, b, t)
+                    else:
+                        _l2_after_nb(bt, xt, ev, b, t, prev)
+            mi[L.MI_IE] = ie + 1
+        elif t == t_req:
+            if not has_room_nb(xt):
+                return L.RC_GROW_EXCH
+            kind = bt.req[i_req, L.MS_KIND]
+            slot = bt.req[i_req, L.MS_SLOT]
+            mi[L.MI_NREQ] = _pop_nb(bt.req, mi[L.MI_NREQ], i_req)
+            bt.own[slot, L.OW_INFLIGHT] -= 1
+            _arrive_nb(bt, xt, t, kind, slot)
+        elif t == t_rsp:
+            if mi[L.MI_NFILL] >= bt.fills.shape[0]:
+                return L.RC_FILLS_FULL
+            mi[L.MI_NOW] = t
+            _receive_nb(bt, t, i_rsp)
+            mi[L.MI_NRSP] = _pop_nb(bt.rsp, mi[L.MI_NRSP], i_rsp)
+        elif t == t_l:
+            if not has_room_nb(lt):
+                return L.RC_GROW_LOCAL
+            ev = events[il]
+            mi[L.MI_LO_EVENTS] += 1
+            mi[L.MI_NOW] = t
+            if ev.instrument == instrument:
+                if ev.kind == E.KIND_TRADE or ev.kind == E.KIND_EXECUTE or ev.kind == E.KIND_EXECUTE_PRICE:
+                    trade_stats_nb(bt.flow, lt, ev, bt.cff[L.CFF_UNIT], bt.cff[L.CFF_LOT])
+                if cf[L.CF_DENSE]:
+                    depth_apply_nb(bt.ld, bt.ldm, bt.dprice, ev, bt.erank[il])
+                    mi[L.MI_VIEW_STALE] = 1
+                else:
+                    apply_event_nb(lt, ev)
+            mi[L.MI_IL] = il + 1
+            if interval > 0 and mi[L.MI_NEXT_WAKE] == NEVER:
+                mi[L.MI_NEXT_WAKE] = t + interval  # the clock starts with the first event we see
+            if interval == 0:
+                nxt = il + 1
+                while nxt < n and events[nxt].flags & E.FLAG_EXCH_ONLY:
+                    nxt += 1
+                if nxt >= n or _local_ts(events[nxt], cf) != t:
+                    if mi[L.MI_NEQ] >= bt.eq.shape[0]:
+                        return L.RC_EQUITY_FULL
+                    _wake_nb(bt, lt, t, quote)
+        else:  # t == t_w
+            if mi[L.MI_NEQ] >= bt.eq.shape[0]:
+                return L.RC_EQUITY_FULL
+            mi[L.MI_NOW] = t
+            _wake_nb(bt, lt, t, quote)
+            mi[L.MI_NEXT_WAKE] = t + interval
+
+
+@njit(cache=True, nogil=True)
+def _view_book_nb(bt, lt):
+    """The local book ``lt`` under CF_DENSE: the best DEPTH levels of each side of the local depth, which is
+    all that the view and the mid read; rewritten only when the depth has changed since. Returns its row."""
+    mi = bt.mi
+    instrument = np.int64(bt.cf[L.CF_INSTRUMENT])
+    if not mi[L.MI_VIEW_STALE]:
+        return hash_find_nb(lt.i_hash, lt.books, BL.BK_INSTR, instrument)
+    b = hash_find_nb(lt.i_hash, lt.books, BL.BK_INSTR, instrument)
+    if b != BL.EMPTY:
+        clear_book_nb(lt, b)
+    ev = bt.vev[0]
+    ev.instrument = np.uint32(instrument)
+    ev.kind = E.KIND_LEVEL
+    for side_index in range(2):
+        ev.side = E.SIDE_BID if side_index == BL.BID else E.SIDE_ASK
+        for j in range(depth_top_nb(bt.ld, bt.ldm, bt.dprice, side_index, bt.depth)):
+            ev.price = bt.depth[j, 0]
+            ev.qty = bt.depth[j, 1]
+            ev.order_id = np.uint64(bt.depth[j, 2])
+            set_level_nb(lt, ev)
+    mi[L.MI_VIEW_STALE] = 0
+    return hash_find_nb(lt.i_hash, lt.books, BL.BK_INSTR, instrument)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _local_book_nb(bt, lt):
+    """Row of our instrument in the local book (EMPTY before its first event), brought up to date."""
+    if bt.cf[L.CF_DENSE]:
+        return _view_book_nb(bt, lt)
+    return hash_find_nb(lt.i_hash, lt.books, BL.BK_INSTR, np.int64(bt.cf[L.CF_INSTRUMENT]))
+
+
+@njit(cache=True, nogil=True)
+def final_sample_nb(bt, ls):
+    """Mark the books to market at the last event, so that the equity curve ends where the data ends.
+
+    Returns RC_EQUITY_FULL when the equity table has no room for it (grow it and call again), else RC_DONE.
+    """
+    mi = bt.mi
+    if mi[L.MI_NOW] - mi[L.MI_LAST_SAMPLE] <= 0:
+        return L.RC_DONE
+    if mi[L.MI_NEQ] >= bt.eq.shape[0]:
+        return L.RC_EQUITY_FULL
+    lt = tables_nb(ls)
+    bt = _borrowed_nb(bt)
+    _sample_nb(bt, lt, _local_book_nb(bt, lt), mi[L.MI_NOW])
+    return L.RC_DONE
+
+
+@njit(cache=True, nogil=True)
+def _wake_nb(bt, lt, now, quote):
+    """Call the strategy, act on its quotes, sample the equity curve."""
+    mi = bt.mi
+    b = _local_book_nb(bt, lt)
+    _fill_view_nb(bt, lt, b, now)
+    wanted = quote(now, bt.sview, bt.params, bt.sstate, bt.quotes)
+    mi[L.MI_CALLS] += 1
+    mi[L.MI_LAST_CALL] = now
+    reset_flow_nb(bt.flow)
+    _act_nb(bt, now, wanted)
+    if now - mi[L.MI_LAST_SAMPLE] >= bt.cf[L.CF_SAMPLE_NS]:
+        _sample_nb(bt, lt, b, now)

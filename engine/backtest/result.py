@@ -1,0 +1,120 @@
+"""What a backtest produced (:class:`BacktestResult`) and the statistics of an equity curve.
+
+The statistics are shared with the capture replay (``engine.live.parity``), which reports a live
+session the way a backtest reports a replay.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.core.units import NS_PER_DAY
+
+TRADING_SECONDS_PER_YEAR = 252 * 23_400  # Sharpe/Sortino annualisation: 252 sessions of 6.5 hours
+
+
+@dataclass
+class BacktestResult:
+    """What a backtest produced: ``stats`` (the report), ``fills`` and ``equity`` (pyarrow tables)."""
+
+    stats: dict
+    fills: pa.Table
+    equity: pa.Table
+
+    def to_parquet(self, directory: str | Path) -> tuple[Path, Path]:
+        """Write ``fills.parquet`` and ``equity.parquet`` into ``directory``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        pq.write_table(self.fills, out / "fills.parquet")
+        pq.write_table(self.equity, out / "equity.parquet")
+        return out / "fills.parquet", out / "equity.parquet"
+
+    def plot(self, path: str | Path | None = None):
+        """Equity and position over time (a matplotlib Figure; saved as PNG when ``path`` is given)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ts = self.equity["ts_ns"].to_numpy()
+        t = (ts - ts[0]) / 1e9 if len(ts) else ts
+        fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), height_ratios=(2, 1))
+        top.plot(t, self.equity["equity"].to_numpy(), lw=1, color="tab:blue")
+        top.set_ylabel("equity (net of fees)")
+        top.set_title(
+            f"{self.stats['strategy']} on {self.stats['symbol']}: pnl {self.stats['pnl']:.2f}, "
+            f"{self.stats['fills']} fills, max drawdown {self.stats['max_drawdown']:.2f}"
+        )
+        top.grid(alpha=0.3)
+        bottom.step(t, self.equity["position"].to_numpy(), where="post", lw=1, color="tab:orange")
+        bottom.set_ylabel("position")
+        bottom.set_xlabel("seconds from start")
+        bottom.grid(alpha=0.3)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+        return fig
+
+
+EPOCH_TS_MIN = 10 * NS_PER_DAY  # smaller timestamps count from midnight (ITCH files), not from 1970
+
+
+def per_day(ts: np.ndarray, equity: np.ndarray, fill_ts: np.ndarray, fill_qty: np.ndarray) -> list[dict]:
+    """PnL, max drawdown, fills and volume of each UTC day of the equity curve."""
+    days = []
+    if len(ts) == 0:
+        return days
+    day_of = ts // NS_PER_DAY
+    start_equity = 0.0
+    for day in np.unique(day_of):
+        sel = day_of == day
+        curve = equity[sel]
+        in_day = (fill_ts // NS_PER_DAY) == day
+        label = np.datetime64(int(day), "D").astype(str) if ts[0] >= EPOCH_TS_MIN else f"session {int(day)}"
+        days.append(
+            {
+                "day": label,
+                "pnl": float(curve[-1] - start_equity),
+                "max_drawdown": float((np.maximum.accumulate(curve) - curve).max()),
+                "fills": int(in_day.sum()),
+                "volume": float(fill_qty[in_day].sum()),
+            }
+        )
+        start_equity = float(curve[-1])
+    return days
+
+
+def equity_stats(ts: np.ndarray, equity: np.ndarray, position: np.ndarray) -> dict:
+    """Sharpe, Sortino (per-second equity changes, annualised), max drawdown, time-weighted position."""
+    out = {"sharpe": 0.0, "sortino": 0.0, "max_drawdown": 0.0, "mean_abs_position": 0.0, "position_quantiles": {}}
+    if len(ts) == 0:
+        return out
+    peak = np.maximum.accumulate(equity)
+    out["max_drawdown"] = float((peak - equity).max())
+    seconds = (ts - ts[0]) // 1_000_000_000
+    last = np.flatnonzero(np.r_[seconds[1:] != seconds[:-1], True])  # last sample of each second
+    grid = np.arange(seconds[0], seconds[-1] + 1)
+    per_second = equity[last][np.searchsorted(seconds[last], grid, side="right") - 1]
+    returns = np.diff(per_second)
+    scale = math.sqrt(TRADING_SECONDS_PER_YEAR)
+    if len(returns) > 1 and returns.std() > 0:
+        out["sharpe"] = float(returns.mean() / returns.std() * scale)
+        downside = np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))
+        out["sortino"] = float(returns.mean() / downside * scale) if downside > 0 else 0.0
+    held = np.diff(ts, append=ts[-1]).astype(np.float64)  # each sample's position holds until the next
+    if held.sum() > 0:
+        out["mean_abs_position"] = float(np.average(np.abs(position), weights=held))
+        order = np.argsort(position, kind="stable")
+        cum = np.cumsum(held[order]) / held.sum()
+        out["position_quantiles"] = {
+            f"p{q}": float(position[order][min(len(order) - 1, np.searchsorted(cum, q / 100))])
+            for q in (1, 5, 25, 50, 75, 95, 99)
+        }
+    return out

@@ -1,0 +1,1 @@
+"""The ``hftmm`` command line (``engine.cli.main``): one module per command group."""

@@ -1,0 +1,420 @@
+"""The trading node's compiled step: responses -> book -> strategy -> risk -> OUCH bytes, in ONE call.
+
+``step_nb`` is called by ``engine.live.node`` once per duty cycle that brought market data (a batch of
+event rows: every packet the receiver read this cycle), order-entry responses, a due strategy timer
+or a control change. It
+
+1. reconciles the OUCH responses (``engine.trading.oms``): order states, positions, cash, PnL;
+2. applies the event rows to the L3 book, counting trades into the strategy's flow figures;
+3. for each instrument: while the node is halted (a feed gap, the kill switch, shutdown) cancels
+   every working order and quotes nothing; otherwise, when the strategy is due (``interval_ns``
+   after its previous call, or at every batch when 0), fills the view (``engine.trading.view``), calls
+   the strategy, turns its quotes into cancels and new orders with ``quoting_nb.plan_nb`` (as the
+   backtester does), passes each new order through ``risk.check_order_nb`` and encodes what passes
+   as OUCH Enter Order / Cancel Order session packets into ``out`` (message k is
+   ``out[out_off[k]:out_off[k + 1]]``). A requote (the plan for one side cancels exactly one order the
+   exchange has accepted and enters exactly one) goes out as ONE Replace Order instead, when the node
+   may replace (``NI_REPLACE``): the same risk checks, with the replaced order's quantity out of the
+   worst-case position; when risk refuses the replace, the old order is still canceled, as planned;
+4. writes the metrics block (counters, gauges, latency histograms) and the control block's next id.
+
+The Python side offers those packets on Aeron and passes back, through ``mi``, when the first went
+out. A batch of market data that made the step send leaves a *probe* row (``PR_*``): the stamps of
+its way through the node (CLOCK_MONOTONIC, ``engine.core.clock``), completed with that offer time on
+the next call, when tick-to-trade and its ``STAGES`` are observed into the metrics block. The
+latency harness (``bench/t2t.py``) joins the probes with the exchange's own stamps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.book.book_nb import apply_event_nb, has_room_nb, tables_nb
+from engine.core import events as E
+from engine.core.clock import monotonic_ns
+from engine.core.units import NEVER
+from engine.gateway import session as SP
+from engine.live import layout as L
+from engine.live.journal import J_FULL, KIND_SENT, append_nb, ring_has_room_nb
+from engine.runtime import metrics as M
+from engine.runtime.metrics import observe_nb
+from engine.trading import layout as TL
+from engine.trading.oms import (
+    apply_response_nb,
+    cancel_order_nb,
+    new_order_nb,
+    open_units_nb,
+    pnl_nb,
+    replace_order_nb,
+    unrealized_nb,
+    working_count_nb,
+    working_nb,
+)
+from engine.trading.plan import plan_nb
+from engine.trading.risk import check_order_nb
+from engine.trading.view import book_of_nb, fill_view_nb, mid_nb, own_fill_nb, reset_flow_nb, trade_stats_nb
+from feeds import ouch
+from feeds.bytes_nb import put_be_nb
+
+POST_ONLY_YES = SP.POST_ONLY_YES[0]
+_SIDE_BUY, _SIDE_SELL = ord(ouch.SIDE_BUY), ord(ouch.SIDE_SELL)
+_TIF_DAY, _DISPLAY, _CAPACITY = ord(ouch.TIF_DAY), ord(ouch.DISPLAY_VISIBLE), ord(ouch.CAPACITY_PRINCIPAL)
+_ISO, _CROSS = ord(ouch.ISO_NOT_ELIGIBLE), ord(ouch.CROSS_CONTINUOUS)
+_TAG_POST_ONLY = ouch.TAG_POST_ONLY
+_APPLEN_FROM_END = 2  # AppendageLength is the last field of the fixed part
+_K_EXECUTED = ord("E")
+
+
+@njit(cache=True, nogil=True)
+def _begin(ns, k):
+    """Start message ``k`` in ``out``: the session packet type; returns where the OUCH message goes."""
+    pos = ns.out_off[k]
+    ns.out[pos] = SP.PKT_UNSEQUENCED
+    return pos + 1
+
+
+@njit(cache=True, nogil=True)
+def _can_write(ns, k):
+    """Whether message ``k`` fits in ``out`` and in the journal (a full journal stops orders, counted)."""
+    if k + 1 >= ns.out_off.shape[0]:
+        return False
+    if ring_has_room_nb(ns.jctl, ns.jmeta.shape[0]):
+        return True
+    ns.jctl[J_FULL] += 1
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _written(ns, k, end):
+    """Close message ``k`` at ``end`` and journal it (write-ahead: before Python offers it)."""
+    ns.out_off[k + 1] = end
+    start = ns.out_off[k]
+    append_nb(ns.jmeta, ns.jdata, ns.jctl, KIND_SENT, ns.mi[L.NI_STEP_NS], 0, ns.out, start, end - start)
+    return k + 1
+
+
+@njit(cache=True, nogil=True)
+def _encode_cancel(ns, k, order_id):
+    pos = _begin(ns, k)
+    return _written(ns, k, pos + ouch.encode_cancel_nb(ns.out, pos, order_id, 0))
+
+
+@njit(cache=True, nogil=True)
+def _post_only(ns, end):
+    """Append the PostOnly appendage to the message ending at ``end`` when the node posts only; its new end."""
+    if not ns.mi[L.NI_POST_ONLY]:
+        return end
+    ns.out[end] = 2  # one TagValue: length 2, PostOnly, "P"
+    ns.out[end + 1] = _TAG_POST_ONLY
+    ns.out[end + 2] = POST_ONLY_YES
+    put_be_nb(ns.out, end - _APPLEN_FROM_END, 3, 2)
+    return end + 3
+
+
+@njit(cache=True, nogil=True)
+def _encode_enter(ns, k, i, order_id, side, shares, price):
+    pos = _begin(ns, k)
+    n = ouch.encode_enter_order_nb(
+        ns.out, pos, order_id, _SIDE_BUY if side == E.SIDE_BID else _SIDE_SELL, shares, ns.symbols[i], price,
+        _TIF_DAY, _DISPLAY, _CAPACITY, _ISO, _CROSS, ns.cl_ord_id,
+    )  # fmt: skip
+    return _written(ns, k, _post_only(ns, pos + n))
+
+
+@njit(cache=True, nogil=True)
+def _encode_replace(ns, k, old_id, order_id, shares, price):
+    pos = _begin(ns, k)
+    n = ouch.encode_replace_nb(ns.out, pos, old_id, order_id, shares, price, _TIF_DAY, _DISPLAY, _ISO, ns.cl_ord_id)
+    return _written(ns, k, _post_only(ns, pos + n))
+
+
+@njit(cache=True, nogil=True)
+def _cancel_all(ns, i, k):
+    """Cancel every working order of instrument ``i`` not already being canceled."""
+    for r in range(ns.own.shape[1]):
+        if working_nb(ns.own[i, r]) and _can_write(ns, k):
+            k = _cancel(ns, i, k, r)
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _quote(ns, tables, i, now_ns, k, quote):
+    """Call the strategy of instrument ``i`` and encode the cancels and the risk-checked new orders."""
+    inst, money, own, scratch = ns.inst, ns.money, ns.own, ns.scratch
+    b = book_of_nb(tables, inst[i, TL.IN_LOCATE])
+    unit = money[i, TL.MN_UNIT]
+    lot = inst[i, TL.IN_LOT]
+    tick = inst[i, TL.IN_TICK]
+    position = np.float64(inst[i, TL.IN_POSITION] * lot)
+    open_bid = open_units_nb(own, inst, i, E.SIDE_BID)
+    open_ask = open_units_nb(own, inst, i, -E.SIDE_BID)
+    elapsed = 0.0 if ns.last_call[i] < 0 else np.float64(now_ns - ns.last_call[i])
+    mid = money[i, TL.MN_MID]
+    equity = money[i, TL.MN_REALIZED] + unrealized_nb(inst, money, i)
+    fill_view_nb(ns.sview, tables, b, ns.depth, tick * unit, unit, np.float64(lot), position, open_bid, open_ask,
+                 elapsed, ns.flow[i], equity)  # fmt: skip
+    wanted = quote(now_ns, ns.sview, ns.params, ns.sstate[i], ns.quotes)
+    reset_flow_nb(ns.flow[i])
+    ns.last_call[i] = now_ns
+    ns.mi[L.NI_CALLS] += 1
+    count = plan_nb(own[i], ns.quotes, wanted, tick, unit, lot, ns.actions)
+    if count == 0:
+        return k
+    stamp = monotonic_ns()  # from here on the time goes to risk (these sums included) and encoding
+    for j in range(inst.shape[0]):
+        scratch[0, j] = inst[j, TL.IN_POSITION] * inst[j, TL.IN_LOT]
+        scratch[1, j] = open_units_nb(own, inst, j, E.SIDE_BID)
+        scratch[2, j] = open_units_nb(own, inst, j, -E.SIDE_BID)
+    working = working_count_nb(own)
+    pnl = pnl_nb(inst, money)
+    bid_cancel, bid_new = _requote(ns, i, count, E.SIDE_BID)
+    ask_cancel, ask_new = _requote(ns, i, count, -E.SIDE_BID)
+    for a in range(count):
+        if not _can_write(ns, k):
+            break
+        if a in (bid_cancel, ask_cancel):  # goes out as the replace of the side's new order, next
+            continue
+        if ns.actions[a, TL.AC_KIND] == TL.ACT_CANCEL:
+            k = _cancel(ns, i, k, ns.actions[a, TL.AC_ROW])
+            stamp = _lap(ns, L.NI_ENCODE_NS, stamp)
+            continue
+        side = ns.actions[a, TL.AC_SIDE]
+        price = ns.actions[a, TL.AC_PRICE]
+        lots = ns.actions[a, TL.AC_QTY]
+        old = (
+            ns.actions[bid_cancel, TL.AC_ROW]
+            if a == bid_new
+            else ns.actions[ask_cancel, TL.AC_ROW]
+            if a == ask_new
+            else -1
+        )
+        col = 1 if side == E.SIDE_BID else 2
+        freed = np.float64(own[i, old, TL.OW_OPEN] * lot) if old >= 0 else 0.0  # a replaced order's quantity leaves
+        scratch[col, i] -= freed
+        others = working - 1 if old >= 0 else working  # a replace adds no working order
+        reason = check_order_nb(ns.limits, ns.rstate, ns.risk_counts, ns.rlog, scratch[0], scratch[1], scratch[2], i,
+                                side, price * unit, np.float64(lots * lot), mid, others, pnl, now_ns, price,
+                                lots)  # fmt: skip
+        if reason != TL.RISK_OK:
+            r = -1
+        elif old >= 0:
+            r = replace_order_nb(own, ns.oc, i, old, price, lots, now_ns)
+        else:
+            r = new_order_nb(own, ns.oc, i, side, price, lots, now_ns)
+        stamp = _lap(ns, L.NI_RISK_NS, stamp)
+        if r < 0:
+            scratch[col, i] += freed
+            if old >= 0 and _can_write(ns, k):  # no replace: the old order still goes, as the plan asked
+                k = _cancel(ns, i, k, old)
+                stamp = _lap(ns, L.NI_ENCODE_NS, stamp)
+            continue
+        if old >= 0:
+            k = _encode_replace(ns, k, own[i, old, TL.OW_ID], own[i, r, TL.OW_ID], lots * lot, price)
+            inst[i, TL.IN_REPLACES] += 1
+        else:
+            k = _encode_enter(ns, k, i, own[i, r, TL.OW_ID], side, lots * lot, price)
+            inst[i, TL.IN_ORDERS] += 1
+            working += 1
+        scratch[col, i] += lots * lot
+        stamp = _lap(ns, L.NI_ENCODE_NS, stamp)
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _cancel(ns, i, k, r):
+    """Encode a Cancel Order for row ``r`` of instrument ``i`` unless it is not working or already canceling."""
+    if cancel_order_nb(ns.own, i, r):
+        k = _encode_cancel(ns, k, ns.own[i, r, TL.OW_ID])
+        ns.inst[i, TL.IN_CANCELS] += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _requote(ns, i, count, side):
+    """(cancel, new) action indices when the plan for ``side`` cancels exactly one order the exchange has
+    accepted and enters exactly one (a requote one Replace Order does), the node replacing; else (-1, -1)."""
+    cancel = new = -1
+    cancels = news = 0
+    for a in range(count):
+        if ns.actions[a, TL.AC_SIDE] != side:
+            continue
+        if ns.actions[a, TL.AC_KIND] == TL.ACT_CANCEL:
+            cancels += 1
+            cancel = a
+        else:
+            news += 1
+            new = a
+    if ns.mi[L.NI_REPLACE] == 0 or cancels != 1 or news != 1:
+        return -1, -1
+    if ns.own[i, ns.actions[cancel, TL.AC_ROW], TL.OW_ORDER_STATE] not in (TL.OS_LIVE, TL.OS_PARTIAL):
+        return -1, -1
+    return cancel, new
+
+
+@njit(cache=True, nogil=True)
+def _lap(ns, slot, since_ns):
+    """Add the time since ``since_ns`` to ``mi[slot]``; returns now."""
+    now = monotonic_ns()
+    ns.mi[slot] += now - since_ns
+    return now
+
+
+@njit(cache=True, nogil=True)
+def _spread_ticks(own, i, tick):
+    """Our best ask minus our best bid among working orders, in ticks (NaN unless both sides quote)."""
+    bid = -1
+    ask = -1
+    for r in range(own.shape[1]):
+        if not working_nb(own[i, r]):
+            continue
+        price = own[i, r, TL.OW_PRICE]
+        if own[i, r, TL.OW_SIDE] == E.SIDE_BID:
+            bid = max(bid, price)
+        elif ask < 0 or price < ask:
+            ask = price
+    return np.nan if bid < 0 or ask < 0 else (ask - bid) / tick
+
+
+@njit(cache=True, nogil=True)
+def _publish(ns):
+    """Mirror the node's figures into its metrics block and control block."""
+    inst = ns.inst
+    for i in range(inst.shape[0]):
+        c = ns.counters[i]
+        c[M.I_ORDERS_SENT] = inst[i, TL.IN_ORDERS]
+        c[M.I_ORDERS_ACCEPTED] = inst[i, TL.IN_ACCEPTED]
+        c[M.I_ORDERS_REJECTED] = inst[i, TL.IN_REJECTS]
+        c[M.I_ORDERS_CANCELED] = inst[i, TL.IN_CANCELED]
+        c[M.I_ORDERS_FILLED] = inst[i, TL.IN_FILLS]
+        g = ns.gauges[i]
+        g[M.G_POSITION] = inst[i, TL.IN_POSITION] * inst[i, TL.IN_LOT]
+        g[M.G_PNL] = ns.money[i, TL.MN_REALIZED] + unrealized_nb(inst, ns.money, i)
+        g[M.G_QUOTED_SPREAD_TICKS] = _spread_ticks(ns.own, i, inst[i, TL.IN_TICK])
+    ns.control_next_id[0] = ns.oc[TL.OC_NEXT_ID]
+
+
+@njit(cache=True, nogil=True)
+def _observe(ns):
+    """Complete the open probe with the offer time Python passed back; observe tick-to-trade and its stages."""
+    mi = ns.mi
+    if mi[L.NI_PROBE_OPEN] and mi[L.NI_OFFER_NS] > 0:
+        p = ns.probes[mi[L.NI_PROBES] % ns.probes.shape[0]]
+        p[L.PR_OFFERED_NS] = mi[L.NI_OFFER_NS]
+        mi[L.NI_PROBES] += 1
+        observe_nb(ns.hist[M.HIST_TICK_TO_TRADE], p[L.PR_OFFERED_NS] - p[L.PR_RECV_NS])
+        strategy = p[L.PR_STEPPED_NS] - p[L.PR_BOOKED_NS] - p[L.PR_RISK_NS] - p[L.PR_ENCODE_NS]
+        _observe_stage(ns, 0, p[L.PR_DECODED_NS] - p[L.PR_RECV_NS])
+        _observe_stage(ns, 1, p[L.PR_STEP_NS] - p[L.PR_DECODED_NS])
+        _observe_stage(ns, 2, p[L.PR_BOOKED_NS] - p[L.PR_STEP_NS])
+        _observe_stage(ns, 3, strategy)
+        _observe_stage(ns, 4, p[L.PR_RISK_NS])
+        _observe_stage(ns, 5, p[L.PR_ENCODE_NS])
+        _observe_stage(ns, 6, p[L.PR_OFFERED_NS] - p[L.PR_STEPPED_NS])
+    mi[L.NI_PROBE_OPEN] = 0
+    mi[L.NI_OFFER_NS] = 0
+
+
+@njit(cache=True, nogil=True)
+def _observe_stage(ns, stage, value):
+    if 1 + stage < ns.hist.shape[0]:
+        observe_nb(ns.hist[1 + stage], value)
+
+
+@njit(cache=True, nogil=True)
+def _close_step(ns, booked_ns, first_message, messages):
+    """Record the probe of a step whose market data made it send ``messages`` (offer time comes next call)."""
+    mi = ns.mi
+    p = ns.probes[mi[L.NI_PROBES] % ns.probes.shape[0]]
+    p[L.PR_SEQ] = mi[L.NI_SEQ]
+    p[L.PR_RECV_NS] = mi[L.NI_RECV_NS]
+    p[L.PR_DECODED_NS] = mi[L.NI_DECODED_NS]
+    p[L.PR_STEP_NS] = mi[L.NI_STEP_NS]
+    p[L.PR_BOOKED_NS] = booked_ns
+    p[L.PR_RISK_NS] = mi[L.NI_RISK_NS]
+    p[L.PR_ENCODE_NS] = mi[L.NI_ENCODE_NS]
+    p[L.PR_FIRST_MESSAGE] = first_message
+    p[L.PR_MESSAGES] = messages
+    p[L.PR_OFFERED_NS] = 0
+    p[L.PR_STEPPED_NS] = monotonic_ns()
+    mi[L.NI_PROBE_OPEN] = 1
+
+
+@njit(cache=True, nogil=True)
+def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
+    """One step (see the module doc); returns the messages written to ``out``, or -1 when the book must grow
+    (grow it and call again with the same events and no responses: the step resumes where it stopped)."""
+    mi, inst, money = ns.mi, ns.inst, ns.money
+    n = inst.shape[0]
+    if mi[L.NI_EV_DONE] == 0:
+        mi[L.NI_STEP_NS] = monotonic_ns()
+        _observe(ns)
+        for j in range(n_responses):
+            rsp = responses[j]
+            duplicates = ns.oc[TL.OC_DUPLICATE]
+            i = apply_response_nb(ns.own, ns.oc, inst, money, rsp)
+            if i >= 0 and rsp.kind == _K_EXECUTED and ns.oc[TL.OC_DUPLICATE] == duplicates:
+                own_fill_nb(ns.flow[i], E.SIDE_BID if _bought(ns, i, rsp) else -E.SIDE_BID, np.float64(rsp.qty))
+    tables = tables_nb(book)
+    for e in range(mi[L.NI_EV_DONE], len(events)):
+        if not has_room_nb(tables):
+            mi[L.NI_EV_DONE] = e
+            return -1
+        ev = events[e]
+        for i in range(n):
+            if inst[i, TL.IN_LOCATE] == ev.instrument:
+                if ev.kind == E.KIND_TRADE or ev.kind == E.KIND_EXECUTE or ev.kind == E.KIND_EXECUTE_PRICE:
+                    trade_stats_nb(ns.flow[i], tables, ev, money[i, TL.MN_UNIT], np.float64(inst[i, TL.IN_LOT]))
+                ns.dirty[i] = L.FRESH
+                ns.counters[i, M.I_BOOK_UPDATES] += 1
+        apply_event_nb(tables, ev)
+        mi[L.NI_RECV_NS] = ev.ts_local_ns
+        mi[L.NI_SEQ] = ev.seq
+    mi[L.NI_EV_DONE] = 0
+    booked = monotonic_ns()
+    mi[L.NI_RISK_NS] = 0
+    mi[L.NI_ENCODE_NS] = 0
+    halted = mi[L.NI_HALT] != 0 or mi[L.NI_STOP] != 0 or ns.rstate[TL.RS_KILLED] != 0.0
+    interval = np.int64(ns.params[0])
+    k = 0
+    ns.out_off[0] = 0
+    fresh = False
+    mi[L.NI_NEXT_WAKE] = NEVER
+    for i in range(n):
+        mid = mid_nb(tables, book_of_nb(tables, inst[i, TL.IN_LOCATE]), money[i, TL.MN_UNIT])
+        if mid > 0.0:
+            money[i, TL.MN_MID] = mid
+        if halted:
+            k = _cancel_all(ns, i, k)
+            ns.dirty[i] = min(ns.dirty[i], L.STALE)
+            continue
+        due = now_ns >= ns.next_call[i] if interval > 0 else ns.dirty[i] != 0
+        if due:
+            before = k
+            k = _quote(ns, tables, i, now_ns, k, quote)
+            fresh = fresh or (k > before and ns.dirty[i] == L.FRESH)
+            ns.dirty[i] = 0
+            ns.next_call[i] = now_ns + interval
+        elif ns.dirty[i] == L.FRESH:
+            ns.dirty[i] = L.STALE
+        if interval > 0:
+            mi[L.NI_NEXT_WAKE] = min(mi[L.NI_NEXT_WAKE], ns.next_call[i])
+    if ns.rstate[TL.RS_KILLED] != 0.0 and not halted:  # the loss limit tripped during this step
+        for i in range(n):
+            k = _cancel_all(ns, i, k)
+    first_message = mi[L.NI_MESSAGES]
+    mi[L.NI_MESSAGES] += k
+    _publish(ns)
+    if fresh:
+        _close_step(ns, booked, first_message, k)
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _bought(ns, i, rsp):
+    """Whether the execution ``rsp`` of instrument ``i`` was a buy of ours (looked up by client id)."""
+    own = ns.own
+    for r in range(own.shape[1]):
+        if own[i, r, TL.OW_ID] == rsp.user_ref_num:
+            return own[i, r, TL.OW_SIDE] == E.SIDE_BID
+    return False
