@@ -14,12 +14,11 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from engine.core.ffi import I32, I64, c_function
 from engine.core.units import NS_PER_S
 
 CLOCK_MONOTONIC = 1  # <time.h> on Linux
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_TIMESPEC = ir.LiteralStructType([_I64, _I64])  # struct timespec {time_t tv_sec; long tv_nsec;} on 64-bit Linux
+_TIMESPEC = ir.LiteralStructType([I64, I64])  # struct timespec {time_t tv_sec; long tv_nsec;} on 64-bit Linux
 
 
 @intrinsic
@@ -27,14 +26,11 @@ def monotonic_ns(typingctx):
     """Nanoseconds of CLOCK_MONOTONIC (jitted code only)."""
 
     def codegen(context, builder, signature, args):
-        module = builder.module
-        function = module.globals.get("clock_gettime")
-        if function is None:
-            function = ir.Function(module, ir.FunctionType(_I32, [_I32, _TIMESPEC.as_pointer()]), "clock_gettime")
+        function = c_function(builder, "clock_gettime", I32, [I32, _TIMESPEC.as_pointer()])
         timespec = cgutils.alloca_once(builder, _TIMESPEC)  # in the entry block: safe inside loops
-        builder.call(function, [ir.Constant(_I32, CLOCK_MONOTONIC), timespec])
+        builder.call(function, [ir.Constant(I32, CLOCK_MONOTONIC), timespec])
         seconds = builder.load(cgutils.gep_inbounds(builder, timespec, 0, 0))
         nanoseconds = builder.load(cgutils.gep_inbounds(builder, timespec, 0, 1))
-        return builder.add(builder.mul(seconds, ir.Constant(_I64, NS_PER_S)), nanoseconds)
+        return builder.add(builder.mul(seconds, ir.Constant(I64, NS_PER_S)), nanoseconds)
 
     return types.int64(), codegen
