@@ -4,7 +4,7 @@ A jitted function that calls a ctypes function object cannot be cached (the obje
 global). An intrinsic that *declares* the C function by its symbol name can: the name is resolved
 when the machine code is linked, also when it is loaded from Numba's cache in a new process. libc's
 symbols are always resolvable; another library's must be made visible first with
-``llvmlite.binding.load_library_permanently`` (``engine.runtime.aeron_c.load`` does this for Aeron).
+``llvmlite.binding.load_library_permanently`` (``engine.gateway.aeron_c.load`` does this for Aeron).
 """
 
 from __future__ import annotations

@@ -69,6 +69,8 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import time
+import weakref
+from dataclasses import dataclass, field
 
 import numpy as np
 from llvmlite import binding as llvm
@@ -286,6 +288,17 @@ def _inbox_handler(clientd, buffer, length, header):
 INBOX_HANDLER = _inbox_handler
 """The inbox fragment handler; pass ``INBOX_HANDLER.address`` to :func:`poll_nb`."""
 
+ERRORS_COUNT = 0  # int64 words of a client's error record
+ERRORS_LAST_CODE = 1
+
+
+@cfunc(types.void(types.CPointer(types.int64), types.int32, types.voidptr), cache=True, nogil=True)
+def _error_handler(clientd, errcode, message):
+    """aeron_error_handler_t counting errors (Aeron's default handler prints and exits the process)."""
+    record = carray(clientd, 2)
+    record[ERRORS_COUNT] += 1
+    record[ERRORS_LAST_CODE] = errcode
+
 
 @njit(cache=True, nogil=True)
 def inbox_count(inbox: np.ndarray) -> int:
@@ -342,6 +355,7 @@ _PROTOTYPES: dict[str, tuple[type | None, list[type]]] = {
     "aeron_context_set_idle_strategy": (ctypes.c_int, [_P, ctypes.c_char_p]),
     "aeron_context_set_use_conductor_agent_invoker": (ctypes.c_int, [_P, ctypes.c_bool]),
     "aeron_context_set_pre_touch_mapped_memory": (ctypes.c_int, [_P, ctypes.c_bool]),
+    "aeron_context_set_error_handler": (ctypes.c_int, [_P, _P, _P]),
     "aeron_context_close": (ctypes.c_int, [_P]),
     "aeron_init": (ctypes.c_int, [_PP, _P]),
     "aeron_start": (ctypes.c_int, [_P]),
@@ -390,6 +404,33 @@ def _check(status: int, what: str) -> None:
         raise _error(what)
 
 
+@dataclass
+class _Handles:
+    """What a :class:`Client` owns in C, and the error record its conductor writes into: closed together
+    by :meth:`Client.close`, or when the Client is garbage collected (a C client left running after its
+    Python owner is gone would write into freed memory)."""
+
+    context: int = 0
+    client: int = 0
+    publications: list[int] = field(default_factory=list)
+    subscriptions: list[int] = field(default_factory=list)
+    errors: np.ndarray = field(default_factory=lambda: np.zeros(2, np.int64))  # count, last code: ERRORS_*
+
+    def close(self) -> None:
+        """Close publications, subscriptions, the client, then the context (idempotent)."""
+        c = _library()
+        while self.publications:
+            c.aeron_exclusive_publication_close(self.publications.pop(), None, None)
+        while self.subscriptions:
+            c.aeron_subscription_close(self.subscriptions.pop(), None, None)
+        if self.client:
+            c.aeron_close(self.client)
+            self.client = 0
+        if self.context:
+            c.aeron_context_close(self.context)
+            self.context = 0
+
+
 class Client:
     """An Aeron client (C ``aeron_t``) of the media driver at ``aeron_dir``, for compiled code.
 
@@ -416,13 +457,14 @@ class Client:
         c = _library()
         self.aeron_dir = aeron_dir
         self.use_conductor_invoker = use_conductor_invoker
-        self.context = 0
-        self.client = 0
-        self._publications: list[int] = []
-        self._subscriptions: list[int] = []
+        self._h = _Handles()
+        self._publications = self._h.publications
+        self._subscriptions = self._h.subscriptions
+        self.errors = self._h.errors  # errors the conductor reported (count, last code); ERRORS_*
+        self._finalizer = weakref.finalize(self, self._h.close)
         context = ctypes.c_void_p()
         _check(c.aeron_context_init(ctypes.byref(context)), "aeron_context_init")
-        self.context = context.value or 0
+        self._h.context = context.value or 0
         try:
             # The conductor's sleep is the state of its idle strategy, built by aeron_context_init from
             # AERON_CLIENT_IDLE_SLEEP_DURATION (16 ms by default): only reloading the strategy changes it.
@@ -438,9 +480,14 @@ class Client:
                 "set_use_conductor_agent_invoker",
             )
             _check(c.aeron_context_set_pre_touch_mapped_memory(self.context, pre_touch), "set_pre_touch_mapped_memory")
+            # a driver gone (or any conductor error) is counted here, never a process exit
+            _check(
+                c.aeron_context_set_error_handler(self.context, _error_handler.address, self.errors.ctypes.data),
+                "set_error_handler",
+            )
             client = ctypes.c_void_p()
             _check(c.aeron_init(ctypes.byref(client), self.context), f"aeron_init (aeron dir {aeron_dir})")
-            self.client = client.value or 0
+            self._h.client = client.value or 0
             _check(c.aeron_start(self.client), f"aeron_start (aeron dir {aeron_dir})")
         except BaseException:
             self.close()
@@ -464,19 +511,20 @@ class Client:
                 raise AeronCError(f"{what}: no answer from the media driver in {timeout_s} s")
             time.sleep(_ADD_POLL_SLEEP_S)
 
+    def _add(self, what: str, start, poll, cancel, timeout_s: float) -> int:
+        """Start an async add (``start(&pending)``) and wait for the pointer it gives."""
+        pending = ctypes.c_void_p()
+        _check(start(ctypes.byref(pending)), what)
+        return self._await(what, lambda out: poll(out, pending), lambda: cancel(self.client, pending), timeout_s)
+
     def add_exclusive_publication(self, channel: str, stream_id: int, timeout_s: float = DEFAULT_ADD_TIMEOUT_S) -> int:
         """A new exclusive publication (``aeron_exclusive_publication_t *``) on ``channel``/``stream_id``."""
         c = _library()
-        what = f"add_exclusive_publication({channel!r}, stream {stream_id})"
-        pending = ctypes.c_void_p()
-        _check(
-            c.aeron_async_add_exclusive_publication(ctypes.byref(pending), self.client, channel.encode(), stream_id),
-            what,
-        )
-        publication = self._await(
-            what,
-            lambda out: c.aeron_async_add_exclusive_publication_poll(out, pending),
-            lambda: c.aeron_async_add_exclusive_publication_cancel(self.client, pending),
+        publication = self._add(
+            f"add_exclusive_publication({channel!r}, stream {stream_id})",
+            lambda out: c.aeron_async_add_exclusive_publication(out, self.client, channel.encode(), stream_id),
+            c.aeron_async_add_exclusive_publication_poll,
+            c.aeron_async_add_exclusive_publication_cancel,
             timeout_s,
         )
         self._publications.append(publication)
@@ -485,18 +533,11 @@ class Client:
     def add_subscription(self, channel: str, stream_id: int, timeout_s: float = DEFAULT_ADD_TIMEOUT_S) -> int:
         """A new subscription (``aeron_subscription_t *``) on ``channel``/``stream_id``."""
         c = _library()
-        what = f"add_subscription({channel!r}, stream {stream_id})"
-        pending = ctypes.c_void_p()
-        _check(
-            c.aeron_async_add_subscription(
-                ctypes.byref(pending), self.client, channel.encode(), stream_id, None, None, None, None
-            ),
-            what,
-        )
-        subscription = self._await(
-            what,
-            lambda out: c.aeron_async_add_subscription_poll(out, pending),
-            lambda: c.aeron_async_add_subscription_cancel(self.client, pending),
+        subscription = self._add(
+            f"add_subscription({channel!r}, stream {stream_id})",
+            lambda out: c.aeron_async_add_subscription(out, self.client, channel.encode(), stream_id, *(None,) * 4),
+            c.aeron_async_add_subscription_poll,
+            c.aeron_async_add_subscription_cancel,
             timeout_s,
         )
         self._subscriptions.append(subscription)
@@ -519,19 +560,29 @@ class Client:
                 raise AeronCError(f"{pointer:#x} not connected after {timeout_s} s")
             time.sleep(_ADD_POLL_SLEEP_S)
 
+    def close_publication(self, publication: int) -> None:
+        """Close one publication of this client (its pointer is dead afterwards)."""
+        self._publications.remove(publication)
+        _library().aeron_exclusive_publication_close(publication, None, None)
+
+    def close_subscription(self, subscription: int) -> None:
+        """Close one subscription of this client (its pointer is dead afterwards)."""
+        self._subscriptions.remove(subscription)
+        _library().aeron_subscription_close(subscription, None, None)
+
+    @property
+    def context(self) -> int:
+        """The ``aeron_context_t *`` (0 once closed)."""
+        return self._h.context
+
+    @property
+    def client(self) -> int:
+        """The ``aeron_t *`` (0 once closed)."""
+        return self._h.client
+
     def close(self) -> None:
         """Close publications, subscriptions, the client, then the context (idempotent)."""
-        c = _library()
-        while self._publications:
-            c.aeron_exclusive_publication_close(self._publications.pop(), None, None)
-        while self._subscriptions:
-            c.aeron_subscription_close(self._subscriptions.pop(), None, None)
-        if self.client:
-            c.aeron_close(self.client)
-            self.client = 0
-        if self.context:
-            c.aeron_context_close(self.context)
-            self.context = 0
+        self._finalizer()
 
     def __enter__(self) -> Client:
         return self

@@ -1,4 +1,4 @@
-"""engine.runtime.aeron_c against a real embedded media driver: no mocks.
+"""engine.gateway.aeron_c against a real embedded media driver: no mocks.
 
 Loops in compiled helpers are bounded by iteration counts (a poll or an offer takes tens of ns,
 so the bounds below are seconds at most); nothing asserts on time.
@@ -6,10 +6,12 @@ so the bounds below are seconds at most); nothing asserts on time.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +20,8 @@ import pyaeron
 import pytest
 from numba import njit
 
-from engine.runtime import aeron_c
-from engine.runtime.aeron import DriverConfig, EmbeddedDriver
-from engine.runtime.aeron_c import (
+from engine.gateway import aeron_c
+from engine.gateway.aeron_c import (
     AERON_PUBLICATION_ADMIN_ACTION,
     AERON_PUBLICATION_BACK_PRESSURED,
     AERON_PUBLICATION_NOT_CONNECTED,
@@ -37,6 +38,7 @@ from engine.runtime.aeron_c import (
     offer_retry_nb,
     poll_nb,
 )
+from engine.runtime.aeron import DriverConfig, EmbeddedDriver
 
 ROOT = Path(__file__).resolve().parents[4]
 IPC = "aeron:ipc"
@@ -325,7 +327,7 @@ def cache_probe() -> None:
 
 def test_compiled_code_loads_from_cache_in_a_fresh_process(tmp_path: Path) -> None:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba_cache")}
-    command = [sys.executable, "-c", "from tests.unit.engine.runtime import test_aeron_c as t; t.cache_probe()"]
+    command = [sys.executable, "-c", "from tests.unit.engine.gateway import test_aeron_c as t; t.cache_probe()"]
     reports = []
     for _ in range(2):
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -336,3 +338,34 @@ def test_compiled_code_loads_from_cache_in_a_fresh_process(tmp_path: Path) -> No
     assert first["misses"] > 0 and first["handler_hits"] == 0  # compiled and saved
     assert second["hits"] > 0 and second["misses"] == 0  # loaded, not compiled
     assert second["handler_hits"] == 1  # the cfunc too
+
+
+def outlive_driver() -> None:
+    """Run in a fresh process: a client whose driver closes; print the errors its conductor reported."""
+    config = DriverConfig(dir=f"/dev/shm/hftmm-test-aeron-c-gone-{os.getpid()}")
+    driver = EmbeddedDriver(config)
+    aeron = Client(driver.dir)
+    driver.close()
+    deadline = time.monotonic() + 10.0
+    while aeron.errors[aeron_c.ERRORS_COUNT] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    aeron.close()
+    print(json.dumps({"errors": int(aeron.errors[aeron_c.ERRORS_COUNT])}))
+
+
+def test_a_client_outliving_its_driver_counts_the_error_and_the_process_lives_on() -> None:
+    command = [sys.executable, "-c", "from tests.unit.engine.gateway import test_aeron_c as t; t.outlive_driver()"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]  # Aeron's default error handler exits the process
+    assert json.loads(done.stdout.strip().splitlines()[-1])["errors"] >= 1
+
+
+def test_a_client_dropped_without_close_is_closed_with_it(aeron_dir: str) -> None:
+    """Its conductor would otherwise run on, writing its errors into freed memory once the driver goes."""
+    aeron = Client(aeron_dir)
+    aeron.add_subscription(IPC, 1020)
+    handles = aeron._h
+    assert handles.client and handles.subscriptions
+    del aeron
+    gc.collect()
+    assert handles.client == 0 and handles.context == 0 and not handles.subscriptions
