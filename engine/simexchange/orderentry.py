@@ -279,6 +279,9 @@ class OrderEntryServer:
             return
         msg_type = chr(message[0])
         urn = int(fields["user_ref_num"])
+        target = int(fields["orig_user_ref_num"]) if msg_type == "U" else urn
+        if msg_type in "UX" and target in session.pending:
+            self._submit()  # the order it names is in this batch: match the batch first, in arrival order
         if msg_type == "O":
             self._on_enter(session, urn, fields)
         elif msg_type == "U":

@@ -52,7 +52,7 @@ class Exchange:
         self.server = OrderEntryServer(
             driver.connect(), self.engine, config, on_itch=lambda b: self.itch.append(b.tobytes()), clock_ns=self.clock
         )
-        self.client_aeron = driver.connect()
+        self.aeron_dir = driver.dir
         self.alice = self.client("ALICE", "secret1")
         self.bob = self.client("BOB", "secret2")
         self.runner = AgentRunner([self.server, self.alice, self.bob], idle="spin")
@@ -63,7 +63,7 @@ class Exchange:
         login = Port(username, password, port.inbound_channel, port.inbound_stream_id, port.outbound_channel,
                      port.outbound_stream_id)  # fmt: skip
         config = ClientConfig(login, heartbeat_interval_ns=100_000_000, timeout_ns=1_000_000_000)
-        return OrderEntryClient(self.client_aeron, config, clock_ns=self.clock)
+        return OrderEntryClient(self.aeron_dir, config, clock_ns=self.clock)
 
     def step_until(self, done: Callable[[], bool]) -> None:
         """Step the agents until ``done()`` (bounded by cycles and time)."""
@@ -145,6 +145,17 @@ def test_enter_accepted_replace_replaced_cancel_canceled(ipc: Exchange) -> None:
     (canceled,) = ipc.responses(ipc.alice, 1)
     assert chr(canceled["kind"]) == "C" and canceled["user_ref_num"] == 2 and canceled["qty"] == 50
     assert chr(canceled["reason"]) == ouch.CANCEL_USER_REQUESTED
+    assert ipc.engine.book_snapshot(LOCATE)["bids"] == []
+
+
+def test_orders_named_by_messages_of_the_same_batch_are_matched_in_arrival_order(ipc: Exchange) -> None:
+    """Enter, replace the new order and cancel the replacement before the server reads any of them: one poll
+    batch, whose later messages name orders only its earlier messages created."""
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert ipc.alice.replace(1, 2, 50, PRICE - TICK) and ipc.alice.cancel(2)
+    got = ipc.responses(ipc.alice, 3)
+    assert kinds(got) == "AUC" and list(got["user_ref_num"]) == [1, 2, 2]
     assert ipc.engine.book_snapshot(LOCATE)["bids"] == []
 
 
