@@ -80,13 +80,13 @@ STAGES = ("send", "wire_in", *NL.STAGES, "wire_out")
 STAGE_HELP = {
     "send": "intended send time -> packet sent (the exchange's matching, publishing, and its lateness)",
     "wire_in": "packet sent -> packet in the node's hand (kernel UDP over loopback)",
-    "decode": "packet in hand -> event rows ready (MoldUDP64 + ITCH decode)",
-    "dispatch": "rows ready -> compiled step entered (the node's Python loop: order-entry poll, control)",
+    "decode": "packet in hand -> event rows ready (MoldUDP64 sequencing + ITCH decode, in the node's compiled loop)",
+    "dispatch": "rows ready -> step entered (the loop's order-entry poll, heartbeat and timers)",
     "book": "step entered -> responses reconciled and events applied to the L3 book",
     "strategy": "book -> view, strategy, quote plan (with the step's bookkeeping)",
     "risk": "pre-trade checks of the new orders",
     "encode": "OUCH encoding of orders and cancels",
-    "offer": "step returned -> first message handed to the Aeron publication",
+    "offer": "step returned -> first message handed to the Aeron publication (the C client, from the loop)",
     "wire_out": "handed to Aeron -> order read by the exchange over Aeron IPC (the offer call included)",
 }
 DEFAULT_PARAMS = {"interval_ns": 0, "order_qty": 1, "max_position": 100, "levels": 1, "grid_ticks": 1,

@@ -37,23 +37,27 @@ import heapq
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
 import numpy as np
+from numba import njit
 
 from engine.core import events as E
 from engine.core.units import LOOPBACK
+from feeds.bytes_nb import u16_nb, u64_nb
 from feeds.errors import FeedError
 from feeds.itch import StockDirectory
 from feeds.moldudp64 import (
     COUNT_END_OF_SESSION,
     COUNT_HEARTBEAT,
+    COUNT_OFFSET,
     ERR_MESSAGE,
     ERR_TOO_MANY_SESSIONS,
     FULL,
     HEADER_LENGTH,
     OK,
+    SEQUENCE_OFFSET,
+    SESSION_LENGTH,
     STATUS_TEXT,
     SequenceTracker,
     decode_header,
@@ -73,24 +77,120 @@ TYPE_COUNTS = 256
 STOCK_DIRECTORY = ord("R")  # counts[] index of the ITCH Stock Directory message
 
 
-@dataclass(slots=True)
-class ReceiverStats:
-    """Receiver counters: packets by kind, gaps (holes seen) and their fate."""
+# --- the stream's state: one int64 array, read and written by Python and by compiled code ---------
+RX_EXPECTED = 0  # the next sequence number to deliver
+RX_GAP_UNTIL = 1  # the highest sequence number known to exist (+1)
+RX_HIGH_SEQ = 2  # one past the newest message seen on the wire
+RX_HELD = 3  # packets held past `expected` (the gap buffer)
+RX_SESSION_SET = 4  # 1 once the session followed is known
+RX_SESSION_HI = 5  # its name, bytes 0-7 big-endian, as feeds.moldudp64's tracker keys it
+RX_SESSION_LO = 6  # bytes 8-9
+RX_PACKETS = 7
+RX_MESSAGES = 8
+RX_HEARTBEATS = 9
+RX_DUPLICATE_PACKETS = 10
+RX_FOREIGN_PACKETS = 11
+RX_BAD_PACKETS = 12
+RX_GAPS = 13
+RX_MISSING_MESSAGES = 14
+RX_RECOVERED_MESSAGES = 15
+RX_LOST_MESSAGES = 16
+RX_BUFFERED_PACKETS = 17
+RX_OVERFLOW_PACKETS = 18
+RX_REQUESTS = 19
+RX_END_OF_SESSION = 20
+N_RX = 21
 
-    packets: int = 0
-    messages: int = 0  # delivered to the handler's decoder, once each
-    heartbeats: int = 0
-    duplicate_packets: int = 0
-    foreign_packets: int = 0  # another session than the one followed
-    bad_packets: int = 0  # malformed framing, dropped
-    gaps: int = 0
-    missing_messages: int = 0  # in the holes seen
-    recovered_messages: int = 0
-    lost_messages: int = 0  # given up on
-    buffered_packets: int = 0
-    overflow_packets: int = 0  # dropped because the gap buffer was full
-    requests: int = 0
-    end_of_session: bool = False
+TAKE_SLOW = -1  # take_datagram_nb: not the in-order case; hand the datagram to MoldStream.on_packet
+TAKE_ERROR = -2  # the ITCH decoder rejected a message: MoldStream.on_packet raises the FeedError
+
+
+def _counter(index: int, doc: str) -> property:
+    """A read-write int attribute that is word ``index`` of the object's ``rx`` state array."""
+
+    def get(self: ReceiverStats | MoldStream) -> int:
+        return int(self.rx[index])
+
+    def put(self: ReceiverStats | MoldStream, value: int) -> None:
+        self.rx[index] = value
+
+    return property(get, put, doc=doc)
+
+
+class ReceiverStats:
+    """Receiver counters: packets by kind, gaps (holes seen) and their fate (views of the state array)."""
+
+    __slots__ = ("rx",)
+
+    def __init__(self, rx: np.ndarray) -> None:
+        self.rx = rx
+
+    packets = _counter(RX_PACKETS, "Packets of the session followed.")
+    messages = _counter(RX_MESSAGES, "Messages delivered to the handler's decoder, once each.")
+    heartbeats = _counter(RX_HEARTBEATS, "Heartbeat packets.")
+    duplicate_packets = _counter(RX_DUPLICATE_PACKETS, "Packets wholly below the next expected sequence.")
+    foreign_packets = _counter(RX_FOREIGN_PACKETS, "Packets of another session than the one followed.")
+    bad_packets = _counter(RX_BAD_PACKETS, "Packets with malformed framing, dropped.")
+    gaps = _counter(RX_GAPS, "Holes seen in the sequence.")
+    missing_messages = _counter(RX_MISSING_MESSAGES, "Messages in the holes seen.")
+    recovered_messages = _counter(RX_RECOVERED_MESSAGES, "Missing messages that arrived after all.")
+    lost_messages = _counter(RX_LOST_MESSAGES, "Missing messages given up on.")
+    buffered_packets = _counter(RX_BUFFERED_PACKETS, "Packets held past a gap.")
+    overflow_packets = _counter(RX_OVERFLOW_PACKETS, "Packets dropped because the gap buffer was full.")
+    requests = _counter(RX_REQUESTS, "Re-requests sent.")
+
+    @property
+    def end_of_session(self) -> bool:
+        """True once end-of-session was delivered in order."""
+        return bool(self.rx[RX_END_OF_SESSION])
+
+    @end_of_session.setter
+    def end_of_session(self, value: bool) -> None:
+        self.rx[RX_END_OF_SESSION] = int(value)
+
+    def __repr__(self) -> str:
+        names = [name for name in dir(type(self)) if isinstance(getattr(type(self), name), property)]
+        return "ReceiverStats(" + ", ".join(f"{name}={getattr(self, name)}" for name in sorted(names)) + ")"
+
+
+@njit(cache=True, nogil=True)
+def take_datagram_nb(rx, buf, length, ts_ns, out, counts, directory, tracker):
+    """The in-order case of :meth:`MoldStream.on_packet`, compiled: a datagram of the followed session
+    while no gap is open, starting at or before ``expected``. Decodes it into ``out[0:]`` and returns
+    the rows (0 for a heartbeat, a duplicate or bad framing, counted as on_packet counts them);
+    TAKE_SLOW for any other datagram (nothing changed), TAKE_ERROR when the decoder rejected a message."""
+    if length < HEADER_LENGTH or rx[RX_SESSION_SET] == 0 or rx[RX_HELD] != 0 or rx[RX_EXPECTED] < rx[RX_GAP_UNTIL]:
+        return TAKE_SLOW
+    if np.int64(u64_nb(buf, 0)) != rx[RX_SESSION_HI] or u16_nb(buf, 8) != rx[RX_SESSION_LO]:
+        return TAKE_SLOW
+    seq = np.int64(u64_nb(buf, SEQUENCE_OFFSET))
+    count = u16_nb(buf, COUNT_OFFSET)
+    expected = rx[RX_EXPECTED]
+    if count == COUNT_END_OF_SESSION or seq > expected:
+        return TAKE_SLOW
+    rx[RX_PACKETS] += 1
+    if count == COUNT_HEARTBEAT:
+        rx[RX_HEARTBEATS] += 1
+        return 0
+    end = seq + count
+    if end <= expected:
+        rx[RX_DUPLICATE_PACKETS] += 1
+        return 0
+    status, n, _ = decode_packet_nb(buf, 0, length, out, 0, counts, directory, tracker, ts_ns)
+    if status == FULL:
+        rx[RX_PACKETS] -= 1
+        return TAKE_SLOW
+    if status in (ERR_MESSAGE, ERR_TOO_MANY_SESSIONS):
+        rx[RX_PACKETS] -= 1
+        return TAKE_ERROR
+    if status != OK:
+        rx[RX_BAD_PACKETS] += 1
+        return 0
+    rx[RX_MESSAGES] += end - expected
+    rx[RX_EXPECTED] = end
+    rx[RX_HIGH_SEQ] = max(rx[RX_HIGH_SEQ], end)
+    rx[RX_GAP_UNTIL] = max(rx[RX_GAP_UNTIL], end)
+    return n
 
 
 class StreamOptions(TypedDict, total=False):
@@ -152,6 +252,8 @@ class MoldStream:
             raise ValueError("batch_packets, out_rows, max_buffered_packets, expect_seq must be positive")
         self.handler = handler
         self.retransmit = retransmit
+        self.rx = np.zeros(N_RX, np.int64)
+        self.stats = ReceiverStats(self.rx)
         self.session = session
         self.expected = expect_seq
         self.batch_packets = batch_packets
@@ -161,7 +263,6 @@ class MoldStream:
         self.clock_ns = clock_ns
         self.receive_clock_ns = receive_clock_ns
         self.tap: Callable[[memoryview, int], None] | None = None
-        self.stats = ReceiverStats()
         self.tracker = SequenceTracker()
         self.stocks = StockDirectory()
         self.counts = np.zeros(TYPE_COUNTS, np.int64)
@@ -174,11 +275,31 @@ class MoldStream:
         self._slots = np.empty((batch_packets, MAX_DATAGRAM_BYTES), np.uint8)  # datagram receive buffers
         self._slot_views = [memoryview(row) for row in self._slots]
         self._buffered: list[tuple[int, int, bytes]] = []  # heap of (seq, receive ns, packet) past `expected`
-        self._gap_until = expect_seq  # the highest sequence number known to exist (+1)
-        self._high_seq = expect_seq  # one past the newest message seen on the wire
+        self._gap_until = expect_seq
+        self._high_seq = expect_seq
         self._request_seq = -1  # `expected` when the outstanding request went out
         self._request_ns = 0
         self._retries = 0
+
+    @property
+    def session(self) -> bytes | None:
+        """The MoldUDP64 session followed (None until the first packet, unless given)."""
+        if not self.rx[RX_SESSION_SET]:
+            return None
+        head = int(self.rx[RX_SESSION_HI]).to_bytes(8, "big", signed=True)
+        return head + int(self.rx[RX_SESSION_LO]).to_bytes(2, "big")
+
+    @session.setter
+    def session(self, value: bytes | None) -> None:
+        self.rx[RX_SESSION_SET] = value is not None
+        if value is not None:
+            raw = bytes(value).ljust(SESSION_LENGTH, b" ")
+            self.rx[RX_SESSION_HI] = int.from_bytes(raw[:8], "big", signed=True)
+            self.rx[RX_SESSION_LO] = int.from_bytes(raw[8:SESSION_LENGTH], "big")
+
+    expected = _counter(RX_EXPECTED, "The next sequence number to deliver.")
+    _gap_until = _counter(RX_GAP_UNTIL, "The highest sequence number known to exist (+1).")
+    _high_seq = _counter(RX_HIGH_SEQ, "One past the newest message seen on the wire.")
 
     @property
     def gap_open(self) -> bool:
@@ -237,6 +358,7 @@ class MoldStream:
             self._drain_buffered()
         elif len(self._buffered) < self.max_buffered_packets:
             heapq.heappush(self._buffered, (seq, ts_ns, bytes(packet)))
+            self.rx[RX_HELD] = len(self._buffered)
             self.stats.buffered_packets += 1
             self._gap_until = max(self._gap_until, seq)
         else:
@@ -250,6 +372,7 @@ class MoldStream:
     def _drain_buffered(self) -> None:
         while self._buffered and self._buffered[0][0] <= self.expected:
             seq, ts_ns, packet = heapq.heappop(self._buffered)
+            self.rx[RX_HELD] = len(self._buffered)
             _, _, count = decode_header(packet)
             if count not in (COUNT_HEARTBEAT, COUNT_END_OF_SESSION) and seq + count <= self.expected:
                 self.stats.duplicate_packets += 1
@@ -290,10 +413,10 @@ class MoldStream:
 
     def flush(self) -> None:
         """Decode what the packets since the last flush brought and hand the rows to the callback."""
+        if self.counts[STOCK_DIRECTORY] != self._directory_messages:  # a scan of every locate: only when needed
+            self._directory_messages = int(self.counts[STOCK_DIRECTORY])
+            self.stocks.announce()
         if self._n:
-            if self.counts[STOCK_DIRECTORY] != self._directory_messages:  # a scan of every locate: only when needed
-                self._directory_messages = int(self.counts[STOCK_DIRECTORY])
-                self.stocks.announce()
             self.handler(self.out[: self._n])
             self._n = 0
 
@@ -367,9 +490,13 @@ class MoldReceiver(MoldStream):
 
     def do_work(self) -> int:
         """Read up to ``batch_packets`` datagrams, deliver what is in order, drive gap recovery."""
-        work = 0
-        for sock in self._sockets:
-            work += self._read(sock, self.batch_packets - work)
+        return self._read(self.sock, self.batch_packets) + self.maintain()
+
+    def maintain(self) -> int:
+        """Everything but reading the feed socket: read re-request answers (multicast: their own socket),
+        drive gap recovery, deliver what is in order. A compiled loop reading the feed socket itself
+        (``engine.live.loop_nb``) calls this when it returns."""
+        work = self._read(self.request_sock, self.batch_packets) if self.request_sock is not self.sock else 0
         work += self._drive_gap()
         self.flush()
         return work

@@ -19,6 +19,7 @@ from engine.book.book_nb import grow_state
 from engine.core.events import empty_events
 from engine.gateway.session import Port
 from engine.live import layout as L
+from engine.live import loop_nb
 from engine.live import node_nb as k
 from engine.live.journal import JOURNAL_PREFIX, JournalRing, Recovered
 from engine.runtime import control as CB
@@ -193,10 +194,19 @@ def load_kernel(ns: L.NodeState, book) -> Callable:
     as a :class:`QuoteAddress`)."""
     signature = (typeof(ns), typeof(book), typeof(empty_events(1)), typeof(ouch.empty_responses(1)), typeof(0),
                  typeof(0), QUOTE_FN)  # fmt: skip
-    if not k.step_nb.overloads:
-        k.step_nb.compile(signature)
-    k.step_nb.disable_compile()
-    return k.step_nb.overloads[signature].entry_point
+    return entry_point(k.step_nb, signature)
+
+
+def load_loop(ns: L.NodeState, lp: L.LoopState, book) -> Callable:
+    """The compiled duty cycle (``engine.live.loop_nb.run_nb``), compiled or loaded once; its entry point."""
+    return entry_point(loop_nb.run_nb, (typeof(ns), typeof(lp), typeof(book), QUOTE_FN))
+
+
+def entry_point(dispatcher: Dispatcher, signature: tuple) -> Callable:
+    """The compiled function of ``dispatcher`` for ``signature`` (compiled or loaded from the cache now)."""
+    if signature not in dispatcher.overloads:
+        dispatcher.compile(signature)
+    return dispatcher.overloads[signature].entry_point
 
 
 class QuoteAddress(types.WrapperAddressProtocol):

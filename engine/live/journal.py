@@ -79,6 +79,19 @@ def append_nb(jmeta, jdata, jctl, kind, ts_ns, seq, src, start, length):
     return True
 
 
+@njit(cache=True, nogil=True)
+def append_responses_nb(jmeta, jdata, jctl, raw, n, first_seq, ts_ns):
+    """Journal the first ``n`` responses (``raw``: their bytes, one row each; sequence numbers from
+    ``first_seq``); returns how many fitted. A full ring counts one full stop: the exchange replays the
+    rest from the last journaled sequence."""
+    for j in range(n):
+        if not ring_has_room_nb(jctl, jmeta.shape[0]):
+            jctl[J_FULL] += 1
+            return j
+        append_nb(jmeta, jdata, jctl, KIND_RESPONSE, ts_ns, first_seq + j, raw[j], 0, raw.shape[1])
+    return n
+
+
 class JournalRing:
     """The ring of one node: in /dev/shm (:meth:`create` by the daemon, :meth:`attach` by the node) or
     :meth:`private` to a node that keeps no journal (it empties the ring itself)."""
@@ -123,21 +136,8 @@ class JournalRing:
 
     def append_responses(self, responses: np.ndarray, first_seq: int, ts_ns: int) -> int:
         """Journal decoded responses (sequence numbers from ``first_seq``); returns how many fitted."""
-        n = min(len(responses), self.capacity - int(self.ctl[J_WRITE] - self.ctl[J_READ]))
-        if n < len(responses):
-            self.ctl[J_FULL] += 1  # the exchange replays the rest from the last journaled sequence
-        if n <= 0:
-            return 0
-        w = int(self.ctl[J_WRITE])
-        slots = np.arange(w, w + n) % self.capacity
-        self.meta[slots, M_TS] = ts_ns
-        self.meta[slots, M_KIND] = KIND_RESPONSE
-        self.meta[slots, M_SEQ] = np.arange(first_seq, first_seq + n)
-        self.meta[slots, M_LEN] = ouch.RESPONSE_DTYPE.itemsize
-        rows = np.ascontiguousarray(responses[:n]).view(np.uint8).reshape(n, ouch.RESPONSE_DTYPE.itemsize)
-        self.data[slots, : ouch.RESPONSE_DTYPE.itemsize] = rows
-        self.ctl[J_WRITE] = w + n
-        return n
+        raw = np.ascontiguousarray(responses).view(np.uint8).reshape(len(responses), ouch.RESPONSE_DTYPE.itemsize)
+        return append_responses_nb(self.meta, self.data, self.ctl, raw, len(responses), first_seq, ts_ns)
 
     def drain(self) -> pa.RecordBatch:
         """The records written since the last drain, as an Arrow batch (the ring forgets them)."""

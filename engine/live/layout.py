@@ -86,3 +86,57 @@ class NodeState(NamedTuple):
     hist: np.ndarray  # metrics block: i8[1 + stages, HIST_WIDTH]
     control: np.ndarray  # control block: i8[CT_SLOTS] (engine.runtime.control)
     control_next_id: np.ndarray  # i8[1] view of the control block slot that mirrors the next client id
+
+
+# --- the compiled duty cycle (loop_nb.run_nb): its scalars ls[LS_*] and why it returned ----------------
+(
+    LS_FD,  # the market-data socket's descriptor
+    LS_HANDLER,  # address of the Aeron fragment handler (engine.gateway.aeron_c.INBOX_HANDLER)
+    LS_FRAGMENT_LIMIT,  # fragments one order-entry poll takes
+    LS_HEARTBEAT_NS,  # the session's heartbeat interval
+    LS_TIMEOUT_NS,  # server silence after which Python reconnects
+    LS_DUE_NS,  # return for housekeeping at this time (feed counters, logs, capture, stop)
+    LS_IDLE_LIMIT,  # return after this many cycles without work (0: never; the node spins)
+    LS_JOURNAL,  # 1: the journal ring is drained by the daemon (0: the loop empties it)
+    LS_KILL_SEEN,  # 1 once Python has seen the kill switch
+    LS_RISK_LOGGED,  # risk rejections Python has logged
+    LS_LENGTH,  # RC_DATAGRAM: bytes of the datagram left in `slot`
+    LS_TS_NS,  # RC_DATAGRAM: its receive time
+    LS_ROWS,  # RC_GROW: event rows of the step to resume
+    LS_BACKLOG,  # RC_BACKLOG: the first message Aeron did not take
+    LS_COUNT,  # RC_BACKLOG: messages of that step
+    LS_CYCLES,  # duty cycles run
+    LS_MAX_CYCLE_NS,  # the longest
+    LS_BACK_PRESSURE,  # steps whose messages Aeron did not all take
+) = range(18)
+N_LS = 18
+(
+    RC_HOUSEKEEPING,  # LS_DUE_NS passed
+    RC_DATAGRAM,  # a datagram not in order (gap, retransmission, other session, end): Python sequences it
+    RC_FEED_ERROR,  # the ITCH decoder rejected a message of that datagram: Python reports it
+    RC_SESSION,  # an order-entry packet for Python (login answer, logout, end of session) or server silence
+    RC_GROW,  # the book must grow; call again to resume the step
+    RC_CONTROL,  # the daemon set stop or kill
+    RC_BACKLOG,  # Aeron did not take every message of a step
+    RC_LOG,  # risk rejections to log
+    RC_STEPPED,  # a step ran while stopping (Python checks whether the node is done)
+    RC_IDLE,  # LS_IDLE_LIMIT cycles without work (the runner's idle strategy takes over)
+) = range(10)
+RC_NONE = -1  # (inside the loop) keep going
+
+
+class LoopState(NamedTuple):
+    """What the compiled duty cycle needs besides the node's own arrays (built by ``engine.live.node``)."""
+
+    ls: np.ndarray  # i8[N_LS]
+    slot: np.ndarray  # u1[MAX_DATAGRAM_BYTES] the datagram being read
+    rx: np.ndarray  # feeds.udp's MoldStream state (shared with the Python receiver)
+    events: np.ndarray  # engine.core.events rows of one datagram
+    counts: np.ndarray  # the receiver's ITCH message counts
+    directory: np.ndarray  # its stock directory
+    tracker: np.ndarray  # its MoldUDP64 sequence tracker
+    cs: np.ndarray  # engine.gateway.client session words (shared with the Python client)
+    inbox: np.ndarray  # the client's Aeron inbox
+    responses: np.ndarray  # the client's decoded responses
+    responses_raw: np.ndarray  # u1[rows, itemsize] the same memory, for the journal
+    heartbeat: np.ndarray  # u1[1] the Client Heartbeat packet

@@ -1,19 +1,23 @@
 """A trading node: one single-threaded busy-polling loop, pinned to a CPU, in its own (Ray actor) process.
 
-One duty cycle of :class:`TradingNode` (an agent; an :class:`~engine.runtime.agent.AgentRunner` thread owns
-the loop)::
+The hot path is ONE compiled loop (``engine.live.loop_nb.run_nb``, see its doc): the market-data
+socket, MoldUDP64 sequencing and ITCH decode, the order-entry subscription, journal, book, strategy,
+plan, risk, OUCH encode and the Aeron offer, without a return to Python per tick. One duty cycle of
+:class:`TradingNode` (an agent; an :class:`~engine.runtime.agent.AgentRunner` thread owns the loop)
+enters that loop and handles why it returned::
 
-    MoldReceiver.do_work     UDP datagrams -> decode_packet_nb, one call per packet -> event rows
-    OrderEntryClient.do_work OUCH responses from Aeron -> decode_outbound_nb rows
-    node_nb.step_nb          ONE call: responses -> book -> strategy -> plan -> risk -> OUCH bytes
-    offer_packet per message Aeron publication (the exchange's order entry)
+    run_nb                   until something is rare or slow by nature (an RC_* code)
+    MoldReceiver.maintain    a datagram out of order: buffering, re-requests, give-up; rows it delivers
+    OrderEntryClient.do_work login answers, logout, reconnect after silence
+    node_nb.step_nb          for rows the receiver delivered, a halt change, stop or kill
+    housekeeping             every PUBLISH_INTERVAL_NS: feed counters, capture flush, state
 
-No Ray call, pickle or Python object is made per market-data message: the receiver hands over one
-view of its row buffer per cycle. The step only runs when a batch, a response, a due strategy timer
-or a control change asks for it. A feed gap (or messages given up as lost) halts the node: it
-cancels its orders and quotes nothing until retransmission has closed the gap (after a loss, until
-it stops, since the book can no longer be trusted). Until the order-entry session is logged in the
-node is halted too.
+A node that records a capture (``engine.live.capture``) runs the same pieces from Python each cycle
+instead (every datagram and step is recorded with its inputs), as it does while Aeron pushes back.
+
+A feed gap (or messages given up as lost) halts the node: it cancels its orders and quotes nothing
+until retransmission has closed the gap (after a loss, until it stops, since the book can no longer
+be trusted). Until the order-entry session is logged in the node is halted too.
 
 Control (:class:`ControlBlock`, ``/dev/shm/<name>``, int64 slots) is written by the daemon and read
 each cycle: ``CT_STOP`` (cancel everything, wait for the acknowledgements up to ``stop_wait_s``,
@@ -37,27 +41,38 @@ from collections import deque
 
 import numpy as np
 
+from engine.book.book_nb import grow_state
 from engine.book.layout import new_state
 from engine.core.events import empty_events
 from engine.core.units import NS_PER_S
+from engine.gateway.aeron_c import INBOX_HANDLER
 from engine.gateway.client import LOGGED_IN, ClientConfig, OrderEntryClient
 from engine.live import layout as L
-from engine.live.builder import NodeBlocks, NodeSpec, QuoteAddress, build_state, completed_probes, load_kernel, run_step
+from engine.live.builder import (
+    NodeBlocks,
+    NodeSpec,
+    QuoteAddress,
+    build_state,
+    completed_probes,
+    load_kernel,
+    load_loop,
+    run_step,
+)
 from engine.live.capture import FL_KILLED, FL_STOPPING, CaptureWriter, spec_json
 from engine.live.report import bucket_percentile_ns, symbol_reports
 from engine.runtime import control as CB
 from engine.runtime import metrics as M
-from engine.runtime.aeron import connect
 from engine.runtime.affinity import MCL_CURRENT, freeze_gc, lock_memory, normal_priority, pin_process, plan_placement
 from engine.runtime.agent import AgentRunner
 from engine.trading import layout as TL
 from engine.trading.oms import working_count_nb
-from feeds.udp import MoldReceiver
+from feeds.udp import DEFAULT_OUT_ROWS, MAX_DATAGRAM_BYTES, MoldReceiver
 from strategies import get_strategy
 
 log = logging.getLogger("hftmm.node")
 
 PUBLISH_INTERVAL_NS = 100_000_000  # refresh of the feed and loop counters in the metrics block (a scrape's grain)
+IDLE_LIMIT = 64  # cycles without work after which the loop lets the runner's idle strategy (not spin) act
 
 
 class TradingNode:
@@ -72,6 +87,7 @@ class TradingNode:
         self._rows: np.ndarray | None = None
         self._backlog: deque[bytes] = deque()  # packets Aeron refused; offered first next cycle
         self._back_pressure = 0
+        self._slow_datagrams = 0  # datagrams the compiled loop handed to the Python receiver
         self._cycles = 0
         self._max_cycle_ns = 0
         self._risk_logged = 0
@@ -92,8 +108,7 @@ class TradingNode:
         self.placement_note = f"{placement.note}; {normal_priority()}"
         self.blocks = NodeBlocks.attach(spec)
         self.blocks.control.slots[CB.CT_PID] = os.getpid()
-        self.aeron = connect(spec.aeron_dir)
-        self.client = OrderEntryClient(self.aeron, ClientConfig(spec.port))
+        self.client = OrderEntryClient(spec.aeron_dir, ClientConfig(spec.port))
         recovered = spec.recovered
         # log in from the first response the journal lacks; a node without a journal from the next message
         self.client.next_sequence = recovered.next_sequence if recovered is not None else 0
@@ -117,6 +132,10 @@ class TradingNode:
         self.quote = QuoteAddress(get_strategy(spec.strategy).quote)
         self._no_events = empty_events(0)
         self._step_nb = load_kernel(self.ns, self.book)
+        self.lp: L.LoopState | None = None
+        if self.capture is None:
+            self.lp = self._loop_state()
+            self._run_nb = load_loop(self.ns, self.lp, self.book)
         freeze_gc()
         log.info("node %s: %s", spec.name, placement.note)
         if spec.lock_memory:  # pages present now stay in RAM; Ray's later object-store maps are left alone
@@ -126,11 +145,42 @@ class TradingNode:
     def _on_rows(self, rows: np.ndarray) -> None:
         self._rows = rows
 
+    def _loop_state(self) -> L.LoopState:
+        """The arrays the compiled loop shares with the receiver and the client (rebuilt when one is replaced)."""
+        spec, client, receiver = self.spec, self.client, self.receiver
+        ls = self.lp.ls if self.lp is not None else np.zeros(L.N_LS, np.int64)
+        ls[L.LS_FD] = receiver.sock.fileno()
+        ls[L.LS_HANDLER] = INBOX_HANDLER.address
+        ls[L.LS_FRAGMENT_LIMIT] = client.config.fragment_limit
+        ls[L.LS_HEARTBEAT_NS] = client.config.heartbeat_interval_ns
+        ls[L.LS_TIMEOUT_NS] = client.config.timeout_ns
+        ls[L.LS_IDLE_LIMIT] = 0 if spec.idle == "spin" else IDLE_LIMIT
+        ls[L.LS_JOURNAL] = int(bool(spec.journal))
+        responses = client.responses
+        return L.LoopState(
+            ls=ls,
+            slot=self.lp.slot if self.lp is not None else np.zeros(MAX_DATAGRAM_BYTES, np.uint8),
+            rx=receiver.rx,
+            events=self.lp.events if self.lp is not None else empty_events(DEFAULT_OUT_ROWS),
+            counts=receiver.counts,
+            directory=receiver.stocks.table,
+            tracker=receiver.tracker.state,
+            cs=client.cs,
+            inbox=client.inbox,
+            responses=responses,
+            responses_raw=responses.view(np.uint8).reshape(len(responses), responses.dtype.itemsize),
+            heartbeat=client.heartbeat,
+        )
+
     def do_work(self) -> int:
         """One duty cycle; returns the work count."""
         begin = time.monotonic_ns()
         work = self._flush_backlog() if self._backlog else 0
-        work += self.receiver.do_work()
+        if self.lp is not None and not self._backlog:
+            work += self._run_loop()
+            work += self.receiver.maintain()
+        else:
+            work += self.receiver.do_work()
         fed = time.monotonic_ns()
         work += self.client.do_work()
         ns = self.ns
@@ -166,6 +216,30 @@ class TradingNode:
             if self.capture is not None and self.capture.due(begin):
                 self.capture.flush()
         return work
+
+    def _run_loop(self) -> int:
+        """Enter the compiled loop and hand what made it return to the Python side; returns 1."""
+        lp = self.lp
+        if lp.responses is not self.client.responses:  # the client grew its response rows
+            lp = self.lp = self._loop_state()
+        ls = lp.ls
+        ls[L.LS_DUE_NS] = self._next_publish_ns
+        ls[L.LS_KILL_SEEN] = int(self._killed_seen)
+        ls[L.LS_RISK_LOGGED] = self._risk_logged
+        rc = self._run_nb(self.ns, lp, self.book, self.quote)
+        while rc == L.RC_GROW:
+            self.book = grow_state(self.book)
+            rc = self._run_nb(self.ns, lp, self.book, self.quote)
+        if rc in (L.RC_DATAGRAM, L.RC_FEED_ERROR):  # sequenced (and for an error, reported) as Python does
+            self._slow_datagrams += 1
+            self.receiver.on_packet(memoryview(lp.slot)[: ls[L.LS_LENGTH]], int(ls[L.LS_TS_NS]))
+        elif rc == L.RC_BACKLOG:
+            out, offsets = memoryview(self.ns.out), self.ns.out_off
+            for j in range(int(ls[L.LS_BACKLOG]), int(ls[L.LS_COUNT])):
+                self._backlog.append(bytes(out[offsets[j] : offsets[j + 1]]))
+        elif rc == L.RC_LOG:
+            self._log_rejections()
+        return 1
 
     def _step(self, rows: np.ndarray) -> int:
         """Run the compiled step (growing the book when it asks) and offer what it wrote."""
@@ -224,9 +298,20 @@ class TradingNode:
         node[M.N_MD_PACKETS] = stats.packets
         node[M.N_MD_GAPS] = stats.gaps
         node[M.N_MD_MISSING] = max(0, stats.missing_messages - stats.recovered_messages - stats.lost_messages)
-        node[M.N_AERON_BACK_PRESSURE] = self._back_pressure
-        node[M.N_DUTY_CYCLES] = self._cycles
-        node[M.N_MAX_DUTY_CYCLE_NS] = self._max_cycle_ns
+        node[M.N_AERON_BACK_PRESSURE] = self._back_pressure + self._loop_figure(L.LS_BACK_PRESSURE)
+        node[M.N_DUTY_CYCLES] = self._duty_cycles()
+        node[M.N_MAX_DUTY_CYCLE_NS] = self._max_duty_cycle_ns()
+
+    def _loop_figure(self, slot: int) -> int:
+        return int(self.lp.ls[slot]) if self.lp is not None else 0
+
+    def _duty_cycles(self) -> int:
+        """Cycles of the compiled loop and of the Python duty cycle."""
+        return self._cycles + self._loop_figure(L.LS_CYCLES)
+
+    def _max_duty_cycle_ns(self) -> int:
+        """The longest cycle of the compiled loop, or of the Python one where that ran alone."""
+        return self._loop_figure(L.LS_MAX_CYCLE_NS) if self.lp is not None else self._max_cycle_ns
 
     def _log_rejections(self) -> None:
         """Log the risk rejections the step recorded since the last look (the ring keeps the latest)."""
@@ -249,7 +334,6 @@ class TradingNode:
         """Log out, close the feed and the Aeron client, detach the blocks."""
         self.client.on_close()
         self.receiver.on_close()
-        self.aeron.close()
         if self.capture is not None:
             self.capture.close()
         self._journal_full = self.journal.full_stops
@@ -291,8 +375,9 @@ class TradingNode:
             "md_gaps": stats.gaps,
             "md_recovered_messages": stats.recovered_messages,
             "md_lost_messages": stats.lost_messages,
-            "duty_cycles": self._cycles,
-            "max_duty_cycle_ns": self._max_cycle_ns,
+            "md_slow_datagrams": self._slow_datagrams,
+            "duty_cycles": self._duty_cycles(),
+            "max_duty_cycle_ns": self._max_duty_cycle_ns(),
             "placement": self.placement_note,
             "stage_ns": {
                 stage: {f"p{q}": bucket_percentile_ns(self._hist[1 + j], q) for q in (50, 99)}

@@ -37,8 +37,9 @@ REPORT_KEYS = ("orders", "fills", "position", "pnl", "fees", "risk_rejections", 
 MAKER_FEE, TAKER_FEE = -0.0002, 0.0003  # a rebate for adding liquidity, a fee for taking it
 
 
-def config_text(tmp: Path, max_order_qty: float = 500) -> str:
-    """Two instruments on one node quoting the touch; free ports; the runtime dir in ``tmp``."""
+def config_text(tmp: Path, max_order_qty: float = 500, capture: bool = True) -> str:
+    """Two instruments on one node quoting the touch; free ports; the runtime dir in ``tmp``. A node that
+    records a capture runs its duty cycle from Python; without, it runs the compiled loop (engine.live.loop_nb)."""
     return f"""
 runtime_dir = "{tmp / "run"}"
 stop_wait_s = 5.0
@@ -52,7 +53,7 @@ port = {free_tcp_port()}
 max_position = 1000
 max_order_qty = {max_order_qty}
 [capture]
-enabled = true
+enabled = {str(capture).lower()}
 [[instruments]]
 symbol = "AAA"
 [[instruments]]
@@ -97,9 +98,9 @@ class Session:
 class Daemon:
     """``hftmm live`` as a subprocess with a config in ``tmp``."""
 
-    def __init__(self, tmp: Path, max_order_qty: float = 500) -> None:
+    def __init__(self, tmp: Path, max_order_qty: float = 500, capture: bool = True) -> None:
         self.config = tmp / "live.toml"
-        self.config.write_text(config_text(tmp, max_order_qty))
+        self.config.write_text(config_text(tmp, max_order_qty, capture))
         self.port = int(re.search(r"\[metrics\]\nport = (\d+)", self.config.read_text()).group(1))
         self.report_path = tmp / "report.json"
         self.stderr_path = tmp / "stderr.txt"
@@ -214,7 +215,7 @@ def test_sigterm_shuts_down_cleanly_with_the_report(session: Session) -> None:
 
 
 def test_a_low_risk_limit_rejects_counts_and_sends_nothing(tmp_path: Path) -> None:
-    daemon = Daemon(tmp_path, max_order_qty=0.5)  # every order of the node (1 share) is too big
+    daemon = Daemon(tmp_path, max_order_qty=0.5, capture=False)  # every order of the node (1 share) is too big
     try:
         daemon.wait_for(lambda b: metric(b, "hftmm_risk_rejections_total") >= 4, START_S)
         scraped = daemon.scrape()
@@ -352,7 +353,7 @@ def test_a_capture_that_disagrees_with_its_replay_is_reported(session: Session, 
 
 
 def test_a_node_killed_mid_session_is_restarted_from_its_journal(tmp_path: Path) -> None:
-    daemon = Daemon(tmp_path)
+    daemon = Daemon(tmp_path, capture=False)  # the compiled loop journals
     try:
         daemon.wait_for(lambda b: metric(b, "hftmm_orders_filled_total") >= 1, START_S)
         control = np.memmap(f"/dev/shm/hftmm-control-{daemon.proc.pid}-mm-1", np.int64, "r", shape=(CB.CT_SLOTS,))

@@ -215,7 +215,7 @@ def test_books_rebuilt_from_aeron_ipc_market_data_equal_the_exchange_books() -> 
 
 def test_order_entry_rests_executes_and_rejects(exchange: SimExchange, listener: Listener) -> None:
     user = exchange.config.order_entry.users[0]
-    client = OrderEntryClient(exchange.driver.connect(), ClientConfig(user.port()))
+    client = OrderEntryClient(exchange.driver.dir, ClientConfig(user))
     client.connect()
 
     def step_client_until(done: Callable[[], bool]) -> None:
@@ -274,7 +274,7 @@ def test_config_rejects_an_unknown_self_trade_mode_and_a_non_aeron_channel(text:
 def test_self_trade_prevention_cancels_the_sessions_resting_order(listener: Listener) -> None:
     sim = SimExchange(decode_toml(config_text(listener.receiver.address[1]) + QUIET_INSTRUMENT, SimExchangeConfig))
     assert sim.config.self_trade == "cancel-resting" and sim.driver is not None
-    client = OrderEntryClient(sim.driver.connect(), ClientConfig(sim.config.order_entry.users[0].port()))
+    client = OrderEntryClient(sim.driver.dir, ClientConfig(sim.config.order_entry.users[0]))
 
     def until(done: Callable[[], bool]) -> None:
         listener.poll_until(done, also=client.do_work)
@@ -479,7 +479,7 @@ def test_cli_exchange_in_another_process_serves_ouch_over_aeron_udp_and_unicast_
     assert f"in {udp_channel(in_port)} stream 11" in exchange.describe
     port = Port("ALICE", "pw", udp_channel(in_port), 11, udp_channel(out_port), 12)
     # the client runs its own media driver in this process; the two drivers meet over UDP on 127.0.0.1
-    client = OrderEntryClient(driver.connect(), ClientConfig(port, heartbeat_interval_ns=CLIENT_HEARTBEAT_NS))
+    client = OrderEntryClient(driver.dir, ClientConfig(port, heartbeat_interval_ns=CLIENT_HEARTBEAT_NS))
 
     def until(done: Callable[[], bool]) -> None:
         listener.poll_until(done, also=client.do_work)
