@@ -7,6 +7,8 @@ default). The transports are measured one after the other, each for ``warmup_s``
 ``duration_s``, against the same echo process:
 
     aeron-ipc   exclusive publication -> subscription through shared memory (no driver on the path)
+    aeron-ipc-compiled  the same, both ends compiled: Aeron's C client called from Numba loops
+                (``engine.gateway.aeron_c``), as the trading node's loop offers and polls; no Python per message
     aeron-udp   the same over unicast UDP on 127.0.0.1: the media driver's thread sends and receives
     kernel-udp  two connected non-blocking UDP sockets on 127.0.0.1, no Aeron at all
 
@@ -48,10 +50,14 @@ from pathlib import Path
 
 import numpy as np
 import pyaeron
+from numba import njit
 
 from bench import report
 from bench.machine import machine_info
-from engine.core.units import NS_PER_S
+from engine.core.clock import monotonic_ns, realtime_ns
+from engine.core.units import NS_PER_DAY, NS_PER_S
+from engine.gateway import aeron_c
+from engine.gateway.aeron_c import inbox_clear, inbox_fragment, offer_nb, poll_nb
 from engine.runtime.aeron import (
     DEFAULT_DRIVER_IDLE,
     IPC_CHANNEL,
@@ -71,14 +77,14 @@ from engine.runtime.affinity import (
     plan_placement,
 )
 from engine.runtime.agent import IdleStrategy, idle_strategy
-from engine.simexchange.orderentry import NS_PER_DAY
 from feeds import ouch
+from feeds.bytes_nb import put_be_nb, u32_nb
 from feeds.udp import free_udp_port
 
 NAME = "gateway"
-IPC, UDP, KERNEL_UDP = "ipc", "udp", "kernel-udp"
-TRANSPORTS = (IPC, UDP, KERNEL_UDP)
-LABELS = {IPC: "aeron-ipc", UDP: "aeron-udp", KERNEL_UDP: "kernel-udp"}  # keys of the result's rtt_ns
+IPC, IPC_COMPILED, UDP, KERNEL_UDP = "ipc", "ipc-compiled", "udp", "kernel-udp"
+TRANSPORTS = (IPC_COMPILED, IPC, UDP, KERNEL_UDP)
+LABELS = {IPC: "aeron-ipc", IPC_COMPILED: "aeron-ipc-compiled", UDP: "aeron-udp", KERNEL_UDP: "kernel-udp"}
 BASELINE = LABELS[KERNEL_UDP]  # ratios: its percentile over each transport's (how many times faster)
 DEFAULT_UDP_DRIVER_IDLE = "sleeping:1us"
 MIN_SIZE_BYTES = 4  # a raw payload carries its u32 sequence number in its first bytes
@@ -92,6 +98,8 @@ STALL_TIMEOUT_S = 2.0  # one send or one answer taking longer than this ends the
 SERVE_SLACK_S = 30.0  # the echo gives up on a transport this long after the caller should have finished
 CONTROL_CHECK_NS = 10_000_000  # how often an idle echo looks at its control pipe
 INITIAL_SAMPLES = 1 << 20
+COMPILED_SAMPLES = 1 << 24  # the compiled caller's sample buffer (round trips past it are not kept: noted)
+STALLED_SEND, STALLED_ANSWER, WRONG_ANSWER = -1, -2, -3  # the compiled loops' errors
 RATE_KEPT_FRACTION = 0.9  # a transport finishing fewer of its scheduled round trips is noted as falling behind
 SEQ = struct.Struct(">I")  # the sequence number stamped in a request and echoed back (the UserRefNum)
 TIMESTAMP = struct.Struct(">Q")
@@ -278,6 +286,128 @@ class _SocketLink:
         self.sock.close()
 
 
+@njit(cache=True, nogil=True)
+def _offer_until_nb(publication, buf, start, length, stall_ns):
+    """Offer until Aeron takes the message, at most ``stall_ns``; False when it never did."""
+    give_up = monotonic_ns() + stall_ns
+    while offer_nb(publication, buf, start, length) < 0:
+        if monotonic_ns() > give_up:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _round_trip_nb(link, request, seq, seq_offset, reply_seq_offset, stall_ns):
+    """Send ``request`` stamped with ``seq`` and poll until its answer: the arrival time, or an error (< 0).
+    The answer stays in the inbox (fragment 0)."""
+    publication, subscription, handler, inbox = link
+    put_be_nb(request, seq_offset, seq, 4)
+    if not _offer_until_nb(publication, request, 0, request.size, stall_ns):
+        return STALLED_SEND
+    give_up = monotonic_ns() + stall_ns
+    while True:
+        inbox_clear(inbox)
+        if poll_nb(subscription, handler, inbox.ctypes.data, 1) > 0:
+            offset, length, _ = inbox_fragment(inbox, 0)
+            if length < reply_seq_offset + 4:
+                return WRONG_ANSWER
+            if u32_nb(inbox, offset + reply_seq_offset) == seq:
+                return monotonic_ns()
+        elif monotonic_ns() > give_up:
+            return STALLED_ANSWER
+
+
+@njit(cache=True, nogil=True)
+def _measure_nb(link, request, seq_offset, reply_seq_offset, period_ns, warmup_ns, duration_ns, stall_ns, samples):
+    """``_measure`` compiled: round trips for warm-up + duration from request 2 on; (samples kept, error or 0)."""
+    start = monotonic_ns()
+    measure_from = start + warmup_ns
+    end = measure_from + duration_ns
+    n = 0
+    seq = 1
+    next_send = start
+    while True:
+        now = monotonic_ns()
+        if now >= end:
+            return n, 0
+        if period_ns:
+            if now < next_send:
+                continue
+            intended = next_send
+            next_send += period_ns
+        else:
+            intended = now
+        seq += 1
+        arrived = _round_trip_nb(link, request, seq, seq_offset, reply_seq_offset, stall_ns)
+        if arrived < 0:
+            return n, arrived
+        if intended >= measure_from and n < samples.size:
+            samples[n] = arrived - intended
+            n += 1
+
+
+@njit(cache=True, nogil=True)
+def _echo_nb(link, reply, request_urn_offset, reply_urn_offset, timestamp_offset, raw, stall_ns, budget_ns):
+    """Answer requests for ``budget_ns``: the request itself (``raw``), or ``reply`` (an Order Accepted)
+    with the request's UserRefNum and the time of day; how many, or an error (< 0)."""
+    publication, subscription, handler, inbox = link
+    until = monotonic_ns() + budget_ns
+    answered = 0
+    while monotonic_ns() < until:
+        inbox_clear(inbox)
+        if poll_nb(subscription, handler, inbox.ctypes.data, 1) == 0:
+            continue
+        offset, length, _ = inbox_fragment(inbox, 0)
+        if raw:
+            sent = _offer_until_nb(publication, inbox, offset, length, stall_ns)
+        else:
+            if length <= request_urn_offset + 4 or inbox[offset] != ENTER_TYPE:
+                return WRONG_ANSWER
+            for b in range(4):
+                reply[reply_urn_offset + b] = inbox[offset + request_urn_offset + b]
+            put_be_nb(reply, timestamp_offset, realtime_ns() % NS_PER_DAY, 8)
+            sent = _offer_until_nb(publication, reply, 0, reply.size, stall_ns)
+        if not sent:
+            return STALLED_SEND
+        answered += 1
+    return answered
+
+
+class _CompiledLink:
+    """Aeron IPC through the C client, driven by the compiled loops above (no Python per message)."""
+
+    def __init__(self, leg: Leg, caller: bool) -> None:
+        out_stream, in_stream = (REQUEST_STREAM_ID, REPLY_STREAM_ID) if caller else (REPLY_STREAM_ID, REQUEST_STREAM_ID)
+        self.client = aeron_c.Client(leg.aeron_dir)
+        self.subscription = self.client.add_subscription(IPC_CHANNEL, in_stream)
+        self.publication = self.client.add_exclusive_publication(IPC_CHANNEL, out_stream)
+        self.inbox = aeron_c.make_inbox(1, MAX_SIZE_BYTES + 8)
+        self.link = (self.publication, self.subscription, aeron_c.INBOX_HANDLER.address, self.inbox)
+
+    def connected(self) -> bool:
+        """Whether both directions have a peer."""
+        try:
+            self.client.await_connected(self.publication, timeout_s=0.0)
+            self.client.await_connected(self.subscription, timeout_s=0.0)
+        except aeron_c.AeronCError:
+            return False
+        return True
+
+    def answer(self) -> bytes:
+        """The last answer the caller polled."""
+        offset, length, _ = aeron_c.inbox_fragment(self.inbox, 0)
+        return self.inbox[offset : offset + length].tobytes()
+
+    def close(self) -> None:
+        """Close the C client (publication and subscription with it)."""
+        self.client.close()
+
+
+def _compiled_error(code: int) -> str:
+    what = {STALLED_SEND: "could not send", STALLED_ANSWER: "no answer", WRONG_ANSWER: "a malformed message"}
+    return f"{what.get(code, 'error')} within {STALL_TIMEOUT_S:g} s (compiled loop)"
+
+
 Link = _AeronLink | _SocketLink
 
 
@@ -330,6 +460,29 @@ def _serve(link: Link, control: Connection, serve_s: float, idle: IdleStrategy) 
             next_check = now + CONTROL_CHECK_NS
 
 
+def _serve_compiled(leg: Leg, control: Connection, payload: Payload, placement: Placement) -> None:
+    """The echo of the compiled transport: compiled answering, the control pipe looked at between slices."""
+    link = _CompiledLink(leg, caller=False)
+    pin_process(placement)
+    reply = np.frombuffer(bytes(_Acceptor(payload.request).reply), np.uint8).copy() if payload.kind == "order" else None
+    reply = reply if reply is not None else np.zeros(1, np.uint8)
+    raw = payload.kind == "raw"
+    stall_ns = int(STALL_TIMEOUT_S * NS_PER_S)
+    deadline = time.monotonic() + leg.serve_s
+    try:
+        control.send("ready")
+        while not control.poll() and time.monotonic() < deadline:
+            answered = _echo_nb(link.link, reply, ENTER_URN_OFFSET, ACCEPTED_URN_OFFSET, ACCEPTED_TIMESTAMP_OFFSET, raw,
+                                stall_ns, CONTROL_CHECK_NS)  # fmt: skip
+            if answered < 0:
+                raise GatewayBenchError(f"echo: {_compiled_error(answered)}")
+        if control.poll():
+            control.recv()  # the caller's "stop"
+    finally:
+        link.close()
+    control.send("done")
+
+
 def echo_main(control: Connection, cpu: int, allowed: frozenset[int], idle: str, payload: Payload) -> None:
     """The echo process: pin to ``cpu``, then serve each Leg the caller sends until it sends None."""
     placement = plan_placement(cpu, allowed)
@@ -343,6 +496,9 @@ def echo_main(control: Connection, cpu: int, allowed: frozenset[int], idle: str,
             leg = control.recv()
             if leg is None:
                 return
+            if leg.transport == IPC_COMPILED:
+                _serve_compiled(leg, control, payload, placement)
+                continue
             echo.link = _open_link(leg, caller=False, on_message=echo)
             pin_process(placement)  # the Aeron client's conductor thread just started: off the hot CPU
             try:
@@ -479,16 +635,53 @@ class _Caller:
         """Round-trip samples of one transport (its own media driver for the Aeron ones)."""
         if transport == KERNEL_UDP:
             return self._leg(Leg(transport, "", free_udp_port(), free_udp_port(), self._serve_s()))
-        driver_idle = DEFAULT_DRIVER_IDLE if transport == IPC else self.config.driver_idle
+        ipc = transport in (IPC, IPC_COMPILED)
+        driver_idle = DEFAULT_DRIVER_IDLE if ipc else self.config.driver_idle
         aeron_dir = str(self.run_dir / transport)
         with EmbeddedDriver(DriverConfig(dir=aeron_dir, idle=driver_idle)):
-            ports = (0, 0) if transport == IPC else (free_udp_port(), free_udp_port())
+            ports = (0, 0) if ipc else (free_udp_port(), free_udp_port())
             return self._leg(Leg(transport, aeron_dir, *ports, self._serve_s()))
 
     def _serve_s(self) -> float:
         return self.config.warmup_s + self.config.duration_s + SERVE_SLACK_S
 
+    def _compiled_leg(self, leg: Leg) -> np.ndarray:
+        link = _CompiledLink(leg, caller=True)
+        try:
+            pin_process(self.placement)
+            self.control.send(leg)
+            _expect(self.control, self.echo, "ready", CONNECT_TIMEOUT_S, f"open {leg.transport}")
+            give_up = time.monotonic() + CONNECT_TIMEOUT_S
+            while not link.connected():
+                if time.monotonic() > give_up:
+                    raise GatewayBenchError(f"not connected within {CONNECT_TIMEOUT_S:g} s")
+                time.sleep(0.001)
+            payload, config = self.payload, self.config
+            request = np.frombuffer(payload.request, np.uint8).copy()
+            stall_ns = int(STALL_TIMEOUT_S * NS_PER_S)
+            offsets = (payload.request_seq_offset, payload.reply_seq_offset)
+            first = _round_trip_nb(link.link, request, 1, *offsets, stall_ns)
+            if first < 0:
+                raise GatewayBenchError(_compiled_error(first))
+            _check_first_reply(payload, request.tobytes(), link.answer())
+            samples = np.empty(COMPILED_SAMPLES, np.int64)
+            period_ns = round(NS_PER_S / config.rate) if config.rate else 0
+            n, error = _measure_nb(link.link, request, *offsets, period_ns,
+                                   int(config.warmup_s * NS_PER_S), int(config.duration_s * NS_PER_S), stall_ns,
+                                   samples)  # fmt: skip
+            if error:
+                raise GatewayBenchError(_compiled_error(error))
+        except GatewayBenchError as exc:
+            raise GatewayBenchError(f"{leg.transport}: {exc} (echo process exit code {self.echo.exitcode})") from None
+        finally:
+            link.close()
+        self.control.send("stop")
+        _expect(self.control, self.echo, "done", CONNECT_TIMEOUT_S, f"finish {leg.transport}")
+        return samples[:n].copy()
+
     def _leg(self, leg: Leg) -> np.ndarray:
+        if leg.transport == IPC_COMPILED:
+            return self._compiled_leg(leg)
         replies = _Replies(self.payload)
         link = _open_link(leg, caller=True, on_message=replies)
         try:

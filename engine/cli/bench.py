@@ -8,6 +8,8 @@ import sys
 
 from engine.cli.args import EXIT_BAD_INPUT, cpu_pair_arg, positive, seconds, strategy_params
 
+GATEWAY_TRANSPORTS = "ipc-compiled,ipc,udp,kernel-udp"  # bench.gateway.TRANSPORTS (bench loads when a command runs)
+
 
 def _old_result(args: argparse.Namespace) -> dict | None:
     """The ``--compare`` result, read before a long run so a bad path fails at once (ValueError)."""
@@ -44,7 +46,8 @@ def cmd_bench_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_gateway(args: argparse.Namespace) -> int:
-    """Order -> acknowledgement round trips over Aeron IPC, Aeron UDP and kernel UDP (bench/gateway.py)."""
+    """Order -> acknowledgement round trips over Aeron IPC (compiled and Python), Aeron UDP and kernel UDP
+    (bench/gateway.py)."""
     import contextlib
 
     from bench.gateway import GatewayBenchConfig, GatewayBenchError, run
@@ -122,7 +125,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--duration", type=seconds, default=5.0, metavar="S", help="measured seconds per transport (5)")
     b.add_argument("--warmup", type=float, default=1.0, metavar="S", help="discarded seconds before each (1)")
     b.add_argument("--rate", type=float, default=0.0, metavar="R", help="round trips/s (0: back-to-back)")
-    b.add_argument("--transports", default="ipc,udp,kernel-udp", metavar="T,...", help="subset of ipc,udp,kernel-udp")
+    b.add_argument("--transports", default=GATEWAY_TRANSPORTS, metavar="T,...",
+                   help=f"subset of {GATEWAY_TRANSPORTS} (ipc-compiled: both ends in Numba loops)")  # fmt: skip
     b.add_argument("--cpus", type=cpu_pair_arg, metavar="A,B", help="caller and echo CPUs (the two highest allowed)")
     b.add_argument("--idle", default="spin", metavar="ALIAS", help="both sides: spin|yield|backoff|sleep:N_US")
     b.add_argument("--driver-idle", default="sleeping:1us", metavar="NAME[:ARGS]", help="Aeron driver idle for UDP")

@@ -17,20 +17,31 @@ from numba.extending import intrinsic
 from engine.core.ffi import I32, I64, c_function
 from engine.core.units import NS_PER_S
 
-CLOCK_MONOTONIC = 1  # <time.h> on Linux
+CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1  # <time.h> on Linux
 _TIMESPEC = ir.LiteralStructType([I64, I64])  # struct timespec {time_t tv_sec; long tv_nsec;} on 64-bit Linux
+
+
+def _clock_ns(clock_id: int):
+    """The codegen of an intrinsic reading ``clock_id`` in nanoseconds."""
+
+    def codegen(context, builder, signature, args):
+        function = c_function(builder, "clock_gettime", I32, [I32, _TIMESPEC.as_pointer()])
+        timespec = cgutils.alloca_once(builder, _TIMESPEC)  # in the entry block: safe inside loops
+        builder.call(function, [ir.Constant(I32, clock_id), timespec])
+        seconds = builder.load(cgutils.gep_inbounds(builder, timespec, 0, 0))
+        nanoseconds = builder.load(cgutils.gep_inbounds(builder, timespec, 0, 1))
+        return builder.add(builder.mul(seconds, ir.Constant(I64, NS_PER_S)), nanoseconds)
+
+    return codegen
 
 
 @intrinsic
 def monotonic_ns(typingctx):
     """Nanoseconds of CLOCK_MONOTONIC (jitted code only)."""
+    return types.int64(), _clock_ns(CLOCK_MONOTONIC)
 
-    def codegen(context, builder, signature, args):
-        function = c_function(builder, "clock_gettime", I32, [I32, _TIMESPEC.as_pointer()])
-        timespec = cgutils.alloca_once(builder, _TIMESPEC)  # in the entry block: safe inside loops
-        builder.call(function, [ir.Constant(I32, CLOCK_MONOTONIC), timespec])
-        seconds = builder.load(cgutils.gep_inbounds(builder, timespec, 0, 0))
-        nanoseconds = builder.load(cgutils.gep_inbounds(builder, timespec, 0, 1))
-        return builder.add(builder.mul(seconds, ir.Constant(I64, NS_PER_S)), nanoseconds)
 
-    return types.int64(), codegen
+@intrinsic
+def realtime_ns(typingctx):
+    """Nanoseconds since the epoch, CLOCK_REALTIME: Python's ``time.time_ns`` (jitted code only)."""
+    return types.int64(), _clock_ns(CLOCK_REALTIME)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 HFTMM = str(Path(sys.executable).parent / "hftmm")
-LABELS = {"aeron-ipc", "aeron-udp", "kernel-udp"}
+LABELS = {"aeron-ipc-compiled", "aeron-ipc", "aeron-udp", "kernel-udp"}
 SHORT_RUN = ("--duration", "0.5", "--warmup", "0.2", "--json")
 TIMEOUT_S = 120  # a run takes about 10 s; the echo process's start-up is the slow part on a loaded machine
 
@@ -51,10 +51,10 @@ def test_bench_gateway_reports_every_transport_and_writes_json_md_png(first_run:
     for label, row in result["rtt_ns"].items():
         assert row["count"] > 0, label
         assert 0 < row["min"] <= row["p50"] <= row["p99"] <= row["max"], label
-    assert set(result["ratios"]) == {"kernel-udp/aeron-ipc", "kernel-udp/aeron-udp"}
+    assert set(result["ratios"]) == {"kernel-udp/aeron-ipc-compiled", "kernel-udp/aeron-ipc", "kernel-udp/aeron-udp"}
     assert all(ratio["p50"] > 0 for ratio in result["ratios"].values())
     assert result["config"]["duration_s"] == 0.5 and result["config"]["warmup_s"] == 0.2
-    assert result["config"]["transports"] == ["ipc", "udp", "kernel-udp"]
+    assert result["config"]["transports"] == ["ipc-compiled", "ipc", "udp", "kernel-udp"]
     assert {"cpu", "cores", "python"} <= set(result["machine"])
     assert result["notes"]
 
