@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from engine.backtest import layout as L
 from engine.backtest.backtest import backtest
 from engine.backtest.models import DEFAULT_LATENCY, Latency, parse_queue
 from engine.core import events as E
@@ -62,15 +63,6 @@ STAT_COLUMNS: dict[str, pa.DataType] = {
     "sortino": pa.float64(),
     "max_drawdown": pa.float64(),
     "fill_ratio": pa.float64(),
-}
-
-# --rank-by NAME -> (summary column, best first is descending)
-RANK_KEYS: dict[str, tuple[str, bool]] = {
-    "pnl": ("mean_pnl", True),
-    "sharpe": ("mean_sharpe", True),
-    "sortino": ("mean_sortino", True),
-    "max_drawdown": ("worst_drawdown", False),
-    "fills": ("total_fills", True),
 }
 
 # backtest() keywords a sweep passes on unchanged to every run (progress is the sweep's own)
@@ -183,7 +175,7 @@ def summarize(runs: pa.Table, grid_names: Sequence[str], rank_by: str) -> pa.Tab
     """Per parameter set over its files: runs, ok runs, mean pnl/sharpe/sortino, worst drawdown,
     total fills (failed runs count in ``runs`` only), ranked by ``rank_by``, best first; a set
     without a successful run comes last."""
-    column, descending = RANK_KEYS[rank_by]
+    column, descending = L.RANK_KEYS[rank_by]
     ok = pc.cast(pc.equal(runs["status"], STATUS_OK), pa.int64())
     grouped = (
         runs.append_column("ok", ok)
@@ -270,15 +262,15 @@ def sweep(
     ``backtest_options`` (symbol, tick_size, latency, queue, maker_fee, ...) go to every
     :func:`engine.backtest.backtest`. ``address`` None starts a local Ray for the sweep and shuts it
     down after; ``"auto"`` or ``"ray://HOST:PORT"`` uses an existing cluster, where the files must
-    be readable by the workers. ``rank_by`` is a key of :data:`RANK_KEYS`.
+    be readable by the workers. ``rank_by`` is a key of :data:`engine.backtest.layout.RANK_KEYS`.
     """
     files = [data] if isinstance(data, str) else list(data)
     fixed = {name: float(v) for name, v in (fixed_params or {}).items()}
     both = sorted(set(fixed) & set(grid))
     if both:
         raise SweepError(f"parameter {', '.join(both)} is both fixed and in the grid")
-    if rank_by not in RANK_KEYS:
-        raise SweepError(f"bad rank key {rank_by!r} (known: {', '.join(RANK_KEYS)})")
+    if rank_by not in L.RANK_KEYS:
+        raise SweepError(f"bad rank key {rank_by!r} (known: {', '.join(L.RANK_KEYS)})")
     if not files:
         raise SweepError("no data files")
     sets = param_sets(grid)

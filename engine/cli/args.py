@@ -68,9 +68,20 @@ def cpu_pair_arg(text: str) -> tuple[int, int]:
 
 
 def strategies_epilog() -> str:
+    """The strategies and their parameters, for the epilog of a command that takes ``--strategy``."""
     from strategies import STRATEGIES
 
     return "strategies and their parameters (defaults):\n" + "\n".join(s.describe() for s in STRATEGIES.values())
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog may be a function, called only when the help is printed: listing the
+    strategies loads their kernels, which ``hftmm --help`` must not wait for."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
 
 
 def progress_wanted(args: argparse.Namespace) -> bool:
