@@ -231,7 +231,7 @@ def _start_ray(address: str | None) -> bool:
 
     if ray.is_initialized():  # a caller's own session (a notebook, a Ray job): use it as it is
         return False
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # Ray's notices stay off stderr
     if address is None:
         ray.init(
             address="local",  # never an instance another user started on this machine

@@ -302,7 +302,7 @@ class LiveDaemon:
 
         if ray.is_initialized():
             return
-        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # Ray's notices stay off stderr
         if self.config.ray.address:
             ray.init(address=self.config.ray.address, **quiet)
         else:
