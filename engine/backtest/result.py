@@ -16,7 +16,12 @@ import pyarrow.parquet as pq
 
 from engine.core.units import NS_PER_DAY
 
-TRADING_SECONDS_PER_YEAR = 252 * 23_400  # Sharpe/Sortino annualisation: 252 sessions of 6.5 hours
+SESSION_S = 23_400  # one trading session of 6.5 hours
+TRADING_SECONDS_PER_YEAR = 252 * SESSION_S  # Sharpe/Sortino annualisation: 252 sessions
+# Sharpe and Sortino are annualised only over at least one whole session of data: scaling the per-second
+# ratio of a few minutes by sqrt(5.9 million) says nothing about a year (92 s gave a Sharpe of -544).
+# Shorter samples report the ratio of per-second changes as it is, and ``ratio_period`` names the period.
+ANNUALISE_MIN_S = SESSION_S
 
 
 @dataclass
@@ -92,8 +97,10 @@ def per_day(ts: np.ndarray, equity: np.ndarray, fill_ts: np.ndarray, fill_qty: n
 
 
 def equity_stats(ts: np.ndarray, equity: np.ndarray, position: np.ndarray) -> dict:
-    """Sharpe, Sortino (per-second equity changes, annualised), max drawdown, time-weighted position."""
-    out = {"sharpe": 0.0, "sortino": 0.0, "max_drawdown": 0.0, "mean_abs_position": 0.0, "position_quantiles": {}}
+    """Sharpe and Sortino of per-second equity changes (annualised over ``ANNUALISE_MIN_S`` of data or more,
+    else per second: ``ratio_period`` says "year" or "second"), max drawdown, time-weighted position."""
+    out = {"sharpe": 0.0, "sortino": 0.0, "ratio_period": "second", "max_drawdown": 0.0, "mean_abs_position": 0.0,
+           "position_quantiles": {}}  # fmt: skip
     if len(ts) == 0:
         return out
     peak = np.maximum.accumulate(equity)
@@ -103,7 +110,9 @@ def equity_stats(ts: np.ndarray, equity: np.ndarray, position: np.ndarray) -> di
     grid = np.arange(seconds[0], seconds[-1] + 1)
     per_second = equity[last][np.searchsorted(seconds[last], grid, side="right") - 1]
     returns = np.diff(per_second)
-    scale = math.sqrt(TRADING_SECONDS_PER_YEAR)
+    annualised = len(grid) - 1 >= ANNUALISE_MIN_S
+    out["ratio_period"] = "year" if annualised else "second"
+    scale = math.sqrt(TRADING_SECONDS_PER_YEAR) if annualised else 1.0
     if len(returns) > 1 and returns.std() > 0:
         out["sharpe"] = float(returns.mean() / returns.std() * scale)
         downside = np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))

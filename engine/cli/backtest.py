@@ -92,11 +92,22 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"fills        {s['fills']:,} ({s['taker_fills']:,} taker), volume {s['traded_volume']:,.4g}, "
           f"value {s['traded_value']:,.2f}")  # fmt: skip
     print(f"position     {s['position_units']:,.6g} (mean |position| {s['mean_abs_position']:.4g})")
-    print(f"pnl          {s['pnl']:,.2f} net of fees {s['fees']:,.2f}; max drawdown {s['max_drawdown']:,.2f}")
-    print(f"ratios       Sharpe {s['sharpe']:.2f}, Sortino {s['sortino']:.2f} (per-second changes, annualised)")
+    print(f"pnl          {s['pnl_gross']:,.2f} (gross), fees {s['fees']:,.2f}, net {s['pnl']:,.2f}; "
+          f"max drawdown {s['max_drawdown']:,.2f}")  # fmt: skip
+    print(f"ratios       {ratios_line(s)}")
     if args.out:
         print(f"written      {args.out}/fills.parquet, equity.parquet, equity.png, report.json")
     return 0
+
+
+def ratios_line(s: dict) -> str:
+    """Sharpe and Sortino with the period they are over (annualised only over a whole session of data or more)."""
+    from engine.backtest.result import ANNUALISE_MIN_S
+
+    ratios = f"Sharpe {s['sharpe']:.2f}, Sortino {s['sortino']:.2f}"
+    if s["ratio_period"] == "year":
+        return f"{ratios} (per-second changes, annualised)"
+    return f"{ratios} per second (not annualised: under {ANNUALISE_MIN_S / 3600:g} h of data)"
 
 
 def _backtest_capture(args: argparse.Namespace) -> int:
