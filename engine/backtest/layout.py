@@ -131,13 +131,3 @@ class BacktestState(NamedTuple):
     dprice: np.ndarray  # i8[N] CF_DENSE: the data's level prices, sorted: a depth row's price
     erank: np.ndarray  # i8[events] CF_DENSE: each event's row in the depth (EMPTY: none)
     vev: np.ndarray  # EVENT_DTYPE[1] scratch: CF_DENSE writes the local depth's top into the local book with it
-
-
-# sweep summary: --rank-by NAME -> (summary column, best first is descending)
-RANK_KEYS: dict[str, tuple[str, bool]] = {
-    "pnl": ("mean_pnl", True),
-    "sharpe": ("mean_sharpe", True),
-    "sortino": ("mean_sortino", True),
-    "max_drawdown": ("worst_drawdown", False),
-    "fills": ("total_fills", True),
-}

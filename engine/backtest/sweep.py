@@ -37,9 +37,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from engine.backtest import layout as L
 from engine.backtest.backtest import backtest
 from engine.backtest.models import DEFAULT_LATENCY, Latency, parse_queue
+from engine.backtest.ranking import RANK_KEYS
 from engine.core import events as E
 from engine.core.instruments import Instrument
 from feeds.parquet import write_events
@@ -175,7 +175,7 @@ def summarize(runs: pa.Table, grid_names: Sequence[str], rank_by: str) -> pa.Tab
     """Per parameter set over its files: runs, ok runs, mean pnl/sharpe/sortino, worst drawdown,
     total fills (failed runs count in ``runs`` only), ranked by ``rank_by``, best first; a set
     without a successful run comes last."""
-    column, descending = L.RANK_KEYS[rank_by]
+    column, descending = RANK_KEYS[rank_by]
     ok = pc.cast(pc.equal(runs["status"], STATUS_OK), pa.int64())
     grouped = (
         runs.append_column("ok", ok)
@@ -262,15 +262,15 @@ def sweep(
     ``backtest_options`` (symbol, tick_size, latency, queue, maker_fee, ...) go to every
     :func:`engine.backtest.backtest`. ``address`` None starts a local Ray for the sweep and shuts it
     down after; ``"auto"`` or ``"ray://HOST:PORT"`` uses an existing cluster, where the files must
-    be readable by the workers. ``rank_by`` is a key of :data:`engine.backtest.layout.RANK_KEYS`.
+    be readable by the workers. ``rank_by`` is a key of :data:`engine.backtest.ranking.RANK_KEYS`.
     """
     files = [data] if isinstance(data, str) else list(data)
     fixed = {name: float(v) for name, v in (fixed_params or {}).items()}
     both = sorted(set(fixed) & set(grid))
     if both:
         raise SweepError(f"parameter {', '.join(both)} is both fixed and in the grid")
-    if rank_by not in L.RANK_KEYS:
-        raise SweepError(f"bad rank key {rank_by!r} (known: {', '.join(L.RANK_KEYS)})")
+    if rank_by not in RANK_KEYS:
+        raise SweepError(f"bad rank key {rank_by!r} (known: {', '.join(RANK_KEYS)})")
     if not files:
         raise SweepError("no data files")
     sets = param_sets(grid)

@@ -74,6 +74,19 @@ def strategies_epilog() -> str:
     return "strategies and their parameters (defaults):\n" + "\n".join(s.describe() for s in STRATEGIES.values())
 
 
+class VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked for (it costs tens of ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import version
+
+        print(f"{parser.prog} {version('hftmm')}")
+        parser.exit()
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose epilog may be a function, called only when the help is printed: listing the
     strategies loads their kernels, which ``hftmm --help`` must not wait for."""

@@ -223,7 +223,7 @@ def print_sweep_summary(rows: list[dict], grid_names: list[str]) -> None:
 
 def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     """The ``sweep`` sub-command: the backtest options that apply to every run, plus the grid."""
-    from engine.backtest.layout import RANK_KEYS
+    from engine.backtest.ranking import RANK_KEYS
 
     p = sub.add_parser(
         "sweep",

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import version
 
 from engine.cli import backtest, bench, feeds, kernels, live
-from engine.cli.args import EXIT_BAD_INPUT, EXIT_INTERRUPTED, Parser
+from engine.cli.args import EXIT_BAD_INPUT, EXIT_INTERRUPTED, Parser, VersionAction
 from feeds.errors import FeedError
 
 
@@ -24,7 +23,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="hftmm", description="Low-latency market-making engine: feeds, L3 books, backtests and live trading."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('hftmm')}")
+    parser.add_argument("--version", action=VersionAction, help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for group in (feeds, bench, backtest, live, kernels):
         group.add_parsers(sub)
