@@ -272,6 +272,7 @@ def test_requotes_go_out_as_replace_orders_the_exchange_confirms(session: Sessio
     sent, responses = journal_messages(session)
     replaces = [m for m in sent if m["message_type"] == "U"]
     assert replaces and all(m["orig_user_ref_num"] < m["user_ref_num"] for m in replaces)
+    assert sum(session.report["replaces"].values()) == len(replaces)  # the report counts every requote
     replaced = responses[responses["kind"] == ord("U")]
     assert len(replaced) > 0 and set(replaced["user_ref_num"]) <= {m["user_ref_num"] for m in replaces}
     # the positions test above holds with them: the exchange's executions of replaced orders are ours too
