@@ -1,32 +1,30 @@
 # The two commands of the README: `make run` (the main job) and `make test`.
 # Both create .venv (Python >= 3.12) when it is missing; see scripts/venv.sh.
+# Numba's cache is the package's choice (engine/core/kernel_cache.py: ~/.cache/hftmm/numba, a folder per
+# state of the sources), the same for make and for .venv/bin/hftmm; NUMBA_CACHE_DIR overrides it.
 VENV := .venv
 BIN := $(VENV)/bin
 
-# Numba's on-disk cache notices edits to a function's own file only, not to the jitted code it calls
-# in other modules; the cache lives here and is dropped whenever any source file changes.
-NUMBA_CACHE := .numba_cache
-export NUMBA_CACHE_DIR := $(abspath $(NUMBA_CACHE))
-SOURCES := $(shell find engine feeds strategies bench -name '*.py' 2>/dev/null)
-
-.PHONY: venv run test bench clean
+.PHONY: venv compile run test bench clean
 
 venv:
 	@scripts/venv.sh
 
-$(NUMBA_CACHE)/.stamp: $(SOURCES)
-	@rm -rf $(NUMBA_CACHE) && mkdir -p $(NUMBA_CACHE) && touch $@
+# every kernel into the cache, a line per group; seconds when nothing changed
+compile: venv
+	@$(BIN)/hftmm compile
 
-run: venv $(NUMBA_CACHE)/.stamp
+# compiled first: the session's clock starts with every kernel in the cache
+run: compile
 	@scripts/run.sh
 
-test: venv $(NUMBA_CACHE)/.stamp
+test: venv
 	@scripts/test-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-bench: venv $(NUMBA_CACHE)/.stamp
+bench: compile
 	$(BIN)/hftmm bench feed
 
 clean:
-	rm -rf $(VENV) $(NUMBA_CACHE) replay_data/generated
+	rm -rf $(VENV) replay_data/generated

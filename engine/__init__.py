@@ -11,3 +11,7 @@ runtime      agents and idle strategies, CPU placement, Aeron set-up, metrics an
 book         the L3 / L2 order book: face, layout, kernels, dense depth, file replay
 core         events, instruments, units, config base, owner-less views, the kernels' clock
 """
+
+from engine.core.kernel_cache import use_kernel_cache
+
+use_kernel_cache()  # before any kernel module: every entry point (CLI, notebook, Ray worker) shares one cache

@@ -279,14 +279,16 @@ def _result(bt, events, inst, spec, fp, times, load_s, compile_s, l2) -> Backtes
         "taker_fills": int((f[:, L.FL_MAKER] == 0).sum()),
         "strategy_calls": int(bt.mi[L.MI_CALLS]),
         "order_slots_full": int(bt.mi[L.MI_FULL_TABLE]),
-        "position": int(bt.mi[L.MI_POSITION]),
+        "position": int(bt.mi[L.MI_POSITION]),  # lots (documented name)
+        "position_lots": int(bt.mi[L.MI_POSITION]),
         "position_units": float(bt.mi[L.MI_POSITION] * lot),
-        "pnl": float(eq[-1, L.EQ_EQUITY]) if ne else 0.0,
+        "pnl": float(eq[-1, L.EQ_EQUITY]) if ne else 0.0,  # net of fees, marked at the last mid
         "fees": float(bt.mf[L.MF_FEES]),
         "traded_volume": float(bt.mf[L.MF_VOLUME]),
         "traded_value": float(bt.mf[L.MF_VALUE]),
         "feed_messages": fp.stats.messages,
     }
+    stats["pnl_gross"] = stats["pnl"] + stats["fees"]  # before fees (a rebate is a negative fee)
     stats["fill_ratio"] = stats["filled_orders"] / stats["orders"] if stats["orders"] else 0.0
     stats.update(equity_stats(bt.eq_ts[:ne], eq[:, L.EQ_EQUITY], eq[:, L.EQ_POSITION]))
     stats["per_day"] = per_day(bt.eq_ts[:ne], eq[:, L.EQ_EQUITY], f[:, L.FL_LOCAL_NS], f[:, L.FL_QTY] * lot)

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from engine.backtest.backtest import backtest
 from engine.backtest.models import DEFAULT_LATENCY, Latency, parse_queue
+from engine.backtest.ranking import RANK_KEYS
 from engine.core import events as E
 from engine.core.instruments import Instrument
 from feeds.parquet import write_events
@@ -62,15 +63,6 @@ STAT_COLUMNS: dict[str, pa.DataType] = {
     "sortino": pa.float64(),
     "max_drawdown": pa.float64(),
     "fill_ratio": pa.float64(),
-}
-
-# --rank-by NAME -> (summary column, best first is descending)
-RANK_KEYS: dict[str, tuple[str, bool]] = {
-    "pnl": ("mean_pnl", True),
-    "sharpe": ("mean_sharpe", True),
-    "sortino": ("mean_sortino", True),
-    "max_drawdown": ("worst_drawdown", False),
-    "fills": ("total_fills", True),
 }
 
 # backtest() keywords a sweep passes on unchanged to every run (progress is the sweep's own)
@@ -239,7 +231,7 @@ def _start_ray(address: str | None) -> bool:
 
     if ray.is_initialized():  # a caller's own session (a notebook, a Ray job): use it as it is
         return False
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # Ray's notices stay off stderr
     if address is None:
         ray.init(
             address="local",  # never an instance another user started on this machine
@@ -270,7 +262,7 @@ def sweep(
     ``backtest_options`` (symbol, tick_size, latency, queue, maker_fee, ...) go to every
     :func:`engine.backtest.backtest`. ``address`` None starts a local Ray for the sweep and shuts it
     down after; ``"auto"`` or ``"ray://HOST:PORT"`` uses an existing cluster, where the files must
-    be readable by the workers. ``rank_by`` is a key of :data:`RANK_KEYS`.
+    be readable by the workers. ``rank_by`` is a key of :data:`engine.backtest.ranking.RANK_KEYS`.
     """
     files = [data] if isinstance(data, str) else list(data)
     fixed = {name: float(v) for name, v in (fixed_params or {}).items()}

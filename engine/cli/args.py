@@ -68,9 +68,33 @@ def cpu_pair_arg(text: str) -> tuple[int, int]:
 
 
 def strategies_epilog() -> str:
+    """The strategies and their parameters, for the epilog of a command that takes ``--strategy``."""
     from strategies import STRATEGIES
 
     return "strategies and their parameters (defaults):\n" + "\n".join(s.describe() for s in STRATEGIES.values())
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked for (it costs tens of ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import version
+
+        print(f"{parser.prog} {version('hftmm')}")
+        parser.exit()
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog may be a function, called only when the help is printed: listing the
+    strategies loads their kernels, which ``hftmm --help`` must not wait for."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
 
 
 def progress_wanted(args: argparse.Namespace) -> bool:

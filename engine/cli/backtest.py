@@ -13,13 +13,11 @@ def model_options(args: argparse.Namespace) -> dict:
     """The backtest's instrument, latency, queue, fee and order options, as ``engine.backtest.backtest`` takes them."""
     names = ("symbol", "tick_size", "lot_size", "instruments", "latency", "feed_latency", "queue", "partial_fills",
              "maker_fee", "taker_fee", "time_in_force")  # fmt: skip
-    return {name: getattr(args, name) for name in names}
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}  # None: the default
 
 
 def model_args(p: argparse.ArgumentParser) -> None:
     """The options of ``backtest`` that ``sweep`` shares: instrument, models, fees, time in force."""
-    from engine.backtest.models import DEFAULT_LATENCY
-
     p.add_argument("--symbol", metavar="SYM", help="the instrument to trade when the data holds several")
     p.add_argument("--tick-size", type=float, metavar="X", help="price increment (ITCH default 0.01; npz: required)")
     p.add_argument("--lot-size", type=float, metavar="Y", help="size increment (ITCH default 1; npz: required)")
@@ -30,7 +28,6 @@ def model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--latency",
-        default=DEFAULT_LATENCY,
         metavar="MODEL",
         help="order entry and response latency: constant:ENTRY_NS,RESP_NS (default 10 us each) | "
         "lognormal:ENTRY_MEDIAN_NS,RESP_MEDIAN_NS,SIGMA[,SEED] | table:FILE (time, entry, resp rows)",
@@ -95,11 +92,22 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"fills        {s['fills']:,} ({s['taker_fills']:,} taker), volume {s['traded_volume']:,.4g}, "
           f"value {s['traded_value']:,.2f}")  # fmt: skip
     print(f"position     {s['position_units']:,.6g} (mean |position| {s['mean_abs_position']:.4g})")
-    print(f"pnl          {s['pnl']:,.2f} net of fees {s['fees']:,.2f}; max drawdown {s['max_drawdown']:,.2f}")
-    print(f"ratios       Sharpe {s['sharpe']:.2f}, Sortino {s['sortino']:.2f} (per-second changes, annualised)")
+    print(f"pnl          {s['pnl_gross']:,.2f} (gross), fees {s['fees']:,.2f}, net {s['pnl']:,.2f}; "
+          f"max drawdown {s['max_drawdown']:,.2f}")  # fmt: skip
+    print(f"ratios       {ratios_line(s)}")
     if args.out:
         print(f"written      {args.out}/fills.parquet, equity.parquet, equity.png, report.json")
     return 0
+
+
+def ratios_line(s: dict) -> str:
+    """Sharpe and Sortino with the period they are over (annualised only over a whole session of data or more)."""
+    from engine.backtest.result import ANNUALISE_MIN_S
+
+    ratios = f"Sharpe {s['sharpe']:.2f}, Sortino {s['sortino']:.2f}"
+    if s["ratio_period"] == "year":
+        return f"{ratios} (per-second changes, annualised)"
+    return f"{ratios} per second (not annualised: under {ANNUALISE_MIN_S / 3600:g} h of data)"
 
 
 def _backtest_capture(args: argparse.Namespace) -> int:
@@ -215,7 +223,7 @@ def print_sweep_summary(rows: list[dict], grid_names: list[str]) -> None:
 
 def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     """The ``sweep`` sub-command: the backtest options that apply to every run, plus the grid."""
-    from engine.backtest.sweep import RANK_KEYS
+    from engine.backtest.ranking import RANK_KEYS
 
     p = sub.add_parser(
         "sweep",
@@ -224,7 +232,7 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
         "(default) or an existing cluster; write one Parquet row per run and print the parameter sets "
         "ranked. A run that fails is reported with its parameters and the others go on; the exit status "
         "is 1 only when every run failed.",
-        epilog=strategies_epilog(),
+        epilog=strategies_epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", nargs="+", required=True, metavar="FILE", help="data files; each one is a run")
@@ -252,7 +260,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="replay historical data through a strategy and a simulated exchange",
         description="Replay market data through book -> strategy -> simulated exchange (latency, queue "
         "position, fees) -> fills -> positions, and report PnL, Sharpe, drawdown and fill statistics.",
-        epilog=strategies_epilog(),
+        epilog=strategies_epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

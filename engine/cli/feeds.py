@@ -8,7 +8,6 @@ import math
 import sys
 
 from engine.cli.args import EXIT_BAD_INPUT, input_args, positive, progress_wanted, report_skips, symbol_set, warn
-from engine.core import events as E
 from feeds.errors import FeedError
 
 DEFAULT_DEPTH = 10
@@ -63,6 +62,7 @@ def _decimals(price_scale: int, tick_size: float) -> int:
 def cmd_book(args: argparse.Namespace) -> int:
     """Print the final book of each symbol."""
     from engine.book.replay import replay
+    from engine.core import events as E
 
     wanted = symbol_set(args.symbol)
     result = replay(args.files, symbols=wanted, skip_bad=args.skip_bad, progress=progress_wanted(args))

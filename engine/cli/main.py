@@ -13,18 +13,19 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from engine.cli import backtest, bench, feeds, live
-from engine.cli.args import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from engine.cli import backtest, bench, feeds, kernels, live
+from engine.cli.args import EXIT_BAD_INPUT, EXIT_INTERRUPTED, Parser, VersionAction
 from feeds.errors import FeedError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The argument parser of every sub-command (each command group adds its own)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hftmm", description="Low-latency market-making engine: feeds, L3 books, backtests and live trading."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (feeds, bench, backtest, live):
+    parser.add_argument("--version", action=VersionAction, help="print the installed version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for group in (feeds, bench, backtest, live, kernels):
         group.add_parsers(sub)
     return parser
 

@@ -68,7 +68,7 @@ from engine.live.journal import (
 )
 from engine.live.node import NodeProcess
 from engine.live.recovery import process_alive, process_cmdline, recovery_summary, remove_stale_blocks
-from engine.live.report import percentile_ns
+from engine.live.report import percentile_ns, symbol_tables
 from engine.runtime import control as CB
 from engine.runtime import metrics as M
 from engine.runtime.aeron import AttachedDriver, EmbeddedDriver, open_driver
@@ -302,7 +302,7 @@ class LiveDaemon:
 
         if ray.is_initialized():
             return
-        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # Ray's notices stay off stderr
         if self.config.ray.address:
             ray.init(address=self.config.ray.address, **quiet)
         else:
@@ -490,11 +490,7 @@ class LiveDaemon:
     # --- report ---------------------------------------------------------------------------------
     def report(self) -> dict:
         """The session report (see ``hftmm live --report``)."""
-        orders: dict[str, int] = {}
-        fills: dict[str, int] = {}
-        position: dict[str, int] = {}
-        pnl: dict[str, float] = {}
-        fees: dict[str, float] = {}
+        node_symbols: list[dict[str, dict]] = []
         by_symbol: dict[str, dict[str, int]] = {}
         samples = [np.zeros(0, np.int64)]
         nodes = {}
@@ -508,12 +504,8 @@ class LiveDaemon:
                 "capture": handle.spec.capture or None,  # the last life's; a restarted node's are -r<N> files
                 **{key: value for key, value in rep.items() if key not in ("symbols", "t2t_ns", "probes", "node")},
             }
-            for symbol, s in rep.get("symbols", {}).items():
-                orders[symbol] = s["orders"]
-                fills[symbol] = s["fills"]
-                position[symbol] = s["position"]
-                pnl[symbol] = round(s["pnl"], 6)
-                fees[symbol] = round(s["fees"], 6)
+            node_symbols.append(rep.get("symbols", {}))
+            for symbol, s in node_symbols[-1].items():
                 by_symbol[symbol] = s["risk_rejections"]
             if "t2t_ns" in rep:
                 samples.append(np.asarray(rep["t2t_ns"], np.int64))
@@ -524,11 +516,7 @@ class LiveDaemon:
         return {
             "duration_s": round(getattr(self, "duration_s", 0.0), 3),
             "killed": self.killed,
-            "orders": orders,
-            "fills": fills,
-            "position": position,
-            "pnl": pnl,
-            "fees": fees,
+            **symbol_tables(node_symbols),  # orders, replaces, fills, position, pnl, fees: {symbol: value}
             "risk_rejections": {"total": sum(reasons.values()), "by_reason": reasons, "by_symbol": by_symbol},
             "t2t_p50_ns": percentile_ns(t2t, 50),
             "t2t_p99_ns": percentile_ns(t2t, 99),

@@ -105,6 +105,7 @@ def replay_stats(replay: CaptureReplay, path: str | Path, symbol: str | None = N
         "fees": mine["fees"],
         "sharpe": ratios["sharpe"],
         "sortino": ratios["sortino"],
+        "ratio_period": ratios["ratio_period"],
         "max_drawdown": ratios["max_drawdown"],
         "symbols": symbols,
         "parity": {

@@ -38,6 +38,21 @@ def symbol_reports(spec: NodeSpec, inst: np.ndarray, money: np.ndarray, risk_cou
     return symbols
 
 
+SYMBOL_FIGURES = ("orders", "replaces", "fills", "position", "pnl", "fees")  # the report's per-symbol tables
+
+
+def symbol_tables(node_symbols: list[dict[str, dict]]) -> dict[str, dict]:
+    """The session report's per-symbol tables (``orders``, ``replaces``, ...: ``{symbol: value}`` each) from the
+    nodes' :func:`symbol_reports`."""
+    tables: dict[str, dict] = {figure: {} for figure in SYMBOL_FIGURES}
+    for symbols in node_symbols:
+        for symbol, figures in symbols.items():
+            for figure in SYMBOL_FIGURES:
+                value = figures[figure]
+                tables[figure][symbol] = round(value, 6) if isinstance(value, float) else value
+    return tables
+
+
 def bucket_percentile_ns(row: np.ndarray, q: float) -> int | None:
     """The upper bound of the histogram bucket holding the ``q``-th percentile (None when empty or in +Inf)."""
     counts = row[: M.N_BUCKETS]
@@ -54,17 +69,25 @@ def percentile_ns(samples: np.ndarray, q: float) -> int | None:
 
 
 def format_report(report: dict) -> str:
-    """The session report as a few human-readable lines."""
+    """The session report as a few human-readable lines: a table per symbol (orders are new orders, replaces
+    the requotes of working ones; pnl is net of fees), with the exchange's own record of our position."""
     lines = [f"session {report['duration_s']:.1f} s{' (killed)' if report['killed'] else ''}"]
-    lines.append(f"{'symbol':<10}{'orders':>8}{'fills':>8}{'position':>10}{'pnl':>12}{'fees':>10}{'risk rejects':>14}")
+    record = report["exchange_position"]
     by_symbol = report["risk_rejections"]["by_symbol"]
+    header = f"{'symbol':<10}{'orders':>8}{'replaces':>10}{'fills':>8}{'position':>10}"
+    header += f"{'exchange':>10}" if record is not None else ""
+    lines.append(header + f"{'pnl net':>12}{'fees':>10}{'risk rejects':>14}")
     for symbol in report["orders"]:
-        lines.append(
-            f"{symbol:<10}{report['orders'][symbol]:>8}{report['fills'][symbol]:>8}{report['position'][symbol]:>10}"
-            f"{report['pnl'][symbol]:>12.2f}{report['fees'][symbol]:>10.2f}{sum(by_symbol[symbol].values()):>14}"
-        )
-    nonzero = {r: n for r, n in report["risk_rejections"]["by_reason"].items() if n}
-    lines.append(f"risk rejections {report['risk_rejections']['total']} {nonzero or ''}".rstrip())
+        row = (f"{symbol:<10}{report['orders'][symbol]:>8}{report['replaces'][symbol]:>10}{report['fills'][symbol]:>8}"
+               f"{report['position'][symbol]:>10}")  # fmt: skip
+        row += f"{record.get(symbol, 0):>10}" if record is not None else ""
+        lines.append(row + f"{report['pnl'][symbol]:>12.2f}{report['fees'][symbol]:>10.2f}"
+                     f"{sum(by_symbol[symbol].values()):>14}")  # fmt: skip
+    if record is not None:
+        agree = all(record.get(s, 0) == q for s, q in report["position"].items())
+        lines.append(f"exchange  its record of our position (shares) {'agrees' if agree else 'DIFFERS'}")
+    nonzero = ", ".join(f"{reason} {n}" for reason, n in report["risk_rejections"]["by_reason"].items() if n)
+    lines.append(f"risk rejections {report['risk_rejections']['total']}{f' ({nonzero})' if nonzero else ''}")
     p50, p99 = report["t2t_p50_ns"], report["t2t_p99_ns"]
     if p50 is None:
         lines.append("tick-to-trade  no samples")
@@ -73,8 +96,6 @@ def format_report(report: dict) -> str:
             f"tick-to-trade  p50 {p50 / 1000:.1f} us  p99 {p99 / 1000:.1f} us  ({report['t2t_samples']} samples)"
         )
     lines.append(f"responses      unknown {report['unknown_responses']}  duplicate {report['duplicate_responses']}")
-    if report["exchange_position"] is not None:
-        lines.append(f"exchange record of our position: {report['exchange_position']}")
     for name, node in report["nodes"].items():
         if node["capture"]:
             lines.append(f"node {name}: session capture {node['capture']} (hftmm backtest --data FILE checks it)")

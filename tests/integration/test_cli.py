@@ -592,7 +592,8 @@ def test_truncated_gzip_reports_where_it_broke_and_keeps_what_came_before(
 
 # --- help ----------------------------------------------------------------------------------------
 HELP = {
-    (): ["replay", "book", "convert", "gen-itch", "bench"],
+    (): ["replay", "book", "convert", "gen-itch", "bench", "compile", "--version"],
+    ("compile",): ["GROUP", "feeds", "strategies", "backtest", "node", "exchange"],
     ("replay",): ["--json", "--skip-bad", "--symbols", "--quiet", "FILE"],
     ("book",): ["--json", "--skip-bad", "--symbol", "--depth", "FILE"],
     ("convert",): ["--output", "--skip-bad", "FILE"],
@@ -610,6 +611,59 @@ def test_help_of_every_command_exits_0_and_describes_the_options(command: tuple[
     assert out.startswith(f"usage: hftmm {' '.join(command)}".rstrip())
     for word in HELP[command]:
         assert word in out, word
+
+
+KERNEL_MODULES = ("numba", "strategies", "engine.book.book_nb", "engine.backtest.backtest_nb")
+IMPORTED_BY = """
+import sys
+from engine.cli.main import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print("imported:", " ".join(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_load_no_kernel(flag: str, tmp_path: Path) -> None:
+    """They answer at once on a cold cache: nothing that compiles, not even numba itself, is imported."""
+    proc = subprocess.run([sys.executable, "-c", IMPORTED_BY.format(argv=[flag])], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=TIMEOUT_S, check=False)  # fmt: skip
+    imported = proc.stderr.split("imported:")[1].split()
+    assert "engine.cli.main" in imported
+    loaded = [m for m in imported if m.endswith("_nb") or m.split(".")[0] in KERNEL_MODULES or m in KERNEL_MODULES]
+    assert loaded == [], f"hftmm {flag} imported {loaded}"
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    assert run_ok("--version", cwd=tmp_path).strip() == f"hftmm {version('hftmm')}"
+
+
+def test_backtest_help_still_lists_every_strategy_and_its_parameters(tmp_path: Path) -> None:
+    from strategies import STRATEGIES
+
+    out = run_ok("backtest", "--help", cwd=tmp_path)
+    for strategy in STRATEGIES.values():
+        assert f"{strategy.name}: " in out
+        assert all(p.name in out for p in strategy.params)
+
+
+def test_compile_prints_a_line_per_kernel_group_with_its_time(tmp_path: Path) -> None:
+    proc = run("compile", "strategies", "feeds", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for group in ("strategies", "feeds"):
+        assert re.search(rf"^  {group} +\d+\.\d s \((compiled in \d+\.\d s|from the cache)\)$", proc.stderr, re.M)
+    assert "2 kernel groups ready in" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_compile_of_an_unknown_group_is_a_usage_error(tmp_path: Path) -> None:
+    proc = run("compile", "nope", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown kernel group 'nope'" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_no_command_is_a_usage_error(tmp_path: Path) -> None:

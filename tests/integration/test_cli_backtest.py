@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from engine.backtest.backtest import backtest
+from engine.backtest.result import ANNUALISE_MIN_S
 from tests.conftest import real_file
 from tests.integration.test_cli import run
 
@@ -21,9 +23,12 @@ JSON_KEYS = {
     "orders": int,
     "fills": int,
     "position": int,
+    "position_lots": int,
     "pnl": float,
+    "pnl_gross": float,
     "fees": float,
     "sharpe": float,
+    "ratio_period": str,
     "max_drawdown": float,
 }
 
@@ -64,7 +69,12 @@ def test_backtest_itch_day_json_and_outputs(itch_day: Path, symbol: str, tmp_pat
     assert fills.num_rows == stats["fills"]
     assert json.loads((tmp_path / "out" / "report.json").read_text())["fills"] == stats["fills"]
     assert (tmp_path / "out" / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert pq.read_table(tmp_path / "out" / "equity.parquet").num_rows > 0
+    equity = pq.read_table(tmp_path / "out" / "equity.parquet")
+    assert equity.num_rows > 0
+    assert stats["position_lots"] == stats["position"]
+    assert stats["pnl_gross"] == pytest.approx(stats["pnl"] + stats["fees"]) and stats["fees"] != 0
+    span_s = (equity["ts_ns"][-1].as_py() - equity["ts_ns"][0].as_py()) / 1e9
+    assert stats["ratio_period"] == ("year" if span_s >= ANNUALISE_MIN_S else "second")
 
 
 def test_backtest_params_file_and_text_report(itch_day: Path, symbol: str, tmp_path: Path) -> None:
@@ -73,7 +83,11 @@ def test_backtest_params_file_and_text_report(itch_day: Path, symbol: str, tmp_p
                "--param", "order_qty=100", "-q", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "order_qty=100" in done.stdout and "max_position=100" in done.stdout
-    assert "Sharpe" in done.stdout and "pnl" in done.stdout
+    gross, fees, net = (float(v.replace(",", "")) for v in re.search(
+        r"^pnl +(-?[\d,.]+) \(gross\), fees (-?[\d,.]+), net (-?[\d,.]+);", done.stdout, re.M).groups())  # fmt: skip
+    assert gross - fees == pytest.approx(net, abs=0.011)
+    assert re.search(r"^ratios +Sharpe -?[\d.]+, Sortino -?[\d.]+ (per second \(not annualised|\(per-second changes, "
+                     r"annualised\))", done.stdout, re.M), done.stdout  # fmt: skip
 
 
 def test_backtest_hftbacktest_npz(replay_data: Path, tmp_path: Path) -> None:

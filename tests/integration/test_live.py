@@ -33,7 +33,7 @@ SETTLE_S = 1.5  # after the kill switch: long enough for any order already decid
 STOP_S = 90.0
 POLL_S = 0.25
 MAX_POLLS = 4000  # enough 0.25 s polls to reach START_S
-REPORT_KEYS = ("orders", "fills", "position", "pnl", "fees", "risk_rejections", "t2t_p50_ns", "t2t_p99_ns")
+REPORT_KEYS = ("orders", "replaces", "fills", "position", "pnl", "fees", "risk_rejections", "t2t_p50_ns", "t2t_p99_ns")
 MAKER_FEE, TAKER_FEE = -0.0002, 0.0003  # a rebate for adding liquidity, a fee for taking it
 
 
@@ -208,7 +208,7 @@ def test_sigterm_shuts_down_cleanly_with_the_report(session: Session) -> None:
     assert session.returncode == 0 and "Traceback" not in session.stderr
     for key in REPORT_KEYS:
         assert key in session.report, key
-    for key in ("orders", "fills", "position", "pnl", "fees"):
+    for key in ("orders", "replaces", "fills", "position", "pnl", "fees"):
         assert set(session.report[key]) == {"AAA", "BBB"}
     assert "tick-to-trade" in session.stdout and "AAA" in session.stdout
     assert session.leftovers == []
@@ -273,6 +273,7 @@ def test_requotes_go_out_as_replace_orders_the_exchange_confirms(session: Sessio
     sent, responses = journal_messages(session)
     replaces = [m for m in sent if m["message_type"] == "U"]
     assert replaces and all(m["orig_user_ref_num"] < m["user_ref_num"] for m in replaces)
+    assert sum(session.report["replaces"].values()) == len(replaces)  # the report counts every requote
     replaced = responses[responses["kind"] == ord("U")]
     assert len(replaced) > 0 and set(replaced["user_ref_num"]) <= {m["user_ref_num"] for m in replaces}
     # the positions test above holds with them: the exchange's executions of replaced orders are ours too

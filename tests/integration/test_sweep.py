@@ -130,3 +130,18 @@ def test_help_describes_the_sweep_options(tmp_path: Path) -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("usage: hftmm sweep"), proc.stderr
     for option in ("--data", "--strategy", "--grid", "--param", "--address", "--out", "--rank-by", "--json", "touch"):
         assert option in proc.stdout, option
+
+
+def test_json_parses_with_stderr_merged_no_ray_notice(tmp_path: Path) -> None:
+    """``--json 2>&1 | json.load``: a sweep whose runs all succeed writes nothing else, not even Ray's warnings."""
+    gen = run("gen-itch", "-o", "day.itch", "--messages", GEN_MESSAGES, "--symbols", 1, "--seed", 5, cwd=tmp_path)
+    assert gen.returncode == 0, gen.stderr
+    symbol = only_symbol(tmp_path / "day.itch")
+    proc = subprocess.run(
+        [*CLI, "sweep", "--data", "day.itch", "--strategy", "touch", "--grid", "order_qty=1,2", "--symbol", symbol,
+         "--param", "interval_ns=1e9", "--json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    summary = json.loads(proc.stdout)
+    assert [row["order_qty"] for row in sorted(summary, key=lambda r: r["order_qty"])] == [1.0, 2.0]

@@ -11,7 +11,7 @@ from pathlib import Path
 import grimp
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("engine", "feeds", "strategies", "bench")
+PACKAGES = ("hftmm", "engine", "feeds", "strategies", "bench")
 
 
 def module_cycles(graph: grimp.ImportGraph) -> list[list[str]]:

@@ -201,8 +201,22 @@ def test_equity_stats_on_a_known_curve() -> None:
     s = equity_stats(ts, equity, position)
     assert s["max_drawdown"] == 3.0
     returns = np.diff(equity)
-    assert s["sharpe"] == pytest.approx(returns.mean() / returns.std() * np.sqrt(252 * 23_400))
+    assert s["ratio_period"] == "second"  # 10 s of data: not annualised
+    assert s["sharpe"] == pytest.approx(returns.mean() / returns.std())
     assert s["mean_abs_position"] == pytest.approx(5 / 10)  # the last sample holds for no time
+
+
+def test_sharpe_and_sortino_are_annualised_from_one_whole_session_of_data_on() -> None:
+    rng = np.random.default_rng(7)
+    for seconds, period, scale in ((23_399, "second", 1.0), (23_400, "year", np.sqrt(252 * 23_400))):
+        ts = np.arange(seconds + 1, dtype=np.int64) * 1_000_000_000
+        equity = np.cumsum(rng.normal(0.01, 1.0, seconds + 1))
+        s = equity_stats(ts, equity, np.zeros(seconds + 1))
+        returns = np.diff(equity)
+        assert s["ratio_period"] == period
+        assert s["sharpe"] == pytest.approx(returns.mean() / returns.std() * scale)
+        downside = np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2))
+        assert s["sortino"] == pytest.approx(returns.mean() / downside * scale)
 
 
 def test_per_day_splits_pnl_and_fills_by_utc_day() -> None:
