@@ -46,11 +46,12 @@ def warm_backtest(work: Path) -> None:
 
 
 def warm_node(work: Path) -> None:
-    """The live trading node's step kernel (one for every strategy), built as the daemon builds a node."""
+    """The live trading node's step kernel and compiled loop (one for every strategy), built as the daemon
+    builds a node."""
     import os
 
     from engine.book.layout import new_state
-    from engine.live.builder import NodeBlocks, build_state, load_kernel
+    from engine.live.builder import NodeBlocks, blank_loop_state, build_state, load_kernel, load_loop
     from engine.live.config import LiveConfig
 
     config = LiveConfig()
@@ -58,7 +59,9 @@ def warm_node(work: Path) -> None:
     blocks = NodeBlocks.create(node.name, node.symbols, f"compile-{os.getpid()}", journal=False)
     try:
         spec = config.node_spec(0, "", blocks, 1)
-        load_kernel(build_state(spec, blocks), new_state())
+        ns, book = build_state(spec, blocks), new_state()
+        load_kernel(ns, book)
+        load_loop(ns, blank_loop_state(), book)
     finally:
         blocks.close()
 

@@ -17,6 +17,8 @@ from numba.core.dispatcher import Dispatcher
 
 from engine.book.book_nb import grow_state
 from engine.core.events import empty_events
+from engine.gateway.aeron_c import make_inbox
+from engine.gateway.client import N_CS, OrderEntryClient
 from engine.gateway.session import Port
 from engine.live import layout as L
 from engine.live import loop_nb
@@ -32,6 +34,9 @@ from engine.trading.plan import new_actions
 from engine.trading.risk import RiskConfig, new_risk_log, new_risk_state
 from engine.trading.view import new_flow
 from feeds import ouch
+from feeds.itch import new_stock_directory
+from feeds.moldudp64 import new_tracker
+from feeds.udp import DEFAULT_OUT_ROWS, MAX_DATAGRAM_BYTES, N_RX, TYPE_COUNTS, MoldStream
 from strategies import get_strategy
 from strategies.api import DEPTH, QUOTE_FN, QUOTE_SIG, new_quotes, new_view
 
@@ -200,6 +205,36 @@ def load_kernel(ns: L.NodeState, book) -> Callable:
 def load_loop(ns: L.NodeState, lp: L.LoopState, book) -> Callable:
     """The compiled duty cycle (``engine.live.loop_nb.run_nb``), compiled or loaded once; its entry point."""
     return entry_point(loop_nb.run_nb, (typeof(ns), typeof(lp), typeof(book), QUOTE_FN))
+
+
+def loop_state(receiver: MoldStream, client: OrderEntryClient, previous: L.LoopState | None = None) -> L.LoopState:
+    """The arrays the compiled loop shares with ``receiver`` and ``client`` (its own from ``previous``)."""
+    return _loop_state(receiver.rx, receiver.counts, receiver.stocks.table, receiver.tracker.state, client.cs,
+                       client.inbox, client.responses, client.heartbeat, previous)  # fmt: skip
+
+
+def blank_loop_state() -> L.LoopState:
+    """Fresh arrays of the types a node's loop state has: compiles the loop before any node runs."""
+    return _loop_state(np.zeros(N_RX, np.int64), np.zeros(TYPE_COUNTS, np.int64), new_stock_directory(),
+                       new_tracker(), np.zeros(N_CS, np.int64), make_inbox(1, 64), ouch.empty_responses(1),
+                       np.zeros(1, np.uint8), None)  # fmt: skip
+
+
+def _loop_state(rx, counts, directory, tracker, cs, inbox, responses, heartbeat, previous) -> L.LoopState:
+    return L.LoopState(
+        ls=previous.ls if previous is not None else np.zeros(L.N_LS, np.int64),
+        slot=previous.slot if previous is not None else np.zeros(MAX_DATAGRAM_BYTES, np.uint8),
+        rx=rx,
+        events=previous.events if previous is not None else empty_events(DEFAULT_OUT_ROWS),
+        counts=counts,
+        directory=directory,
+        tracker=tracker,
+        cs=cs,
+        inbox=inbox,
+        responses=responses,
+        responses_raw=responses.view(np.uint8).reshape(len(responses), responses.dtype.itemsize),
+        heartbeat=heartbeat,
+    )
 
 
 def entry_point(dispatcher: Dispatcher, signature: tuple) -> Callable:

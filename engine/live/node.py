@@ -56,6 +56,7 @@ from engine.live.builder import (
     completed_probes,
     load_kernel,
     load_loop,
+    loop_state,
     run_step,
 )
 from engine.live.capture import FL_KILLED, FL_STOPPING, CaptureWriter, spec_json
@@ -66,7 +67,7 @@ from engine.runtime.affinity import MCL_CURRENT, freeze_gc, lock_memory, normal_
 from engine.runtime.agent import AgentRunner
 from engine.trading import layout as TL
 from engine.trading.oms import working_count_nb
-from feeds.udp import DEFAULT_OUT_ROWS, MAX_DATAGRAM_BYTES, MoldReceiver
+from feeds.udp import MoldReceiver
 from strategies import get_strategy
 
 log = logging.getLogger("hftmm.node")
@@ -147,30 +148,17 @@ class TradingNode:
 
     def _loop_state(self) -> L.LoopState:
         """The arrays the compiled loop shares with the receiver and the client (rebuilt when one is replaced)."""
-        spec, client, receiver = self.spec, self.client, self.receiver
-        ls = self.lp.ls if self.lp is not None else np.zeros(L.N_LS, np.int64)
-        ls[L.LS_FD] = receiver.sock.fileno()
+        spec, client = self.spec, self.client
+        lp = loop_state(self.receiver, client, self.lp)
+        ls = lp.ls
+        ls[L.LS_FD] = self.receiver.sock.fileno()
         ls[L.LS_HANDLER] = INBOX_HANDLER.address
         ls[L.LS_FRAGMENT_LIMIT] = client.config.fragment_limit
         ls[L.LS_HEARTBEAT_NS] = client.config.heartbeat_interval_ns
         ls[L.LS_TIMEOUT_NS] = client.config.timeout_ns
         ls[L.LS_IDLE_LIMIT] = 0 if spec.idle == "spin" else IDLE_LIMIT
         ls[L.LS_JOURNAL] = int(bool(spec.journal))
-        responses = client.responses
-        return L.LoopState(
-            ls=ls,
-            slot=self.lp.slot if self.lp is not None else np.zeros(MAX_DATAGRAM_BYTES, np.uint8),
-            rx=receiver.rx,
-            events=self.lp.events if self.lp is not None else empty_events(DEFAULT_OUT_ROWS),
-            counts=receiver.counts,
-            directory=receiver.stocks.table,
-            tracker=receiver.tracker.state,
-            cs=client.cs,
-            inbox=client.inbox,
-            responses=responses,
-            responses_raw=responses.view(np.uint8).reshape(len(responses), responses.dtype.itemsize),
-            heartbeat=client.heartbeat,
-        )
+        return lp
 
     def do_work(self) -> int:
         """One duty cycle; returns the work count."""

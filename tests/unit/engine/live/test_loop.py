@@ -15,12 +15,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
+from numba import typeof
 
 from engine.core.units import LOOPBACK
 from engine.gateway.client import LOGGED_IN
 from engine.gateway.session import Port
 from engine.live import layout as L
-from engine.live.builder import NodeBlocks, NodeInstrument, NodeSpec
+from engine.live.builder import NodeBlocks, NodeInstrument, NodeSpec, blank_loop_state
 from engine.live.node import TradingNode
 from engine.runtime import control as CB
 from engine.runtime import metrics as M
@@ -185,6 +186,11 @@ def test_in_order_datagrams_are_quoted_by_the_compiled_loop_alone(venue: Venue) 
     assert report["md_messages"] == 2 + 20 * 4 and report["md_gaps"] == 0 and venue.requests == 0
     assert report["md_slow_datagrams"] == 1  # the session's first, which names the session to follow
     assert report["symbols"][SYMBOL]["replaces"] == 40 and venue.node.lp.ls[L.LS_CYCLES] > 0
+
+
+def test_the_loop_compiled_ahead_is_the_one_a_node_runs(venue: Venue) -> None:
+    """``hftmm compile`` builds the loop from blank arrays: they must type exactly as a running node's."""
+    assert typeof(blank_loop_state()) == typeof(venue.node.lp)
 
 
 def test_a_gap_halts_and_cancels_then_the_retransmission_resumes_quoting(venue: Venue) -> None:
