@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from engine.core.borrow import borrow_all
 from engine.core.clock import monotonic_ns
 from engine.core.ffi import recv_dontwait
 from engine.gateway.aeron_c import inbox_count
@@ -87,6 +88,8 @@ def _step(ns, lp, book, rows, now_ns, quote):
 @njit(cache=True, nogil=True)
 def run_nb(ns, lp, book, quote):
     """Run duty cycles until something needs Python (see the module doc); the RC_* code saying what."""
+    ns = borrow_all(ns)  # the caller holds the arrays: no reference counting in the helpers below
+    lp = borrow_all(lp)
     ls, cs, mi, control = lp.ls, lp.cs, ns.mi, ns.control
     if mi[L.NI_EV_DONE] != 0:  # the book grew: finish the step it interrupted
         rc = _step(ns, lp, book, ls[L.LS_ROWS], monotonic_ns(), quote)

@@ -32,6 +32,7 @@ from numba import njit
 
 from engine.book.book_nb import apply_event_nb, has_room_nb, tables_nb
 from engine.core import events as E
+from engine.core.borrow import borrow_all
 from engine.core.clock import monotonic_ns
 from engine.core.units import NEVER
 from engine.gateway import session as SP
@@ -344,6 +345,7 @@ def _close_step(ns, booked_ns, first_message, messages):
 def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
     """One step (see the module doc); returns the messages written to ``out``, or -1 when the book must grow
     (grow it and call again with the same events and no responses: the step resumes where it stopped)."""
+    ns = borrow_all(ns)  # the caller holds the arrays: no reference counting in the helpers below
     mi, inst, money = ns.mi, ns.inst, ns.money
     n = inst.shape[0]
     if mi[L.NI_EV_DONE] == 0:
