@@ -264,11 +264,13 @@ class QuoteAddress(types.WrapperAddressProtocol):
 
 def run_step(step_nb: Callable, ns: L.NodeState, book, rows: np.ndarray, responses: np.ndarray, n_responses: int,
              now_ns: int, quote: QuoteAddress) -> tuple[int, object]:  # fmt: skip
-    """One step of the compiled kernel, growing the book (and resuming) whenever it asks; (messages, book)."""
+    """One step of the compiled kernel, growing the book (and resuming) whenever it asks, then the metrics
+    block updated; (messages, book)."""
     count = step_nb(ns, book, rows, responses, n_responses, now_ns, quote)
     while count < 0:
         book = grow_state(book)
         count = step_nb(ns, book, rows, responses, 0, now_ns, quote)
+    k.publish_nb(ns)
     return count, book
 
 

@@ -16,7 +16,8 @@ or a control change. It
    exchange has accepted and enters exactly one) goes out as ONE Replace Order instead, when the node
    may replace (``NI_REPLACE``): the same risk checks, with the replaced order's quantity out of the
    worst-case position; when risk refuses the replace, the old order is still canceled, as planned;
-4. writes the metrics block (counters, gauges, latency histograms) and the control block's next id.
+4. observes tick-to-trade into the metrics block's histograms; ``publish_nb`` then writes its counters and
+   gauges and the control block's next id (after the orders left: ``run_step`` and the compiled loop call it).
 
 The Python side offers those packets on Aeron and passes back, through ``mi``, when the first went
 out. A batch of market data that made the step send leaves a *probe* row (``PR_*``): the stamps of
@@ -278,8 +279,10 @@ def _spread_ticks(own, i, tick):
 
 
 @njit(cache=True, nogil=True)
-def _publish(ns):
-    """Mirror the node's figures into its metrics block and control block."""
+def publish_nb(ns):
+    """Mirror the node's figures into its metrics block and control block (after a step; off the tick's
+    path: the compiled loop calls it once the step's orders are offered)."""
+    ns = borrow_all(ns)
     inst = ns.inst
     for i in range(inst.shape[0]):
         c = ns.counters[i]
@@ -406,7 +409,6 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
             k = _cancel_all(ns, i, k)
     first_message = mi[L.NI_MESSAGES]
     mi[L.NI_MESSAGES] += k
-    _publish(ns)
     if fresh:
         _close_step(ns, booked, first_message, k)
     return k

@@ -24,6 +24,7 @@ from engine.live.builder import (
     build_state,
     completed_probes,
     load_kernel,
+    run_step,
 )
 from engine.live.journal import J_FULL, J_WRITE, KIND_SENT, M_KIND, M_LEN
 from engine.runtime import control as CB
@@ -66,8 +67,8 @@ class Harness:
         self.now += 1_000_000
         events = empty_events(0) if events is None else events
         rsp = ouch.empty_responses(1) if responses is None else responses
-        n = self.step_nb(self.ns, self.book, events, rsp, 0 if responses is None else len(rsp), self.now, self.quote)
-        assert n >= 0
+        n_rsp = 0 if responses is None else len(rsp)
+        n, self.book = run_step(self.step_nb, self.ns, self.book, events, rsp, n_rsp, self.now, self.quote)
         out, off = self.ns.out, self.ns.out_off
         messages = []
         for j in range(n):
