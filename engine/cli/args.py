@@ -71,7 +71,10 @@ def strategies_epilog() -> str:
     """The strategies and their parameters, for the epilog of a command that takes ``--strategy``."""
     from strategies import STRATEGIES
 
-    return "strategies and their parameters (defaults):\n" + "\n".join(s.describe() for s in STRATEGIES.values())
+    built_in = "\n".join(s.describe() for s in STRATEGIES.values())
+    plugins = ("your own: --strategy module:ATTRIBUTE (a strategies.api.Strategy), or a name an installed package "
+               "registers in the entry point group hftmm.strategies")  # fmt: skip
+    return f"strategies and their parameters (defaults):\n{built_in}\n{plugins}"
 
 
 class VersionAction(argparse.Action):

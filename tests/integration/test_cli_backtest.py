@@ -143,3 +143,16 @@ def test_backtest_npz_ticks_and_lots_from_an_instrument_file(replay_data: Path, 
     (tmp_path / "bad.toml").write_text('[[instruments]]\nsymbol = "X"\ntick = 0.1\n')
     bad = run(*args, "--instruments", "bad.toml", cwd=tmp_path)
     assert bad.returncode == 2 and "bad.toml" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_backtest_runs_a_strategy_module_of_ones_own(itch_day: Path, symbol: str, tmp_path: Path) -> None:
+    """No edit to ``strategies``: ``--strategy module:ATTRIBUTE`` of a module beside the user's data."""
+    from tests.unit.strategies.test_plugins import PLUGIN
+
+    (tmp_path / "my_mm.py").write_text(PLUGIN)
+    done = run("backtest", "--data", itch_day, "--strategy", "my_mm:OUTSIDE", "--symbol", symbol,
+               "--param", "order_qty=100", "--json", "-q", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["orders"] > 0
+    bad = run("backtest", "--data", itch_day, "--strategy", "my_mm:NOPE", "--symbol", symbol, cwd=tmp_path)
+    assert bad.returncode == 2 and "has no 'NOPE'" in bad.stderr and "Traceback" not in bad.stderr
