@@ -146,13 +146,13 @@ def test_backtest_npz_ticks_and_lots_from_an_instrument_file(replay_data: Path, 
 
 
 def test_backtest_runs_a_strategy_module_of_ones_own(itch_day: Path, symbol: str, tmp_path: Path) -> None:
-    """No edit to ``strategies``: ``--strategy module:ATTRIBUTE`` of a module beside the user's data."""
-    from tests.unit.strategies.test_plugins import PLUGIN
+    """No edit to ``strategies``: ``--strategy module:ATTRIBUTE`` of the template package beside the user's data."""
+    from tests.unit.strategies.test_plugins import install_template
 
-    (tmp_path / "my_mm.py").write_text(PLUGIN)
-    done = run("backtest", "--data", itch_day, "--strategy", "my_mm:OUTSIDE", "--symbol", symbol,
-               "--param", "order_qty=100", "--json", "-q", cwd=tmp_path)  # fmt: skip
+    install_template(tmp_path)
+    done = run("backtest", "--data", itch_day, "--strategy", "my_mm.outside:OUTSIDE", "--symbol", symbol,
+               "--param", "order_qty=100", "--param", "max_position=500", "--json", "-q", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["orders"] > 0
-    bad = run("backtest", "--data", itch_day, "--strategy", "my_mm:NOPE", "--symbol", symbol, cwd=tmp_path)
+    bad = run("backtest", "--data", itch_day, "--strategy", "my_mm.outside:NOPE", "--symbol", symbol, cwd=tmp_path)
     assert bad.returncode == 2 and "has no 'NOPE'" in bad.stderr and "Traceback" not in bad.stderr

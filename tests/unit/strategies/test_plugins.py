@@ -1,8 +1,14 @@
-"""Strategies of one's own, found without editing ``strategies``: ``module:ATTRIBUTE`` and entry points."""
+"""Strategies of one's own, found without editing ``strategies``: ``module:ATTRIBUTE`` and entry points.
+
+The plugin is the template in ``examples/strategy-template`` (its package, and the entry point its
+pyproject.toml declares), copied into a temporary folder on ``sys.path`` as an installed package would be.
+"""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,51 +18,37 @@ import pytest
 from strategies import ENTRY_POINT_GROUP, get_strategy
 from strategies.api import V_ASK, V_BID, V_TICK, Strategy, new_quotes, new_view
 
-# a strategy module as a user writes it: its own compiled quote function, a Strategy named for it
-PLUGIN = '''
-from numba import njit
-from strategies.api import QUOTE_SIG, V_ASK, V_BID, V_TICK, Param, Strategy
+TEMPLATE = Path(__file__).resolve().parents[3] / "examples" / "strategy-template"
 
-@njit(QUOTE_SIG)
-def outside_quote(now_ns, view, params, state, quotes):
-    """One tick outside the touch on both sides."""
-    if not (view[V_BID] < view[V_ASK]):
-        return 0
-    quotes[0, 0] = view[V_BID] - view[V_TICK]
-    quotes[0, 1] = params[1]
-    quotes[0, 2] = view[V_ASK] + view[V_TICK]
-    quotes[0, 3] = params[1]
-    return 1
 
-OUTSIDE = Strategy(
-    name="outside",
-    quote=outside_quote,
-    params=(Param("interval_ns", 0, "re-evaluation period, ns"), Param("order_qty", 1.0, "size of each quote")),
-    doc="one tick outside the touch",
-)
-NOT_A_STRATEGY = 42
-'''
+def install_template(folder: Path, broken_entry: bool = False) -> None:
+    """The template's package in ``folder`` and a dist-info with the entry points of its pyproject.toml."""
+    shutil.copytree(TEMPLATE / "my_mm", folder / "my_mm")
+    project = tomllib.loads((TEMPLATE / "pyproject.toml").read_text())["project"]
+    entries = dict(project["entry-points"][ENTRY_POINT_GROUP])
+    if broken_entry:
+        entries["broken"] = "no_such_module:X"
+    dist = folder / f"my_mm-{project['version']}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entries.items())
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{lines}")
 
 
 @pytest.fixture
 def plugin_dir(tmp_path: Path) -> Iterator[Path]:
-    """A folder on sys.path holding ``my_mm.py`` and an installed distribution registering it."""
-    (tmp_path / "my_mm.py").write_text(PLUGIN)
-    dist = tmp_path / "my_mm-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-mm\nVersion: 1.0\n")
-    entries = "outside = my_mm:OUTSIDE\nbroken = no_such_module:X\n"
-    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{entries}")
+    install_template(tmp_path, broken_entry=True)
     sys.path.insert(0, str(tmp_path))
     try:
         yield tmp_path
     finally:
         sys.path.remove(str(tmp_path))
-        sys.modules.pop("my_mm", None)
+        for name in [m for m in sys.modules if m == "my_mm" or m.startswith("my_mm.")]:
+            del sys.modules[name]
 
 
-def test_module_attribute_names_a_strategy_of_ones_own(plugin_dir: Path) -> None:
-    strategy = get_strategy("my_mm:OUTSIDE")
+def test_module_attribute_names_the_templates_strategy(plugin_dir: Path) -> None:
+    strategy = get_strategy("my_mm.outside:OUTSIDE")
     assert isinstance(strategy, Strategy) and strategy.name == "outside"
     view = new_view()
     view[V_BID], view[V_ASK], view[V_TICK] = 100.0, 100.02, 0.01
@@ -65,15 +57,15 @@ def test_module_attribute_names_a_strategy_of_ones_own(plugin_dir: Path) -> None
     assert n == 1 and quotes[0].tolist() == pytest.approx([99.99, 3.0, 100.03, 3.0])
 
 
-def test_an_installed_entry_point_names_a_strategy(plugin_dir: Path) -> None:
-    assert get_strategy("outside").name == "outside"
+def test_the_templates_entry_point_names_it(plugin_dir: Path) -> None:
+    assert get_strategy("outside") is get_strategy("my_mm.outside:OUTSIDE")
 
 
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("my_mm:NOT_A_STRATEGY", "is a int, not a strategies.api.Strategy"),
-        ("my_mm:MISSING", "has no 'MISSING'"),
+        ("my_mm.outside:P_ORDER_QTY", "is a int, not a strategies.api.Strategy"),
+        ("my_mm.outside:MISSING", "has no 'MISSING'"),
         ("no_such_module:X", "cannot import 'no_such_module'"),
         ("broken", "failed to load"),
         ("nothing", "known: avellaneda-stoikov, glft, grid, touch, broken, outside; or module:ATTRIBUTE"),

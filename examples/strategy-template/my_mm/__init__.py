@@ -1,0 +1,1 @@
+"""A template package of market-making strategies for hftmm (see ../pyproject.toml)."""
