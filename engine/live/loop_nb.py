@@ -40,7 +40,7 @@ from engine.gateway.client import (
 )
 from engine.live import layout as L
 from engine.live.journal import J_READ, J_WRITE, append_responses_nb
-from engine.live.node_nb import publish_nb, step_nb
+from engine.live.node_nb import step_nb
 from engine.runtime import control as CB
 from engine.trading import layout as TL
 from feeds.udp import TAKE_SLOW, take_datagram_nb
@@ -78,7 +78,6 @@ def _step(ns, lp, book, rows, now_ns, quote):
     if ls[L.LS_JOURNAL] == 0:
         ns.jctl[J_READ] = ns.jctl[J_WRITE]
     rc = _offer_all(ns, lp, count, now_ns)
-    publish_nb(ns)
     if rc != L.RC_NONE:
         return rc
     if ns.rstate[TL.RS_LOGGED] > ls[L.LS_RISK_LOGGED]:

@@ -60,6 +60,7 @@ from engine.live.builder import (
     run_step,
 )
 from engine.live.capture import FL_KILLED, FL_STOPPING, CaptureWriter, spec_json
+from engine.live.node_nb import publish_nb
 from engine.live.report import bucket_percentile_ns, symbol_reports
 from engine.runtime import control as CB
 from engine.runtime import metrics as M
@@ -279,7 +280,8 @@ class TradingNode:
             self.finished.set()
 
     def _publish_feed(self) -> None:
-        """Feed and loop counters into the metrics block (off the per-message path)."""
+        """Counters, gauges, feed and loop figures into the metrics block (off the per-message path)."""
+        publish_nb(self.ns)
         node = self.ns.node
         stats = self.receiver.stats
         node[M.N_MD_MESSAGES] = stats.messages

@@ -16,8 +16,9 @@ or a control change. It
    exchange has accepted and enters exactly one) goes out as ONE Replace Order instead, when the node
    may replace (``NI_REPLACE``): the same risk checks, with the replaced order's quantity out of the
    worst-case position; when risk refuses the replace, the old order is still canceled, as planned;
-4. observes tick-to-trade into the metrics block's histograms; ``publish_nb`` then writes its counters and
-   gauges and the control block's next id (after the orders left: ``run_step`` and the compiled loop call it).
+4. observes tick-to-trade into the metrics block's histograms and writes the control block's next id;
+   ``publish_nb`` writes the counters and gauges (``run_step`` after each step; the compiled loop's
+   caller at each housekeeping return).
 
 The Python side offers those packets on Aeron and passes back, through ``mi``, when the first went
 out. A batch of market data that made the step send leaves a *probe* row (``PR_*``): the stamps of
@@ -280,8 +281,9 @@ def _spread_ticks(own, i, tick):
 
 @njit(cache=True, nogil=True)
 def publish_nb(ns):
-    """Mirror the node's figures into its metrics block and control block (after a step; off the tick's
-    path: the compiled loop calls it once the step's orders are offered)."""
+    """Mirror the node's counters and gauges into its metrics block: after each step on the Python path
+    (``run_step``), every housekeeping return of the compiled loop (a scrape's grain, off the tick's path:
+    writing the shared block on every step slowed the loop's next poll by 0.5 us)."""
     ns = borrow_all(ns)
     inst = ns.inst
     for i in range(inst.shape[0]):
@@ -295,7 +297,6 @@ def publish_nb(ns):
         g[M.G_POSITION] = inst[i, TL.IN_POSITION] * inst[i, TL.IN_LOT]
         g[M.G_PNL] = ns.money[i, TL.MN_REALIZED] + unrealized_nb(inst, ns.money, i)
         g[M.G_QUOTED_SPREAD_TICKS] = _spread_ticks(ns.own, i, inst[i, TL.IN_TICK])
-    ns.control_next_id[0] = ns.oc[TL.OC_NEXT_ID]
 
 
 @njit(cache=True, nogil=True)
@@ -409,6 +410,7 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
             k = _cancel_all(ns, i, k)
     first_message = mi[L.NI_MESSAGES]
     mi[L.NI_MESSAGES] += k
+    ns.control_next_id[0] = ns.oc[TL.OC_NEXT_ID]  # at once: a restarted node continues above it
     if fresh:
         _close_step(ns, booked, first_message, k)
     return k
