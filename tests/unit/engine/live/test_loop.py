@@ -47,7 +47,7 @@ BID_REF, ASK_REF = 1, 2
 class Venue:
     """Market data, retransmission and order entry around one trading node."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, order_rows: int = 32) -> None:
         self.driver = EmbeddedDriver(DriverConfig(dir=os.path.join(root, "aeron")))
         self.port = Port("MM", "pw", IPC_CHANNEL, 101, IPC_CHANNEL, 201)
         self.engine = MatchingEngine([(LOCATE, SYMBOL, TICK, LOT)])
@@ -77,6 +77,7 @@ class Venue:
             metrics_block=self.blocks.metrics.name,
             control_block=self.blocks.control.name,
             stop_wait_s=10.0,
+            order_rows=order_rows,
         )
         self.node = TradingNode(spec)
         self.runner = AgentRunner(self.node, idle="spin", name="node-loop")
@@ -166,9 +167,9 @@ def delete(ref: int) -> bytes:
 
 
 @pytest.fixture
-def venue() -> Iterator[Venue]:
+def venue(request: pytest.FixtureRequest) -> Iterator[Venue]:
     root = tempfile.mkdtemp(prefix="hftmm-loop-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    v = Venue(root)
+    v = Venue(root, **getattr(request, "param", {}))
     try:
         v.send([add(BID_REF, "B", BID), add(ASK_REF, "S", ASK)])
         v.until(lambda: v.quotes() == ([BID], [ASK]), "the node quoted the touch")
@@ -234,3 +235,24 @@ def test_the_book_grows_mid_loop_and_the_step_resumes(venue: Venue) -> None:
     venue.until(lambda: venue.quotes() == ([BID + TICK], [ASK + TICK]), "quoting after the book grew")
     assert venue.node.book.levels.shape[0] > levels
     assert venue.node.receiver.stats.messages == 2 + len(far) + 4
+
+
+@pytest.mark.parametrize("venue", [{"order_rows": 4096}], indirect=True)  # room for orders nobody answers
+def test_messages_aeron_refuses_wait_in_the_backlog_and_go_out_in_order(venue: Venue) -> None:
+    """The exchange stops reading: each move cancels and re-enters both quotes (no acknowledgement comes), until
+    the publication's window (half a 64 KiB term) is full and Aeron refuses; then the exchange reads again."""
+    node = venue.node
+    moves = 0
+    for k in range(1, 1201):
+        venue.touch(BID + (k % 7) * TICK, ASK + (k % 7) * TICK)
+        moves = k
+        arrived = lambda k=k: node.receiver.stats.messages == 2 + 4 * k  # noqa: E731
+        step_until(lambda: 0, arrived, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        if node.lp.ls[L.LS_BACK_PRESSURE] > 0:
+            break
+    assert node.lp.ls[L.LS_BACK_PRESSURE] > 0, f"no back pressure after {moves} moves"
+    last = moves % 7
+    venue.until(lambda: venue.quotes() == ([BID + last * TICK], [ASK + last * TICK]), "the backlog went out")
+    venue.settle()
+    assert not node._backlog and venue.quotes() == ([BID + last * TICK], [ASK + last * TICK])
+    assert node.report()["unknown_responses"] == 0
