@@ -381,11 +381,26 @@ def encode(direction: str, msg_type: str, *, appendage: Iterable[tuple[int, byte
     return record.tobytes() + block
 
 
+def _check_alpha(dtype: np.dtype, data: bytes, direction: str, msg_type: str) -> None:
+    """Raise FeedError naming the first alpha field with a byte outside printable ASCII (0x20-0x7E)."""
+    for name in dtype.names[1:]:
+        field, offset = dtype.fields[name][:2]
+        if field.kind != "S":
+            continue
+        for k, byte in enumerate(data[offset : offset + field.itemsize]):
+            if not 0x20 <= byte <= 0x7E:
+                raise FeedError(
+                    f"{direction} message {msg_type!r}: {name} has byte 0x{byte:02x}, not printable ASCII",
+                    offset=offset + k,
+                )
+
+
 def decode(direction: str, data: bytes) -> dict[str, int | str | Appendage]:
     """All fields of one OUCH message: ints, alpha fields as str (padding removed), ``appendage``.
 
     ``appendage`` is the list of ``(tag, value)`` pairs (absent for System Event); ``appendage_length``
-    is implied by it and not returned. Bad input raises :class:`FeedError`.
+    is implied by it and not returned. Bad input, an alpha field with a byte outside printable ASCII
+    included, raises :class:`FeedError`.
     """
     dtypes = _dtypes_of(direction)
     if not data:
@@ -397,6 +412,7 @@ def decode(direction: str, data: bytes) -> dict[str, int | str | Appendage]:
     fixed = dtype.itemsize
     if len(data) < fixed:
         raise FeedError(f"truncated {direction} message {msg_type!r}: {len(data)} bytes, fixed part is {fixed}")
+    _check_alpha(dtype, data, direction, msg_type)
     record = np.frombuffer(data, dtype, count=1)[0]
     fields: dict[str, int | str | Appendage] = dict(read_record(record, skip=("appendage_length",)))
     if "appendage_length" not in dtype.names:

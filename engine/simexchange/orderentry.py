@@ -48,6 +48,15 @@ _SIDES = {ouch.SIDE_BUY: E.SIDE_BID, ouch.SIDE_SELL: E.SIDE_ASK, ouch.SIDE_SELL_
 _SIDES[ouch.SIDE_SELL_SHORT_EXEMPT] = E.SIDE_ASK
 
 
+def _user_ref_num_of(message: bytes) -> int:
+    """The UserRefNum an inbound message carries (a Replace's new one), 0 when it has none or is too short."""
+    dtype = ouch.INBOUND_DTYPES.get(chr(message[0])) if message else None
+    if dtype is None:
+        return 0
+    offset = dtype.fields["user_ref_num"][1]
+    return int.from_bytes(message[offset : offset + 4], "big") if len(message) >= offset + 4 else 0
+
+
 # --- server ---------------------------------------------------------------------------------------
 
 
@@ -136,7 +145,10 @@ class OrderEntryServer:
         self._requests = np.zeros(256, L.REQUEST_DTYPE)
         self._n_requests = 0
         self._handlers: list[Callable[[pyaeron.BufferView, pyaeron.Header], None]] = []
-        self.protocol_violations = 0
+        self.protocol_violations = 0  # sessions logged out for a packet the session layer does not allow
+        self.malformed_messages = 0  # OUCH messages rejected because their bytes do not decode
+        self.handler_errors = 0  # sessions ended because handling one of their packets failed
+        self.last_handler_error = ""  # the last such failure, one line
         self.tap: Callable[[bytes], None] | None = None  # sees every inbound packet first (latency harness)
 
     # --- agent ----------------------------------------------------------------------------------
@@ -185,7 +197,14 @@ class OrderEntryServer:
             packet = view.tobytes()
             if self.tap is not None:
                 self.tap(packet)
-            self._on_packet(session, packet)
+            batched = self._n_requests
+            try:
+                self._on_packet(session, packet)
+            except Exception as exc:  # one client's bytes must not end every session
+                self.handler_errors += 1
+                self.last_handler_error = f"{session.port.username}: {type(exc).__name__}: {exc}"
+                self._n_requests = batched  # drop what the failed packet may have half added
+                self._end_session(session, SP.LOGOUT_PROTOCOL_VIOLATION)
 
         return on_fragment
 
@@ -274,8 +293,8 @@ class OrderEntryServer:
         try:
             fields = ouch.decode(ouch.INBOUND, message)
         except FeedError:
-            urn = int.from_bytes(message[1:5], "big") if len(message) >= 5 else 0
-            self._reject(session, urn, ouch.REJECT_OTHER)
+            self.malformed_messages += 1
+            self._reject(session, _user_ref_num_of(message), ouch.REJECT_OTHER)
             return
         msg_type = chr(message[0])
         urn = int(fields["user_ref_num"])
