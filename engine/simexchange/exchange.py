@@ -404,6 +404,7 @@ class SimExchange:
             "retransmitted_messages": rtx.messages if rtx else 0,
             "order_entry_sessions": sum(s.logged_in for s in self.order_entry.sessions),
             "order_entry_malformed": self.order_entry.malformed_messages,
+            "order_entry_foreign_packets": self.order_entry.foreign_packets,
             "order_entry_protocol_violations": self.order_entry.protocol_violations,
             "order_entry_handler_errors": self.order_entry.handler_errors,
             "duty_cycles": self.runner.duty_cycles,
@@ -476,6 +477,12 @@ _METRICS = (  # stats key, metric name, type, help
     ("retransmitted_messages", "hftmm_sim_retransmitted_messages", "counter", "messages sent again"),
     ("order_entry_sessions", "hftmm_sim_order_entry_sessions", "gauge", "logged-in OUCH sessions"),
     ("order_entry_malformed", "hftmm_sim_order_entry_malformed", "counter", "OUCH messages rejected as malformed"),
+    (
+        "order_entry_foreign_packets",
+        "hftmm_sim_order_entry_foreign_packets",
+        "counter",
+        "packets on a logged-in user's stream from another publication, dropped",
+    ),
     (
         "order_entry_protocol_violations",
         "hftmm_sim_order_entry_protocol_violations",

@@ -4,7 +4,9 @@ The packets are ``engine.gateway.session``'s. One Aeron channel pair per user (a
 numbers the OUCH messages it sends per user and keeps them all, so a client that logs in again with
 ``requested_sequence = last seen + 1`` gets exactly the missed ones. It heartbeats after
 ``heartbeat_interval_ns`` without sending and ends a session after ``timeout_ns`` without hearing from
-the client (cancelling its resting orders when ``cancel_on_disconnect``).
+the client (cancelling its resting orders when ``cancel_on_disconnect``). A login binds the session to
+the Aeron publication it came from: packets from any other publication on that stream are dropped and
+counted, unless they are a Login Request with the user's credentials (a reconnecting client).
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class _Session:
     publication: pyaeron.ExclusivePublication
     subscription: pyaeron.Subscription
     logged_in: bool = False
+    image: int = 0  # Aeron session id of the publication the live login came from (its packets only count)
     last_rx_ns: int = 0
     last_tx_ns: int = 0
     sent: list[bytes] = field(default_factory=list)  # outbound OUCH messages, sequence = index + 1
@@ -146,6 +149,7 @@ class OrderEntryServer:
         self._n_requests = 0
         self._handlers: list[Callable[[pyaeron.BufferView, pyaeron.Header], None]] = []
         self.protocol_violations = 0  # sessions logged out for a packet the session layer does not allow
+        self.foreign_packets = 0  # packets on a logged-in user's stream from another publication, dropped
         self.malformed_messages = 0  # OUCH messages rejected because their bytes do not decode
         self.handler_errors = 0  # sessions ended because handling one of their packets failed
         self.last_handler_error = ""  # the last such failure, one line
@@ -199,7 +203,7 @@ class OrderEntryServer:
                 self.tap(packet)
             batched = self._n_requests
             try:
-                self._on_packet(session, packet)
+                self._on_packet(session, packet, header.session_id)
             except Exception as exc:  # one client's bytes must not end every session
                 self.handler_errors += 1
                 self.last_handler_error = f"{session.port.username}: {type(exc).__name__}: {exc}"
@@ -208,10 +212,13 @@ class OrderEntryServer:
 
         return on_fragment
 
-    def _on_packet(self, session: _Session, packet: bytes) -> None:
+    def _on_packet(self, session: _Session, packet: bytes, image: int) -> None:
         kind = packet[0] if packet else 0
+        if session.logged_in and image != session.image and not self._is_valid_login(session, packet):
+            self.foreign_packets += 1  # not the logged-in publisher, and no credentials: no answer either
+            return
         if kind == SP.PKT_LOGIN_REQUEST:
-            self._on_login(session, packet)
+            self._on_login(session, packet, image)
             return
         if not session.logged_in:
             return  # anything but a login from a client without a session is ignored
@@ -224,30 +231,33 @@ class OrderEntryServer:
             self.protocol_violations += 1
             self._end_session(session, SP.LOGOUT_PROTOCOL_VIOLATION)
 
-    def _on_login(self, session: _Session, packet: bytes) -> None:
-        port = session.port
-        if len(packet) != SP.LOGIN_REQUEST_LEN:
+    def _is_valid_login(self, session: _Session, packet: bytes) -> bool:
+        """Whether ``packet`` is a Login Request with the port's credentials."""
+        return (
+            len(packet) == SP.LOGIN_REQUEST_LEN
+            and packet[0] == SP.PKT_LOGIN_REQUEST
+            and text_field(packet, SP.LOGIN_USERNAME_OFFSET, SP.USERNAME_LEN) == session.port.username
+            and text_field(packet, SP.LOGIN_PASSWORD_OFFSET, SP.PASSWORD_LEN) == session.port.password
+        )
+
+    def _on_login(self, session: _Session, packet: bytes, image: int) -> None:
+        """Log the session in and bind it to ``image``, the Aeron session id of the login's publication."""
+        if not self._is_valid_login(session, packet):
             session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + SP.LOGIN_REJECT_NOT_AUTHORIZED.encode())
             return
-        username = text_field(packet, SP.LOGIN_USERNAME_OFFSET, SP.USERNAME_LEN)
-        password = text_field(packet, SP.LOGIN_PASSWORD_OFFSET, SP.PASSWORD_LEN)
-        requested = text_field(packet, SP.LOGIN_SESSION_OFFSET, SP.SESSION_LEN)
-        if username != port.username or password != port.password:
-            reason = SP.LOGIN_REJECT_NOT_AUTHORIZED
-        elif requested not in ("", self.config.session):
-            reason = SP.LOGIN_REJECT_SESSION_UNAVAILABLE
-        else:
-            sequence = int.from_bytes(packet[SP.LOGIN_SEQUENCE_OFFSET : SP.LOGIN_REQUEST_LEN], "big")
-            next_sequence = len(session.sent) + 1
-            if 0 < sequence < next_sequence:
-                next_sequence = sequence
-            session.logged_in = True
-            session.last_rx_ns = self.clock_ns()
-            session.delivered = next_sequence - 1
-            session.control.clear()
-            session.control.append(encode_login_accepted(self.config.session, next_sequence))
+        if text_field(packet, SP.LOGIN_SESSION_OFFSET, SP.SESSION_LEN) not in ("", self.config.session):
+            session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + SP.LOGIN_REJECT_SESSION_UNAVAILABLE.encode())
             return
-        session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + reason.encode())
+        sequence = int.from_bytes(packet[SP.LOGIN_SEQUENCE_OFFSET : SP.LOGIN_REQUEST_LEN], "big")
+        next_sequence = len(session.sent) + 1
+        if 0 < sequence < next_sequence:
+            next_sequence = sequence
+        session.logged_in = True
+        session.image = image
+        session.last_rx_ns = self.clock_ns()
+        session.delivered = next_sequence - 1
+        session.control.clear()
+        session.control.append(encode_login_accepted(self.config.session, next_sequence))
 
     def _end_session(self, session: _Session, reason: str) -> None:
         """Log the session out (telling the client why, if ``reason``) and cancel its orders if so configured."""

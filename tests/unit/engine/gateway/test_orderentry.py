@@ -335,10 +335,12 @@ HOSTILE_USERS = ("EVE", "MALLET", "TRUDY")
 
 
 class Hostile:
-    """A logged-in user that sends random and mutated session packets and OUCH messages on its own port."""
+    """A logged-in user that sends random and mutated session packets and OUCH messages on its own port,
+    and some of them on the victim's port."""
 
-    def __init__(self, aeron: object, port: Port, rng: random.Random) -> None:
+    def __init__(self, aeron: object, port: Port, victim: Port, rng: random.Random) -> None:
         self.publication = aeron.add_exclusive_publication(port.inbound_channel, port.inbound_stream_id)
+        self.intrusion = aeron.add_exclusive_publication(victim.inbound_channel, victim.inbound_stream_id)
         self.login = SP.encode_login_request(port.username, port.password)
         self.rng = rng
         self.sent = 0
@@ -372,7 +374,8 @@ class Hostile:
 
     def burst(self) -> None:
         for _ in range(FUZZ_BURST):
-            if not self.publication.offer(self.packet()):
+            publication = self.intrusion if self.rng.random() < 0.1 else self.publication
+            if publication.offer(self.packet()) < 0:
                 return
             self.sent += 1
 
@@ -407,7 +410,7 @@ def test_hostile_clients_fuzzing_the_server_leave_a_trading_client_unharmed(driv
     runner = AgentRunner([server, good], idle="spin")
     hostile_aeron = driver.connect()
     rng = random.Random(18)
-    hostiles = [Hostile(hostile_aeron, port, rng) for port in hostile_ports]
+    hostiles = [Hostile(hostile_aeron, port, ports[0], rng) for port in hostile_ports]
     try:
         good.connect()
         step_until(runner.run_once, lambda: good.state == LOGGED_IN, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
@@ -436,8 +439,52 @@ def test_hostile_clients_fuzzing_the_server_leave_a_trading_client_unharmed(driv
         position = sum(sides[int(r["user_ref_num"])] * int(r["qty"]) for r in executed)
         assert position == net_shares(server.sessions[0].sent)
         assert server.malformed_messages > 1_000 and server.protocol_violations > 100
+        assert server.foreign_packets > 1_000
         assert server.handler_errors == 0, server.last_handler_error
     finally:
         for hostile in hostiles:
             hostile.publication.close()
+            hostile.intrusion.close()
         runner.close()
+
+
+def test_packets_from_another_publisher_on_a_users_stream_cannot_act_for_the_user(
+    ipc: Exchange, driver: EmbeddedDriver
+) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    port = ipc.ports[0]
+    intruder = driver.connect().add_exclusive_publication(port.inbound_channel, port.inbound_stream_id)
+    forged = [
+        bytes((SP.PKT_UNSEQUENCED,)) + ouch.encode(ouch.INBOUND, "O", user_ref_num=1_000, side="S", quantity=100,
+                                                   symbol=SYMBOL, price=PRICE - TICK),  # would shift the floor
+        bytes((SP.PKT_UNSEQUENCED,)) + CANCEL[:1] + (1).to_bytes(4, "big") + CANCEL[5:],  # cancel alice's order 1
+        b"Q",  # a stray byte: a protocol violation
+        bytes((SP.PKT_LOGOUT,)),
+        SP.encode_login_request(port.username, "guessed"),
+    ]  # fmt: skip
+    step_until(ipc.runner.run_once, lambda: intruder.is_connected, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+    for packet in forged:
+        assert intruder.offer(packet) > 0
+    ipc.step_until(lambda: ipc.server.foreign_packets == len(forged) or not ipc.server.is_logged_in("ALICE"))
+    ipc.settle()
+    assert ipc.server.is_logged_in("ALICE") and ipc.alice.state == LOGGED_IN
+    assert ipc.server.foreign_packets == len(forged)
+    assert ipc.alice.n_responses == 0
+    assert [lvl for lvl, _ in ipc.engine.book_snapshot(LOCATE)["bids"]] == [PRICE]
+    assert ipc.engine.book_snapshot(LOCATE)["asks"] == []
+    enter(ipc.alice, 2, ouch.SIDE_BUY, 100)  # the floor is still alice's own
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    intruder.close()
+
+
+def test_a_client_that_reconnects_from_a_new_publication_logs_in_again(ipc: Exchange) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    ipc.alice.connect()  # a new exclusive publication: a new Aeron session id, with the credentials
+    ipc.step_until(lambda: ipc.alice.state == LOGGED_IN)
+    enter(ipc.alice, 2, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    assert ipc.server.foreign_packets == 0
