@@ -33,6 +33,14 @@ from feeds.errors import FeedError
 CANCEL_ON_DISCONNECT = ouch.CANCEL_SUPERVISORY
 
 
+# Exchange-side limits of one order (an Enter or a Replace), as a venue's fat-finger checks: shares, and
+# notional in dollars (shares x limit price); beyond them the order is rejected with REJECT_SHARES_EXCEED_
+# THRESHOLD or REJECT_EXCEEDS_MAX_NOTIONAL_VALUE.
+DEFAULT_MAX_ORDER_SHARES = 1_000_000
+DEFAULT_MAX_ORDER_NOTIONAL = 50_000_000
+_PRICE_PER_DOLLAR = 10_000  # OUCH prices are in 1e-4 dollars
+
+
 # Engine reject reasons -> OUCH Order Rejected codes (REJ_UNKNOWN_ORDER depends on the request).
 REJECT_CODES = {
     L.REJ_BAD_TICK: ouch.REJECT_INVALID_PRICE,
@@ -71,9 +79,13 @@ class ServerConfig(FrozenConfig):
     timeout_ns: int = SP.DEFAULT_TIMEOUT_NS
     cancel_on_disconnect: bool = True
     fragment_limit: int = SP.DEFAULT_FRAGMENT_LIMIT
+    max_order_shares: int = DEFAULT_MAX_ORDER_SHARES
+    max_order_notional: int = DEFAULT_MAX_ORDER_NOTIONAL
 
     def __post_init__(self) -> None:
         alpha_bytes(self.session, SP.SESSION_LEN)
+        if not 0 < self.max_order_shares < 1 << 32 or self.max_order_notional <= 0:
+            raise ValueError("max_order_shares must be in 1..4294967295 and max_order_notional positive")
         if len({p.username for p in self.ports}) != len(self.ports):
             raise ValueError("usernames of the ports must be distinct")
         if not 0 < self.heartbeat_interval_ns < self.timeout_ns:
@@ -321,6 +333,14 @@ class OrderEntryServer:
         else:
             self._reject(session, urn, ouch.REJECT_OTHER)
 
+    def _limit_code(self, shares: int, price: int) -> int:
+        """The OUCH reject code of an order beyond the exchange-side limits, 0 within them."""
+        if shares > self.config.max_order_shares:
+            return ouch.REJECT_SHARES_EXCEED_THRESHOLD
+        if shares * price > self.config.max_order_notional * _PRICE_PER_DOLLAR:
+            return ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE
+        return 0
+
     def _new_user_ref_num(self, session: _Session, urn: int, cl_ord_id: str) -> bool:
         """UserRefNums must strictly increase per session; reject (and return False) otherwise."""
         if urn <= session.last_user_ref_num:
@@ -352,7 +372,7 @@ class OrderEntryServer:
             if side is None
             else ouch.REJECT_OTHER
             if tif is None
-            else 0
+            else self._limit_code(int(fields["quantity"]), int(fields["price"]))
         )
         if code:
             self._reject(session, urn, code, order.cl_ord_id)
@@ -370,6 +390,10 @@ class OrderEntryServer:
     def _on_replace(self, session: _Session, urn: int, fields: dict) -> None:
         cl_ord_id = str(fields["cl_ord_id"])
         if not self._new_user_ref_num(session, urn, cl_ord_id):
+            return
+        code = self._limit_code(int(fields["quantity"]), int(fields["price"]))
+        if code:
+            self._reject(session, urn, code, cl_ord_id)
             return
         orig = int(fields["orig_user_ref_num"])
         old = session.orders.get(orig)

@@ -488,3 +488,42 @@ def test_a_client_that_reconnects_from_a_new_publication_logs_in_again(ipc: Exch
     enter(ipc.alice, 2, ouch.SIDE_BUY, 100)
     assert kinds(ipc.responses(ipc.alice, 1)) == "A"
     assert ipc.server.foreign_packets == 0
+
+
+@pytest.mark.parametrize(
+    ("action", "reason"),
+    [
+        (lambda c: enter(c, 2, ouch.SIDE_BUY, 4_294_967_290), ouch.REJECT_SHARES_EXCEED_THRESHOLD),
+        (lambda c: enter(c, 2, ouch.SIDE_BUY, 1_000_010), ouch.REJECT_SHARES_EXCEED_THRESHOLD),
+        (lambda c: enter(c, 2, ouch.SIDE_SELL, 600_000, price=1_000_000_000), ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE),
+        (lambda c: c.replace(1, 2, 2_000_000, PRICE), ouch.REJECT_SHARES_EXCEED_THRESHOLD),
+        (lambda c: c.replace(1, 2, 1_000, ouch.PRICE_MAX // TICK * TICK), ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE),
+    ],
+    ids=["u32_max_shares", "over_max_shares", "over_max_notional", "replace_over_max_shares", "replace_notional"],
+)
+def test_orders_beyond_the_exchange_limits_are_rejected_with_the_limits_reason(
+    ipc: Exchange, action: Callable[[OrderEntryClient], object], reason: int
+) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    action(ipc.alice)
+    (rejected,) = ipc.responses(ipc.alice, 1)
+    assert chr(rejected["kind"]) == "J" and rejected["user_ref_num"] == 2 and rejected["reason"] == reason
+    assert ipc.engine.book_snapshot(LOCATE)["bids"] == [(PRICE, [(1, 100, 1, 1)])]
+    assert ipc.engine.book_snapshot(LOCATE)["asks"] == []
+
+
+def test_orders_at_the_exchange_limits_are_accepted(ipc: Exchange) -> None:
+    ipc.login(ipc.alice)
+    config = ipc.server.config
+    enter(ipc.alice, 1, ouch.SIDE_BUY, config.max_order_shares, price=PRICE)  # $100 x 1M = $100M > $50M
+    enter(ipc.alice, 2, ouch.SIDE_BUY, 500_000)  # $50M exactly
+    rows = ipc.responses(ipc.alice, 2)
+    assert kinds(rows) == "JA" and rows[0]["reason"] == ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE
+
+
+@pytest.mark.parametrize("limits", [{"max_order_shares": 0}, {"max_order_notional": -1}, {"max_order_shares": 1 << 32}])
+def test_exchange_limits_must_be_positive_and_fit_ouch(limits: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="max_order"):
+        ServerConfig((Port(),), **limits)
