@@ -107,7 +107,9 @@ class _FlowGate:
         return work
 
     def on_close(self) -> None:
-        """Nothing to release."""
+        """Close the session's ITCH (the publisher, closed after this agent, sends it, then End of Session)."""
+        ex = self.exchange
+        ex.publisher.publish_flat(ex.engine.session_end_itch(ex.clock_ns()))
 
 
 class _OrderEntryEngine:
