@@ -41,6 +41,7 @@ from engine.backtest.backtest import backtest
 from engine.backtest.models import DEFAULT_LATENCY, Latency, parse_queue
 from engine.core import events as E
 from engine.core.instruments import Instrument
+from engine.runtime.localray import start_local_ray
 from feeds.parquet import write_events
 from strategies import get_strategy
 
@@ -239,17 +240,10 @@ def _start_ray(address: str | None) -> bool:
 
     if ray.is_initialized():  # a caller's own session (a notebook, a Ray job): use it as it is
         return False
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
-        ray.init(
-            address="local",  # never an instance another user started on this machine
-            num_cpus=os.cpu_count(),
-            include_dashboard=False,
-            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-            **quiet,
-        )
+        start_local_ray(os.cpu_count() or 1, LOCAL_OBJECT_STORE_BYTES)
     else:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     return True
 
 

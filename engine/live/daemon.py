@@ -73,6 +73,7 @@ from engine.runtime import control as CB
 from engine.runtime import metrics as M
 from engine.runtime.aeron import AttachedDriver, EmbeddedDriver, open_driver
 from engine.runtime.control import CONTROL_PREFIX
+from engine.runtime.localray import start_local_ray
 from engine.runtime.metrics import DaemonMetrics, MetricsExporter
 from engine.trading import layout as TL
 from engine.trading.oms import working_count_nb
@@ -302,13 +303,11 @@ class LiveDaemon:
 
         if ray.is_initialized():
             return
-        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
         if self.config.ray.address:
-            ray.init(address=self.config.ray.address, **quiet)
+            ray.init(address=self.config.ray.address, log_to_driver=False, logging_level=logging.WARNING)
         else:
             needed = math.ceil(self.config.ray.node_cpus * len(self.nodes))
-            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False,
-                     object_store_memory=RAY_OBJECT_STORE_BYTES, **quiet)  # fmt: skip
+            start_local_ray(max(os.cpu_count() or 1, needed), RAY_OBJECT_STORE_BYTES)
         self.started_ray = True
 
     def _launch(self, handle: NodeHandle) -> None:

@@ -165,10 +165,19 @@ def _session_bytes(session: bytes | str) -> bytes:
 
 
 def _udp_socket(destination_host: str, multicast_interface: str, multicast_ttl: int) -> socket.socket:
-    """A non-blocking UDP socket, set up for multicast sends when the destination is a group."""
+    """A non-blocking UDP socket, set up for multicast sends when the destination is a group.
+
+    It is bound to the address it sends from (127.0.0.1 to a loopback destination, the interface of a
+    multicast group), never to every interface; only a unicast destination elsewhere leaves the choice
+    of source to the kernel, as configured."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
-    if ipaddress.ip_address(destination_host).is_multicast:
+    destination = ipaddress.ip_address(destination_host)
+    if destination.is_loopback:
+        sock.bind((LOOPBACK, 0))
+    elif destination.is_multicast:
+        sock.bind((multicast_interface, 0))
+    if destination.is_multicast:
         if multicast_ttl not in (0, 1):
             raise ValueError(f"multicast TTL must be 0 (host) or 1 (subnet), got {multicast_ttl}")
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(multicast_interface))
