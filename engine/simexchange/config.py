@@ -10,6 +10,7 @@ from engine.core.units import LOOPBACK, NS_PER_MS
 from engine.gateway import session as SP
 from engine.gateway.session import Port
 from engine.runtime.aeron import AeronConfig
+from engine.runtime.affinity import check_cpus
 from engine.runtime.agent import idle_strategy
 from engine.simexchange.flow import FlowConfig, InstrumentFlow
 from engine.simexchange.matching import POST_ONLY_MODES, SELF_TRADE_MODES
@@ -147,8 +148,7 @@ class SimExchangeConfig(FrozenConfig):
         idle_strategy(self.idle)
         if self.warm_up_s < 0 or not 0 <= self.metrics_port < 1 << 16:
             raise ValueError("warm_up_s must be >= 0 and metrics_port in 0..65535")
-        if any(cpu < 0 for cpu in self.cpu_affinity):
-            raise ValueError("cpu_affinity holds CPU numbers >= 0")
+        check_cpus(self.cpu_affinity, "cpu_affinity")
 
     def listed(self) -> tuple[SimInstrument, ...]:
         """The instruments with their locates: as given, or (0) their position in the list + 1."""

@@ -55,6 +55,7 @@ from feeds.moldudp64 import (
     encode_end_of_session,
     encode_heartbeat,
 )
+from feeds.udp import bind_udp
 
 DEFAULT_MAX_PACKET_BYTES = 1400  # UDP payload: fits a 1500-byte Ethernet MTU with IP and UDP headers
 DEFAULT_HEARTBEAT_INTERVAL_NS = 1_000_000_000
@@ -443,7 +444,7 @@ class RetransmissionServer:
         self.stats = RetransmissionStats()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
-        self.sock.bind(bind)
+        bind_udp(self.sock, bind)
         self.address: tuple[str, int] = self.sock.getsockname()
         self._request = bytearray(REQUEST_BUFFER_BYTES)
         self._blocks = np.empty(publisher.max_packet_bytes - HEADER_LENGTH, np.uint8)
