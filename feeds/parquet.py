@@ -99,12 +99,33 @@ def open_event_file(path: str | Path) -> tuple[pq.ParquetFile, dict[int, Instrum
         )
     columns = pfile.schema_arrow.remove_metadata()
     if not columns.equals(ARROW_SCHEMA):
-        raise FeedError(f"event columns differ from EVENT_DTYPE: {columns}", path=name)
+        raise FeedError(f"not hftmm's event columns: {_schema_difference(columns)}", path=name)
     try:
         instruments = instruments_from_json(meta.get(META_INSTRUMENTS, b"[]").decode())
     except (ValueError, TypeError, KeyError) as exc:
         raise FeedError(f"bad instrument metadata ({exc})", path=name) from None
     return pfile, instruments, meta.get(META_SOURCE, b"").decode()
+
+
+def _schema_difference(columns: pa.Schema) -> str:
+    """What keeps ``columns`` from being the event columns, briefly: the missing and extra names, or the
+    first column of another type or place."""
+    wanted, have = ARROW_SCHEMA.names, columns.names
+    missing = [n for n in wanted if n not in have]
+    extra = [n for n in have if n not in wanted]
+    if missing or extra:
+        parts = [
+            f"missing {', '.join(missing[:5])}" if missing else "",
+            f"unexpected {', '.join(extra[:5])}" if extra else "",
+        ]
+        return "; ".join(p for p in parts if p)
+    for k, field in enumerate(ARROW_SCHEMA):
+        other = columns.field(field.name)
+        if other.type != field.type:
+            return f"column {field.name} is {other.type}, not {field.type}"
+        if have[k] != field.name:
+            return f"column {k} is {have[k]}, not {field.name}"
+    return "the columns differ in nullability or metadata"
 
 
 def _to_events(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
