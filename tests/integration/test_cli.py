@@ -559,6 +559,19 @@ def test_event_parquet_with_bad_metadata_or_columns_exits_2_with_a_short_line(ge
     assert len(line) < 200
 
 
+def test_dbn_record_of_unknown_rtype_exits_2_and_skip_bad_names_it(tmp_path: Path) -> None:
+    from tests.unit.feeds.test_dbn import mbo, stream, with_rtype
+
+    path = tmp_path / "unknown_rtype.dbn"
+    path.write_bytes(stream([mbo("A", "B"), with_rtype(mbo("A", "B"), 0xEE), mbo("C", "B")]))
+    proc, skipped = run_many(("replay", path, "--json"), ("replay", path, "--json", "--skip-bad"), cwd=tmp_path)
+    assert_one_line_error(proc, path, r"offset \d+", "record 1: unknown rtype 0xee")
+    assert skipped.returncode == 0 and json.loads(skipped.stdout)["skipped_records"] == 1
+    warning = skipped.stderr.strip().splitlines()
+    assert warning[0] == "hftmm: warning: skipped 1 bad records (56 bytes); first:"
+    assert "unknown rtype 0xee" in warning[1]
+
+
 def test_missing_file_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "no_such_file.itch"
     for proc in run_many(("replay", missing), ("book", missing), cwd=tmp_path):
