@@ -69,7 +69,18 @@ def sniff(path: str) -> str:
         return "parquet"
     if head.startswith(ZIP_MAGIC):
         return "npz"
+    if head and not _starts_like_itch(head):
+        raise FeedError(
+            f"not an ITCH, pcap, DBN, Parquet or npz file (first bytes 0x{head.hex()})", path=path, offset=0
+        )
     return "itch"
+
+
+def _starts_like_itch(head: bytes) -> bool:
+    """Whether ``head`` opens a flat ITCH file: a u16 length, then a message type of exactly that length."""
+    from feeds.itch import MESSAGE_LENGTHS
+
+    return len(head) >= 3 and int(MESSAGE_LENGTHS[head[2]]) == int.from_bytes(head[:2], "big") > 0
 
 
 def open_feed(

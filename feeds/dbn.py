@@ -85,6 +85,11 @@ STATUS_NEED_MORE = 0  # the rest of the buffer is not a whole record (or is empt
 STATUS_OUT_FULL = 1  # the output array is full; call again from the returned position
 STATUS_BAD_LENGTH = 2  # a record claims fewer bytes than a record header
 STATUS_SHORT_MBO = 3  # an MBO record shorter than the MBO layout
+STATUS_UNKNOWN_RTYPE = 4  # a record of an rtype DBN does not define
+
+RTYPE_NAMES = {int(r.value): r.name for r in dbn.RType.variants()}
+KNOWN_RTYPES = np.zeros(256, np.bool_)  # rtypes DBN defines: the others than MBO are skipped and counted
+KNOWN_RTYPES[list(RTYPE_NAMES)] = True
 
 DEFAULT_BATCH_ROWS = 1 << 16
 DEFINITION_READ_BYTES = 1 << 20
@@ -128,10 +133,13 @@ def decode_mbo_nb(
     kind_by_action: np.ndarray,
     side_by_char: np.ndarray,
     skipped_rtypes: np.ndarray,
+    skipped_rtype_bytes: np.ndarray,
+    known_rtypes: np.ndarray,
 ) -> tuple[int, int, int]:
     """Frame DBN records in bytes ``[start, end)`` of ``words`` and write the MBO ones to ``out``.
 
-    Records of other rtypes are counted in ``skipped_rtypes``. Returns ``(rows written, byte
+    Records of other rtypes DBN defines are counted in ``skipped_rtypes`` (and their bytes in
+    ``skipped_rtype_bytes``); a record of an rtype it does not define stops the call. Returns ``(rows written, byte
     position reached, status)``; the position is the start of the first record not consumed.
     """
     pos = start
@@ -147,7 +155,10 @@ def decode_mbo_nb(
             return n, pos, STATUS_NEED_MORE
         rtype = (head >> 8) & 0xFF
         if rtype != RTYPE_MBO:
+            if not known_rtypes[rtype]:
+                return n, pos, STATUS_UNKNOWN_RTYPE
             skipped_rtypes[rtype] += 1
+            skipped_rtype_bytes[rtype] += rec_len
             pos += rec_len
             continue
         if rec_len < MBO_RECORD_BYTES:
@@ -290,6 +301,7 @@ class DbnReader(FeedReader):
         self.chunk_bytes = max(WORD_BYTES, chunk_bytes - chunk_bytes % WORD_BYTES)
         self.batch_rows = batch_rows
         self.skipped_rtypes = np.zeros(256, np.int64)
+        self.skipped_rtype_bytes = np.zeros(256, np.int64)
         stream, raw = _open_stream(path)
         try:
             self.dbn_version, self.metadata, self.header_bytes = read_metadata(stream, path)
@@ -329,6 +341,22 @@ class DbnReader(FeedReader):
             if instrument_id not in self.instruments:
                 self.instruments[instrument_id] = self._instrument(instrument_id)
 
+    def _note_other_rtypes(self, counts: np.ndarray, sizes: np.ndarray) -> int:
+        """Count records of other rtypes than MBO as skipped, each rtype named; returns how many."""
+        for rtype in np.flatnonzero(counts).tolist():
+            what = f"{int(counts[rtype])} record(s) of rtype 0x{rtype:02x} ({RTYPE_NAMES[rtype]}), not MBO"
+            self.stats.record_skip(
+                FeedError(what, path=self.path), records=int(counts[rtype]), nbytes=int(sizes[rtype])
+            )
+        return int(counts.sum())
+
+    def _bad_record(self, what: str, offset: int, length: int) -> None:
+        """Raise, or under ``skip_bad`` count that one record as skipped."""
+        error = FeedError(what, path=self.path, offset=offset)
+        if not self.skip_bad:
+            raise error
+        self.stats.record_skip(error, records=1, nbytes=length)
+
     def _bad_input(self, what: str, offset: int, remaining: int) -> None:
         """Raise, or under ``skip_bad`` count the rest of the stream as skipped."""
         error = FeedError(what, path=self.path, offset=offset)
@@ -362,18 +390,27 @@ class DbnReader(FeedReader):
                 end = tail + got
                 pos = 0
                 while True:
-                    skipped = int(self.skipped_rtypes.sum())
+                    counts, sizes = self.skipped_rtypes.copy(), self.skipped_rtype_bytes.copy()
                     n, new_pos, status = decode_mbo_nb(
-                        words, pos, end, out, KIND_BY_ACTION, SIDE_BY_CHAR, self.skipped_rtypes
+                        words, pos, end, out, KIND_BY_ACTION, SIDE_BY_CHAR, self.skipped_rtypes,
+                        self.skipped_rtype_bytes, KNOWN_RTYPES,
+                    )  # fmt: skip
+                    records += n + self._note_other_rtypes(
+                        self.skipped_rtypes - counts, self.skipped_rtype_bytes - sizes
                     )
-                    skipped = int(self.skipped_rtypes.sum()) - skipped
-                    self.stats.skipped_records += skipped
-                    records += n + skipped
                     pos = new_pos
                     if n:
                         self._note_batch(out[:n])
                         yield out[:n]
                     if status == STATUS_OUT_FULL:
+                        continue
+                    if status == STATUS_UNKNOWN_RTYPE:  # its length frames it: skip that record alone
+                        rec_len = int(work[pos]) * WORD_BYTES
+                        self._bad_record(
+                            f"record {records}: unknown rtype 0x{int(work[pos + 1]):02x}", base + pos, rec_len
+                        )
+                        records += 1
+                        pos += rec_len
                         continue
                     if status != STATUS_NEED_MORE:
                         rec_len = int(work[pos]) * WORD_BYTES

@@ -25,6 +25,7 @@ from feeds.itch import (
     STATUS_OUT_FULL,
     StockDirectory,
     decode_flat_nb,
+    resync_flat_nb,
 )
 from feeds.source import CHUNK_BYTES, MAX_KEPT_ERRORS, FeedReader, FeedStats, read_chunks
 
@@ -133,9 +134,11 @@ class FlatItchReader(FeedReader):
             error = self._bad_record(buf, base, pos, seq, status)
             if not self.skip_bad:
                 raise error
-            skipped = 2 + (int(buf[pos]) << 8 | int(buf[pos + 1]))
-            self.stats.record_skip(error, nbytes=skipped)
-            pos += skipped
+            resumed = resync_flat_nb(buf, pos, end)
+            if resumed < 0:  # where good records go on is not in the buffer yet: again with more bytes
+                return pos, STATUS_NEED_MORE, seq
+            self.stats.record_skip(error, nbytes=resumed - pos)
+            pos = resumed
             seq += 1
 
     def _bad_record(self, buf: np.ndarray, base: int, pos: int, seq: int, status: int) -> FeedError:

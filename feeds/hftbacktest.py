@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -44,6 +45,7 @@ SELL_EVENT = 1 << 28
 HBT_DEPTH, HBT_TRADE, HBT_CLEAR, HBT_SNAPSHOT = 1, 2, 3, 4
 INSTRUMENT_ID = 1
 BATCH_ROWS = 1 << 16
+MAX_UNITS = float(1 << 53)  # prices in ticks and quantities in lots must stay below this (exact in float64)
 
 
 class HftbacktestReader(FeedReader):
@@ -75,7 +77,7 @@ class HftbacktestReader(FeedReader):
                 if "data" not in npz.files:
                     raise FeedError(f"no 'data' array (arrays: {', '.join(npz.files) or 'none'})", path=self.path)
                 data = npz["data"]
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise FeedError(f"not a readable .npz file ({exc})", path=self.path, offset=0) from None
         if data.dtype != HBT_DTYPE:
             raise FeedError(f"'data' has dtype {data.dtype}, expected hftbacktest's {HBT_DTYPE}", path=self.path)
@@ -93,23 +95,30 @@ class HftbacktestReader(FeedReader):
         ev = raw["ev"]
         kind = (ev & 0xFF).astype(np.int64)
         known = (kind >= HBT_DEPTH) & (kind <= HBT_SNAPSHOT) & ((ev & (EXCH_EVENT | LOCAL_EVENT)) != 0)
-        if not known.all():
-            bad = int(np.flatnonzero(~known)[0])
-            err = FeedError(
-                f"unknown event kind {int(kind[bad])} or no timeline flag (ev=0x{int(ev[bad]):x})",
-                path=self.path,
-                offset=(start + bad) * HBT_DTYPE.itemsize,
-                seq=start + bad,
+        with np.errstate(invalid="ignore", over="ignore"):
+            ticks, lots = raw["px"] / self.tick_size, raw["qty"] / self.lot_size
+            sane = (ticks >= 0) & (ticks < MAX_UNITS) & (lots >= 0) & (lots < MAX_UNITS)  # NaN fails every test
+        good = known & sane
+        if not good.all():
+            bad = int(np.flatnonzero(~good)[0])
+            what = (
+                f"unknown event kind {int(kind[bad])} or no timeline flag (ev=0x{int(ev[bad]):x})"
+                if not known[bad]
+                else f"price {float(raw['px'][bad])!r} or quantity {float(raw['qty'][bad])!r} is not a finite, "
+                "non-negative number below 2**53 ticks and lots"
             )
+            err = FeedError(what, path=self.path, offset=(start + bad) * HBT_DTYPE.itemsize, seq=start + bad)
             if not self.skip_bad:
                 raise err
-            self.stats.record_skip(err, records=int((~known).sum()), nbytes=int((~known).sum()) * HBT_DTYPE.itemsize)
+            self.stats.record_skip(err, records=int((~good).sum()), nbytes=int((~good).sum()) * HBT_DTYPE.itemsize)
+        known = good
+        ticks, lots = np.where(good, ticks, 0), np.where(good, lots, 0)
         out = np.zeros(len(raw), E.EVENT_DTYPE)
         out["ts_exch_ns"] = raw["exch_ts"]
         out["ts_local_ns"] = raw["local_ts"]
         out["seq"] = np.arange(start, start + len(raw), dtype=np.uint64)
-        out["price"] = np.rint(raw["px"] / self.tick_size).astype(np.int64)
-        out["qty"] = np.rint(raw["qty"] / self.lot_size).astype(np.int64)
+        out["price"] = np.rint(ticks).astype(np.int64)
+        out["qty"] = np.rint(lots).astype(np.int64)
         out["instrument"] = INSTRUMENT_ID
         out["side"] = np.where(ev & BUY_EVENT, E.SIDE_BID, np.where(ev & SELL_EVENT, E.SIDE_ASK, E.SIDE_NONE))
         table = np.array([E.KIND_NONE, E.KIND_LEVEL, E.KIND_TRADE, E.KIND_CLEAR_SIDE, E.KIND_LEVEL], np.uint8)

@@ -209,6 +209,7 @@ def _lengths_by_type_byte() -> np.ndarray:
 
 MESSAGE_LENGTHS = _lengths_by_type_byte()
 MAX_RECORD_BYTES = 2 + 0xFFFF  # the longest record a u16 length prefix can declare
+RESYNC_WINDOW = MAX_RECORD_BYTES - 16  # bytes after a bad record searched for the next good one, at most
 
 # --- return codes of the jitted decoders --------------------------------------------------------
 ERR_UNKNOWN_TYPE = -1  # the type byte is not an ITCH 5.0 message type
@@ -646,14 +647,69 @@ def decode_message_nb(buf, pos, length, out, n, counts, directory, seq, ts_local
     return _decode_one_nb(buf, pos, length, out, n, counts, directory, seq, ts_local_ns)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _header_status_nb(buf, pos, end):
+    """Whether the record at buf[pos] starts right: 1 (its length is its type's), an ERR_* code, or 0
+    when fewer than the 3 header bytes are there."""
+    if end - pos < 2:
+        return 0
+    length = u16_nb(buf, pos)
+    if length == 0:
+        return ERR_ZERO_LENGTH
+    if end - pos < 3:
+        return 0
+    expected = MESSAGE_LENGTHS[np.int64(buf[pos + 2])]
+    if expected == 0:
+        return ERR_UNKNOWN_TYPE
+    return 1 if expected == length else ERR_BAD_LENGTH
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _two_records_nb(buf, p, end):
+    """1 when a right record starts at p and another right one (or the buffer's end) follows it, 0 when
+    not, -1 when the buffer ends before that can be told."""
+    first = _header_status_nb(buf, p, end)
+    if first < 0:
+        return 0
+    if first == 0:
+        return -1
+    q = p + 2 + u16_nb(buf, p)
+    if q == end:
+        return 1
+    if q > end:
+        return -1
+    second = _header_status_nb(buf, q, end)
+    return 1 if second == 1 else (-1 if second == 0 else 0)
+
+
+@njit(cache=True, nogil=True)
+def resync_flat_nb(buf, pos, end):
+    """Where decoding goes on after the bad record at buf[pos]: the end of its declared frame when a right
+    record (or the buffer's end) is there, else the first later offset where two right records follow
+    each other; -1 when the buffer ends before that is known (give it more bytes). Past
+    ``RESYNC_WINDOW`` bytes without an answer it goes on from the first undecided offset."""
+    length = u16_nb(buf, pos) if end - pos >= 2 else 0
+    declared = pos + 2 + length
+    if length > 0 and declared <= end and (declared == end or _header_status_nb(buf, declared, end) == 1):
+        return declared
+    for p in range(pos + 1, end):
+        verdict = _two_records_nb(buf, p, end)
+        if verdict == 1:
+            return p
+        if verdict == -1:
+            return p if end - pos > RESYNC_WINDOW else -1
+    return end if end - pos > RESYNC_WINDOW else -1
+
+
 @njit(cache=True, nogil=True)
 def decode_flat_nb(buf, start, end, out, counts, directory, seq0, skip_bad):
     """Decode ``[u16 length][message]`` records of buf[start:end] into ``out``.
 
     Returns ``(pos, n_out, status, bad_records)``: ``status`` is STATUS_DONE, STATUS_NEED_MORE (pos =
     the incomplete trailing record), STATUS_OUT_FULL (pos = the next record) or the negative ERR_*
-    code of the bad record at pos. With ``skip_bad`` a bad record is skipped by its declared length
-    and counted instead. A record's seq is ``seq0`` plus its index from ``start``, bad ones included.
+    code of the bad record at pos (known from its first 3 bytes: a length that is not its type's).
+    With ``skip_bad`` a bad record is skipped (:func:`resync_flat_nb`) and counted instead. A record's
+    seq is ``seq0`` plus its index from ``start``, bad ones included.
     """
     if end > buf.shape[0]:
         end = buf.shape[0]
@@ -666,6 +722,17 @@ def decode_flat_nb(buf, start, end, out, counts, directory, seq0, skip_bad):
     while True:
         if end - pos < 2:
             return pos, n, STATUS_DONE if pos == end else STATUS_NEED_MORE, bad
+        header = _header_status_nb(buf, pos, end)
+        if header < 0:
+            if not skip_bad:
+                return pos, n, header, bad
+            resumed = resync_flat_nb(buf, pos, end)
+            if resumed < 0:
+                return pos, n, STATUS_NEED_MORE, bad
+            bad += 1
+            seq += 1
+            pos = resumed
+            continue
         length = u16_nb(buf, pos)
         if end - pos - 2 < length:
             return pos, n, STATUS_NEED_MORE, bad

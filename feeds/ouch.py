@@ -5,10 +5,14 @@ spaces; ``Price`` fields are 8 bytes with 4 implied decimals (integer 1e-4 dolla
 engine's fixed-point price as is); timestamps are u64 nanoseconds since midnight; ``UserRefNum`` is
 a u32, day-unique and strictly increasing per OUCH account; ``ClOrdID`` is 14 alpha characters.
 
-Every message but System Event ends its fixed part with ``AppendageLength`` (u16) and is followed by
-that many bytes of optional TagValue elements, each ``[length u8][tag u8][value]`` where ``length``
-counts the tag and the value (not itself). The codec treats the block generically as a list of
-``(tag, value_bytes)``; the ``TAG_*`` constants name the tags the spec defines.
+Enter Order, Replace Order, Mass Cancel, Order Accepted, Order Replaced and Order Executed end their
+fixed part with ``AppendageLength`` (u16) and are followed by that many bytes of optional TagValue
+elements, each ``[length u8][tag u8][value]`` where ``length`` counts the tag and the value (not
+itself). The codec treats the block generically as a list of ``(tag, value_bytes)``; the ``TAG_*``
+constants name the tags the spec defines. The other messages (Cancel Order 9 bytes, Modify Order 10,
+System Event 10, Order Canceled 18, AIQ Canceled 32, Broken Trade 36, Order Rejected 29) have no
+appendage in the spec: they are written without one, and read either way, as the spec has them or
+followed by an ``AppendageLength`` and its block (what some senders add), which is checked and dropped.
 
 The numpy dtypes of :data:`INBOUND_DTYPES` and :data:`OUTBOUND_DTYPES` (the fixed part of each
 message, type byte and appendage length included) are the one source of truth: the Python codec
@@ -203,10 +207,9 @@ _INBOUND_FIELDS: dict[str, list[tuple[str, str]]] = {
         ("intermarket_sweep_eligibility", "S1"),
         ("cl_ord_id", "S14"),
     ],
-    # X Cancel Order: 0 type 1 user_ref_num u32 5 quantity u32 (shares to leave, 0 = all)
-    #   9 appendage_length u16 = 11
+    # X Cancel Order: 0 type 1 user_ref_num u32 5 quantity u32 (shares to leave, 0 = all) = 9
     "X": [("user_ref_num", ">u4"), ("quantity", ">u4")],
-    # M Modify Order: 0 type 1 user_ref_num u32 5 side(1) 6 quantity u32 10 appendage_length u16 = 12
+    # M Modify Order: 0 type 1 user_ref_num u32 5 side(1) 6 quantity u32 = 10
     "M": [("user_ref_num", ">u4"), ("side", "S1"), ("quantity", ">u4")],
     # C Mass Cancel: 0 type 1 user_ref_num u32 5 firm(4) 9 symbol(8) 17 appendage_length u16 = 19
     "C": [("user_ref_num", ">u4"), ("firm", "S4"), ("symbol", "S8")],
@@ -255,11 +258,11 @@ _OUTBOUND_FIELDS: dict[str, list[tuple[str, str]]] = {
         ("cl_ord_id", "S14"),
     ],
     # C Order Canceled: 0 type 1 timestamp u64 9 user_ref_num u32 13 quantity u32 (shares decremented)
-    #   17 reason(1) 18 appendage_length u16 = 20
+    #   17 reason(1) = 18
     "C": [("timestamp", ">u8"), ("user_ref_num", ">u4"), ("quantity", ">u4"), ("reason", "S1")],
     # D Order AIQ Canceled: 0 type 1 timestamp u64 9 user_ref_num u32 13 decrement_shares u32
     #   17 reason(1) 18 quantity_prevented_from_trading u32 22 execution_price Price(8)
-    #   30 liquidity_flag(1) 31 aiq_strategy(1) 32 appendage_length u16 = 34
+    #   30 liquidity_flag(1) 31 aiq_strategy(1) = 32
     "D": [
         ("timestamp", ">u8"),
         ("user_ref_num", ">u4"),
@@ -281,7 +284,7 @@ _OUTBOUND_FIELDS: dict[str, list[tuple[str, str]]] = {
         ("match_number", ">u8"),
     ],
     # B Broken Trade: 0 type 1 timestamp u64 9 user_ref_num u32 13 match_number u64 21 reason(1)
-    #   22 cl_ord_id(14) 36 appendage_length u16 = 38
+    #   22 cl_ord_id(14) = 36
     "B": [
         ("timestamp", ">u8"),
         ("user_ref_num", ">u4"),
@@ -290,20 +293,21 @@ _OUTBOUND_FIELDS: dict[str, list[tuple[str, str]]] = {
         ("cl_ord_id", "S14"),
     ],
     # J Order Rejected: 0 type 1 timestamp u64 9 user_ref_num u32 13 reason u16 (REJECT_*)
-    #   15 cl_ord_id(14) 29 appendage_length u16 = 31
+    #   15 cl_ord_id(14) = 29
     "J": [("timestamp", ">u8"), ("user_ref_num", ">u4"), ("reason", ">u2"), ("cl_ord_id", "S14")],
+    # S System Event: 0 type 1 timestamp u64 9 event_code(1) = 10
+    "S": [("timestamp", ">u8"), ("event_code", "S1")],
 }
+_WITH_APPENDAGE = {"O", "U", "C"}, {"A", "U", "E"}  # inbound, outbound: the messages the spec gives one
 
-# S System Event: 0 type 1 timestamp u64 9 event_code(1) = 10; the one message without an appendage.
-_SYSTEM_EVENT = [_TYPE, ("timestamp", ">u8"), ("event_code", "S1")]
 
-INBOUND_DTYPES: dict[str, np.dtype] = {
-    t: np.dtype([_TYPE, *fields, _APPENDAGE_LENGTH]) for t, fields in _INBOUND_FIELDS.items()
-}
-OUTBOUND_DTYPES: dict[str, np.dtype] = {
-    "S": np.dtype(_SYSTEM_EVENT),
-    **{t: np.dtype([_TYPE, *fields, _APPENDAGE_LENGTH]) for t, fields in _OUTBOUND_FIELDS.items()},
-}
+def _dtypes(fields: dict[str, list[tuple[str, str]]], with_appendage: set[str]) -> dict[str, np.dtype]:
+    tail = {t: [_APPENDAGE_LENGTH] if t in with_appendage else [] for t in fields}
+    return {t: np.dtype([_TYPE, *f, *tail[t]]) for t, f in fields.items()}
+
+
+INBOUND_DTYPES = _dtypes(_INBOUND_FIELDS, _WITH_APPENDAGE[0])
+OUTBOUND_DTYPES = _dtypes(_OUTBOUND_FIELDS, _WITH_APPENDAGE[1])
 _DTYPES = {INBOUND: INBOUND_DTYPES, OUTBOUND: OUTBOUND_DTYPES}
 
 
@@ -315,8 +319,17 @@ def _lengths_by_type_byte(dtypes: dict[str, np.dtype]) -> np.ndarray:
     return lengths
 
 
+def _appendage_by_type_byte(dtypes: dict[str, np.dtype]) -> np.ndarray:
+    """bool[256]: whether the spec ends the type's fixed part with an AppendageLength."""
+    flags = np.zeros(256, np.bool_)
+    for msg_type, dtype in dtypes.items():
+        flags[ord(msg_type)] = "appendage_length" in dtype.names
+    return flags
+
+
 INBOUND_FIXED_LENGTHS = _lengths_by_type_byte(INBOUND_DTYPES)
 OUTBOUND_FIXED_LENGTHS = _lengths_by_type_byte(OUTBOUND_DTYPES)
+OUTBOUND_HAS_APPENDAGE = _appendage_by_type_byte(OUTBOUND_DTYPES)
 
 # --- Python codec (tests, tools, the simulated exchange; not the hot path) ------------------------
 Appendage = list[tuple[int, bytes]]
@@ -381,11 +394,27 @@ def encode(direction: str, msg_type: str, *, appendage: Iterable[tuple[int, byte
     return record.tobytes() + block
 
 
+def _check_alpha(dtype: np.dtype, data: bytes, direction: str, msg_type: str) -> None:
+    """Raise FeedError naming the first alpha field with a byte outside printable ASCII (0x20-0x7E)."""
+    for name in dtype.names[1:]:
+        field, offset = dtype.fields[name][:2]
+        if field.kind != "S":
+            continue
+        for k, byte in enumerate(data[offset : offset + field.itemsize]):
+            if not 0x20 <= byte <= 0x7E:
+                raise FeedError(
+                    f"{direction} message {msg_type!r}: {name} has byte 0x{byte:02x}, not printable ASCII",
+                    offset=offset + k,
+                )
+
+
 def decode(direction: str, data: bytes) -> dict[str, int | str | Appendage]:
     """All fields of one OUCH message: ints, alpha fields as str (padding removed), ``appendage``.
 
-    ``appendage`` is the list of ``(tag, value)`` pairs (absent for System Event); ``appendage_length``
-    is implied by it and not returned. Bad input raises :class:`FeedError`.
+    ``appendage`` is the list of ``(tag, value)`` pairs (absent for the messages the spec gives none:
+    an appendage after one of those is checked and dropped); ``appendage_length`` is implied by it
+    and not returned. Bad input, an alpha field with a byte outside printable ASCII
+    included, raises :class:`FeedError`.
     """
     dtypes = _dtypes_of(direction)
     if not data:
@@ -397,21 +426,30 @@ def decode(direction: str, data: bytes) -> dict[str, int | str | Appendage]:
     fixed = dtype.itemsize
     if len(data) < fixed:
         raise FeedError(f"truncated {direction} message {msg_type!r}: {len(data)} bytes, fixed part is {fixed}")
+    _check_alpha(dtype, data, direction, msg_type)
     record = np.frombuffer(data, dtype, count=1)[0]
     fields: dict[str, int | str | Appendage] = dict(read_record(record, skip=("appendage_length",)))
-    if "appendage_length" not in dtype.names:
-        if len(data) != fixed:
-            raise FeedError(f"length {len(data)} for {direction} message {msg_type!r} (expects {fixed})")
-        return fields
-    declared = int(record["appendage_length"])
-    if len(data) != fixed + declared:
-        what = "truncated appendage" if len(data) < fixed + declared else "bytes after the appendage"
+    with_appendage = "appendage_length" in dtype.names
+    if not with_appendage:
+        if len(data) == fixed:
+            return fields
+        if len(data) < fixed + 2:
+            raise FeedError(
+                f"length {len(data)} for {direction} message {msg_type!r} (expects {fixed}, "
+                f"or {fixed + 2} and more with an appendage)"
+            )
+    start = fixed if with_appendage else fixed + 2  # the appendage block
+    declared = int.from_bytes(data[start - 2 : start], "big")
+    if len(data) != start + declared:
+        what = "truncated appendage" if len(data) < start + declared else "bytes after the appendage"
         raise FeedError(
             f"{what} in {direction} message {msg_type!r}: appendage length {declared}, "
-            f"{len(data) - fixed} bytes after the fixed part",
-            offset=fixed - 2,
+            f"{len(data) - start} bytes after the fixed part",
+            offset=start - 2,
         )
-    fields["appendage"] = decode_appendage(data[fixed:], offset=fixed)
+    appendage = decode_appendage(data[start:], offset=start)
+    if with_appendage:
+        fields["appendage"] = appendage
     return fields
 
 
@@ -495,7 +533,6 @@ _IU_APPLEN = _off(INBOUND_DTYPES, "U", "appendage_length")
 _X_LEN = INBOUND_DTYPES["X"].itemsize
 _X_URN = _off(INBOUND_DTYPES, "X", "user_ref_num")
 _X_QTY = _off(INBOUND_DTYPES, "X", "quantity")
-_X_APPLEN = _off(INBOUND_DTYPES, "X", "appendage_length")
 
 _TS = _off(OUTBOUND_DTYPES, "A", "timestamp")
 _URN = _off(OUTBOUND_DTYPES, "A", "user_ref_num")  # every outbound type but S and U
@@ -613,13 +650,12 @@ def encode_replace_nb(
 
 @njit(cache=True, nogil=True)
 def encode_cancel_nb(buf, pos, user_ref_num, quantity):
-    """Write a Cancel Order (``quantity`` = shares to leave, 0 cancels all) at buf[pos:]; 11, or 0 if no room."""
+    """Write a Cancel Order (``quantity`` = shares to leave, 0 cancels all) at buf[pos:]; 9, or 0 if no room."""
     if pos + _X_LEN > buf.shape[0]:
         return 0
     buf[pos] = 88  # "X"
     put_be_nb(buf, pos + _X_URN, user_ref_num, 4)
     put_be_nb(buf, pos + _X_QTY, quantity, 4)
-    put_be_nb(buf, pos + _X_APPLEN, 0, 2)
     return _X_LEN
 
 
@@ -628,8 +664,9 @@ def decode_outbound_nb(buf, pos, length, out, i):
     """Decode the outbound message at buf[pos:pos+length] into out[i] (a RESPONSE_DTYPE row).
 
     ``length`` is the framed message length (e.g. the SoupBinTCP payload) and must equal the fixed
-    part plus the declared appendage. Returns ``length``, or a negative ERR_* code leaving out[i] as
-    it was.
+    part plus the declared appendage (for a type the spec gives no appendage: the fixed part, or the
+    fixed part, an AppendageLength and its block). Returns ``length``, or a negative ERR_* code
+    leaving out[i] as it was.
     """
     if pos + length > buf.shape[0]:
         return ERR_OUT_OF_BUFFER
@@ -641,13 +678,21 @@ def decode_outbound_nb(buf, pos, length, out, i):
         return ERR_UNKNOWN_TYPE
     if length < fixed:
         return ERR_TRUNCATED
-    applen = 0 if kind == _K_S else u16_nb(buf, pos + fixed - 2)
-    end = pos + fixed + applen
+    start = pos + fixed  # where the appendage block starts
+    applen = 0
+    if OUTBOUND_HAS_APPENDAGE[kind]:
+        applen = u16_nb(buf, start - 2)
+    elif length >= fixed + 2:
+        start += 2
+        applen = u16_nb(buf, start - 2)
+    elif length > fixed:
+        return ERR_BAD_LENGTH
+    end = start + applen
     if pos + length < end:
         return ERR_TRUNCATED
     if pos + length > end:
         return ERR_BAD_LENGTH
-    p = pos + fixed
+    p = start
     while p < end:  # walk the TagValue elements: each must have a tag and end inside the block
         element = np.int64(buf[p])
         if element == 0 or p + 1 + element > end:

@@ -184,7 +184,7 @@ def open_event_file(path: str | Path) -> tuple[pq.ParquetFile, dict[int, Instrum
     expected = ARROW_SCHEMA if version == str(EVENT_SCHEMA_VERSION) else ARROW_SCHEMA_V1
     columns = pfile.schema_arrow
     if columns.names != expected.names or not all(map(_same_type, columns, expected)):
-        raise FeedError(f"event columns differ from EVENT_DTYPE: {columns.remove_metadata()}", path=name)
+        raise FeedError(f"not hftmm's event columns: {_schema_difference(columns, expected)}", path=name)
     try:
         instruments = instruments_from_json(meta.get(META_INSTRUMENTS, b"[]").decode())
     except (ValueError, TypeError, KeyError) as exc:
@@ -229,6 +229,27 @@ def _codes(column: pa.ChunkedArray | pa.Array, name: str, path: str) -> np.ndarr
             raise FeedError(f"unknown event {name} {exc}", path=path) from None
         parts.append(lut[chunk.indices.to_numpy(zero_copy_only=False)] if len(lut) else np.zeros(len(chunk), np.int64))
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _schema_difference(columns: pa.Schema, expected: pa.Schema) -> str:
+    """What keeps ``columns`` from being the event columns, briefly: the missing and extra names, or the
+    first column of another type or place."""
+    wanted, have = expected.names, columns.names
+    missing = [n for n in wanted if n not in have]
+    extra = [n for n in have if n not in wanted]
+    if missing or extra:
+        parts = [
+            f"missing {', '.join(missing[:5])}" if missing else "",
+            f"unexpected {', '.join(extra[:5])}" if extra else "",
+        ]
+        return "; ".join(p for p in parts if p)
+    for k, field in enumerate(expected):
+        other = columns.field(field.name)
+        if not _same_type(other, field):
+            return f"column {field.name} is {other.type}, not {field.type}"
+        if have[k] != field.name:
+            return f"column {k} is {have[k]}, not {field.name}"
+    return "the columns differ in nullability or metadata"
 
 
 def _to_events(batch: pa.RecordBatch | pa.Table, path: str) -> np.ndarray:

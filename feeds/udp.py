@@ -215,6 +215,14 @@ def free_udp_port(host: str = LOOPBACK) -> int:
         return sock.getsockname()[1]
 
 
+def bind_udp(sock: socket.socket, address: tuple[str, int]) -> None:
+    """``sock.bind(address)``; a failure (the port in use, an address not on this host) names the address."""
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        raise OSError(exc.errno, f"UDP {address[0]}:{address[1]}: {exc.strerror}") from None
+
+
 def request_socket(interface: str = LOOPBACK) -> socket.socket:
     """A non-blocking unicast UDP socket on ``interface`` to send re-requests from and read answers on."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -472,7 +480,7 @@ class MoldReceiver(MoldStream):
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf_bytes)
         if multicast_group is None:
-            self.sock.bind(bind)
+            bind_udp(self.sock, bind)
             self.request_sock = self.sock
         else:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

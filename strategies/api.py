@@ -23,6 +23,7 @@ compile once for every strategy and stay in Numba's on-disk cache.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -66,11 +67,21 @@ QUOTE_FN = types.FunctionType(QUOTE_SIG)
 
 @dataclass(frozen=True)
 class Param:
-    """One tunable number of a strategy, with its default and what it means."""
+    """One tunable number of a strategy, with its default, what it means and the values it may take
+    (finite, and at least ``minimum``: above it when ``exclusive``)."""
 
     name: str
     default: float
     doc: str
+    minimum: float = -math.inf
+    exclusive: bool = False
+
+    def check(self, value: float) -> None:
+        """Raise ValueError when ``value`` is not finite or below the parameter's minimum."""
+        low_ok = value > self.minimum if self.exclusive else value >= self.minimum
+        if not (math.isfinite(value) and low_ok):
+            bound = f"{'>' if self.exclusive else '>='} {self.minimum:g}" if self.minimum > -math.inf else "finite"
+            raise ValueError(f"{self.name} = {value:g} must be {bound}")
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,13 @@ class Strategy:
             raise ValueError(
                 f"strategy {self.name} has no parameter {', '.join(unknown)} (it has: {', '.join(self.names)})"
             )
-        return np.array([float(values.get(p.name, p.default)) for p in self.params], np.float64)
+        array = np.array([float(values.get(p.name, p.default)) for p in self.params], np.float64)
+        for param, value in zip(self.params, array, strict=True):
+            try:
+                param.check(float(value))
+            except ValueError as exc:
+                raise ValueError(f"strategy {self.name}: {exc}") from None
+        return array
 
     def describe(self) -> str:
         """A few lines for --help and error messages: each parameter, its default and meaning."""

@@ -54,7 +54,7 @@ AVELLANEDA_STOIKOV = Strategy(
     quote=avellaneda_stoikov_quote,
     params=(
         *MODEL_PARAMS,
-        Param("horizon_s", 10.0, "the constant T - t of the formulas: how long inventory is carried, seconds"),
+        Param("horizon_s", 10.0, "the constant T - t of the formulas: how long inventory is carried, seconds", 0),
         *ESTIMATOR_PARAMS,
     ),
     doc="Avellaneda-Stoikov reservation price and optimal spread; sigma, A, k estimated online",

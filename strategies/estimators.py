@@ -53,14 +53,20 @@ EST_STATE_LEN = S_COUNTS + N_DEPTHS
 # --- the estimator's parameters, a block starting at index p0 of the strategy's params -----------
 E_SIGMA, E_A, E_K, E_FIT_SIGMA, E_FIT_INTENSITY, E_WINDOW_S, E_DEPTH_STEP, E_MIN_ARRIVALS = range(8)
 ESTIMATOR_PARAMS = (
-    Param("sigma_ticks", 1.0, "volatility of the mid, ticks per sqrt-second (fixed value, or prior when estimated)"),
-    Param("A_per_s", 1.0, "trade intensity at the mid, market orders per second per side (fixed value or prior)"),
-    Param("k_per_tick", 0.5, "decay of the trade intensity with depth, per tick (fixed value or prior)"),
-    Param("estimate_sigma", 1.0, "1: estimate sigma online from the mid; 0: always use sigma_ticks"),
-    Param("estimate_intensity", 1.0, "1: fit A and k online from trades; 0: always use A_per_s and k_per_tick"),
-    Param("window_s", 60.0, "time constant of the estimators' exponential forgetting, seconds"),
-    Param("depth_step_ticks", 1.0, f"spacing of the {N_DEPTHS} depths at which arrivals are counted, ticks"),
-    Param("min_arrivals", 50.0, "trades seen (decayed; one a side a call) before A and k leave their priors"),
+    Param("sigma_ticks", 1.0, "volatility of the mid, ticks per sqrt-second (fixed value, or prior when estimated)", 0),
+    Param("A_per_s", 1.0, "trade intensity at the mid, market orders per second per side (fixed value or prior)", 0),
+    Param("k_per_tick", 0.5, "decay of the trade intensity with depth, per tick (fixed value or prior)", 0),
+    Param("estimate_sigma", 1.0, "1: estimate sigma online from the mid; 0: always use sigma_ticks", 0),
+    Param("estimate_intensity", 1.0, "1: fit A and k online from trades; 0: always use A_per_s and k_per_tick", 0),
+    Param("window_s", 60.0, "time constant of the estimators' exponential forgetting, seconds", 0, exclusive=True),
+    Param(
+        "depth_step_ticks",
+        1.0,
+        f"spacing of the {N_DEPTHS} depths at which arrivals are counted, ticks",
+        0,
+        exclusive=True,
+    ),
+    Param("min_arrivals", 50.0, "trades seen (decayed; one a side a call) before A and k leave their priors", 0),
 )
 
 MIN_A_PER_S = 1e-12  # floors that keep the models' divisions finite whatever the parameters say

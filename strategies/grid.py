@@ -64,7 +64,7 @@ GRID = Strategy(
     quote=grid_quote,
     params=(
         *BASE_PARAMS,
-        Param("levels", 3.0, f"quotes per side, 1 to {MAX_LEVELS}"),
+        Param("levels", 3.0, f"quotes per side, 1 to {MAX_LEVELS}", 1),
         Param("grid_ticks", 1.0, "distance between neighbouring levels of a side, ticks (at least 1)"),
         Param("half_spread_ticks", 1.0, "distance of the innermost levels from the centre, ticks (at least 0.5)"),
         Param("skew_ticks_per_unit", 0.5, "shift of the whole grid against the position, ticks per instrument unit"),

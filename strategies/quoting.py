@@ -17,12 +17,12 @@ from strategies.api import Q_ASK, Q_ASK_QTY, Q_BID, Q_BID_QTY, V_ASK, V_BID, V_L
 P_ORDER_QTY = 1
 P_MAX_POSITION = 2
 BASE_PARAMS = (
-    Param("interval_ns", 100_000_000, "how often quotes are re-evaluated, ns (0: on every book change)"),
-    Param("order_qty", 1.0, "size of each quote, instrument units"),
-    Param("max_position", 10.0, "no quote that could take |position| beyond this, instrument units"),
+    Param("interval_ns", 100_000_000, "how often quotes are re-evaluated, ns (0: on every book change)", 0),
+    Param("order_qty", 1.0, "size of each quote, instrument units", 0, exclusive=True),
+    Param("max_position", 10.0, "no quote that could take |position| beyond this, instrument units", 0),
 )
 P_GAMMA = 3  # the model strategies (Avellaneda-Stoikov, GLFT) go on with their risk aversion
-MODEL_PARAMS = (*BASE_PARAMS, Param("gamma", 0.1, "risk aversion, per tick, for an inventory of one order_qty"))
+MODEL_PARAMS = (*BASE_PARAMS, Param("gamma", 0.1, "risk aversion, per tick, for an inventory of one order_qty", 0))
 
 SMALL_RATIO = 1e-9  # below this, x -> log1p(x)/x and (1+x)**(1/x) are replaced by their limits 1 and e
 

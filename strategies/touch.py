@@ -35,9 +35,9 @@ TOUCH = Strategy(
     name="touch",
     quote=touch_quote,
     params=(
-        Param("interval_ns", 100_000_000, "how often quotes are re-evaluated, ns (0: on every book change)"),
-        Param("order_qty", 1.0, "size of each quote, instrument units"),
-        Param("max_position", 10.0, "no quote that could take |position| beyond this, instrument units"),
+        Param("interval_ns", 100_000_000, "how often quotes are re-evaluated, ns (0: on every book change)", 0),
+        Param("order_qty", 1.0, "size of each quote, instrument units", 0, exclusive=True),
+        Param("max_position", 10.0, "no quote that could take |position| beyond this, instrument units", 0),
     ),
     doc="join the best bid and ask with a fixed size within a maximum position",
 )

@@ -96,3 +96,33 @@ def step_until(
         if not step():
             time.sleep(idle_s)
     assert done(), f"condition not reached within {max_cycles} cycles and {wait_s} s"
+
+
+MULTICAST_PROBE_S = 1.0
+
+
+def skip_unless_multicast_loops_back(group: str, interface: str = "127.0.0.1") -> None:
+    """Skip the test when a plain socket's multicast datagram to ``group`` does not come back on this host
+    (a property of the host, probed apart from the code under test, so that the code cannot cause the skip)."""
+    import select
+    import socket
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        receiver.bind((group, 0))
+        membership = socket.inet_aton(group) + socket.inet_aton(interface)
+        receiver.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 0)
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        sender.sendto(b"probe", (group, receiver.getsockname()[1]))
+        ready, _, _ = select.select([receiver], [], [], MULTICAST_PROBE_S)
+    except OSError as exc:
+        pytest.skip(f"no multicast on {interface} here: {exc}")
+    finally:
+        receiver.close()
+        sender.close()
+    if not ready:
+        pytest.skip("multicast datagrams do not loop back on this host")

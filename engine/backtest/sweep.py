@@ -42,6 +42,7 @@ from engine.backtest.models import DEFAULT_LATENCY, Latency, parse_queue
 from engine.backtest.ranking import RANK_KEYS
 from engine.core import events as E
 from engine.core.instruments import Instrument
+from engine.runtime.localray import start_local_ray
 from feeds.parquet import write_events
 from strategies import get_strategy
 
@@ -231,17 +232,10 @@ def _start_ray(address: str | None) -> bool:
 
     if ray.is_initialized():  # a caller's own session (a notebook, a Ray job): use it as it is
         return False
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # Ray's notices stay off stderr
     if address is None:
-        ray.init(
-            address="local",  # never an instance another user started on this machine
-            num_cpus=os.cpu_count(),
-            include_dashboard=False,
-            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-            **quiet,
-        )
+        start_local_ray(os.cpu_count() or 1, LOCAL_OBJECT_STORE_BYTES)
     else:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)  # Ray's notices off stderr
     return True
 
 

@@ -111,6 +111,10 @@ def cmd_live(args: argparse.Namespace) -> int:
     if args.report:
         with open(args.report, "w") as fh:
             json.dump(report, fh, indent=2)
+    failed = daemon.failed_nodes()
+    if failed:  # a node that could not run: the session did not do what the config asked
+        print(f"hftmm: error: {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 
 
@@ -20,6 +21,12 @@ class Instrument:
     price_scale: int
     tick_size: float = 0.0
     lot_size: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.price_scale < math.inf:
+            raise ValueError(f"instrument {self.symbol!r}: price_scale {self.price_scale} must be positive and finite")
+        if not (0 <= self.tick_size < math.inf and 0 < self.lot_size < math.inf):
+            raise ValueError(f"instrument {self.symbol!r}: tick_size must be >= 0 and lot_size > 0, both finite")
 
     def to_price(self, fixed: int) -> float:
         """The currency price of a fixed-point price."""

@@ -14,6 +14,7 @@ from engine.gateway.session import Port
 from engine.live.builder import NodeBlocks, NodeInstrument, NodeSpec
 from engine.live.journal import FSYNC_POLICIES
 from engine.runtime.aeron import IPC_CHANNEL, AeronConfig
+from engine.runtime.affinity import check_cpus
 from engine.runtime.agent import idle_strategy
 from engine.runtime.metrics import MetricsConfig
 from engine.simexchange.config import MarketDataConfig, OrderEntryConfig, SimExchangeConfig, SimInstrument
@@ -105,6 +106,8 @@ class NodeConfig(FrozenConfig, kw_only=True):
             raise ValueError(f"node {self.name!r} needs distinct symbols")
         if self.order_rows < 2 or self.cpu < -1:
             raise ValueError(f"node {self.name!r}: order_rows must be >= 2 and cpu >= -1")
+        if self.cpu != -1:
+            check_cpus((self.cpu,), f"node {self.name!r}")
 
 
 class LiveConfig(FrozenConfig, kw_only=True):

@@ -41,6 +41,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -73,9 +74,11 @@ from engine.runtime import control as CB
 from engine.runtime import metrics as M
 from engine.runtime.aeron import AttachedDriver, EmbeddedDriver, open_driver
 from engine.runtime.control import CONTROL_PREFIX
+from engine.runtime.localray import start_local_ray
 from engine.runtime.metrics import DaemonMetrics, MetricsExporter
 from engine.trading import layout as TL
 from engine.trading.oms import working_count_nb
+from feeds.udp import bind_udp
 
 log = logging.getLogger("hftmm.live")
 
@@ -103,6 +106,7 @@ class NodeHandle:
     restarts: int = 0
     report: dict = field(default_factory=dict)
     failure: str = ""
+    down: bool = False  # failed and not restarted again
     journals: list[Path] = field(default_factory=list)  # the files its tables derive from, oldest first
 
 
@@ -151,6 +155,7 @@ class LiveDaemon:
             previous = self._previous_run(crashed) if crashed else None
             if previous is not None:
                 self._fence(previous[0])
+            self._check_market_data_port()
             aeron_dir = self._start_exchange() if self.config.exchange.embedded else self._start_driver()
             self.exporter = MetricsExporter.from_config(self.config.metrics, self.daemon_metrics)
             self.exporter.start()
@@ -289,6 +294,17 @@ class LiveDaemon:
         spec = self.config.node_spec(k, aeron_dir, blocks, first_order_id(), self._capture_path(node.name, started, 0))
         return NodeHandle(node, spec, blocks, writer, journals=[writer.path])
 
+    def _check_market_data_port(self) -> None:
+        """Fail the start, naming the port, when the nodes could not bind the unicast market-data port."""
+        ex = self.config.exchange
+        if ex.multicast_group:
+            return  # the nodes share a group's port
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                bind_udp(probe, (ex.md_host, ex.md_port))
+            except OSError as exc:
+                raise LiveError(f"market-data port: {exc.strerror}") from None
+
     def _capture_path(self, node: str, started: str, restart: int) -> str:
         """Where a node process records its session ("" without ``[capture] enabled``)."""
         cfg = self.config.capture
@@ -302,13 +318,11 @@ class LiveDaemon:
 
         if ray.is_initialized():
             return
-        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # Ray's notices stay off stderr
         if self.config.ray.address:
-            ray.init(address=self.config.ray.address, **quiet)
+            ray.init(address=self.config.ray.address, log_to_driver=False, logging_level=logging.ERROR)
         else:
             needed = math.ceil(self.config.ray.node_cpus * len(self.nodes))
-            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False,
-                     object_store_memory=RAY_OBJECT_STORE_BYTES, **quiet)  # fmt: skip
+            start_local_ray(max(os.cpu_count() or 1, needed), RAY_OBJECT_STORE_BYTES)
         self.started_ray = True
 
     def _launch(self, handle: NodeHandle) -> None:
@@ -335,9 +349,16 @@ class LiveDaemon:
                 self.out("hftmm: the embedded exchange failed; stopping")
                 break
             self._supervise()
+            if all(handle.down for handle in self.nodes):
+                self.out("hftmm: no node is running; stopping")
+                break
             if interval and now >= next_status:
                 self.status(self.status_line())
                 next_status = now + interval
+
+    def failed_nodes(self) -> list[str]:
+        """``node NAME: its error`` of every node that failed and was not restarted again."""
+        return [f"node {handle.config.name}: {handle.failure}" for handle in self.nodes if handle.down]
 
     def engage_kill_switch(self) -> None:
         """Every node cancels everything and quotes no more; the daemon keeps running."""
@@ -360,11 +381,12 @@ class LiveDaemon:
             try:
                 handle.report = ray.get(handle.run_ref)
                 handle.failure = "ended on its own"
-            except Exception as exc:  # the actor died or run() raised: its reason, in one line
-                handle.failure = " ".join(str(exc).split())[:300]
+            except Exception as exc:  # the actor died or run() raised: its reason (run()'s own error), in one line
+                handle.failure = " ".join(str(getattr(exc, "cause", None) or exc).split())[:300]
             handle.run_ref = None
             self.daemon_metrics.set_node_up(handle.config.name, False)
             if handle.restarts >= self.config.ray.max_restarts:
+                handle.down = True
                 self.out(f"hftmm: node {handle.config.name} failed and is not restarted again: {handle.failure}")
                 continue
             handle.restarts += 1

@@ -46,7 +46,7 @@ N_PR = 11
 # stages of tick-to-trade (histogram rows 1 + s of the metrics block); they add up to offered - received
 STAGES = ("decode", "dispatch", "book", "strategy", "risk", "encode", "offer")
 STALE, FRESH = 1, 2  # dirty[i]: market data since the previous call, from an earlier step / from this one
-MESSAGE_BYTES = 64  # room per message in ``out`` (Enter Order 47 / Replace Order 40 + appendage 3, Cancel 11, + 1)
+MESSAGE_BYTES = 64  # room per message in ``out`` (Enter Order 47 / Replace Order 40 + appendage 3, Cancel 9, + 1)
 
 
 class NodeState(NamedTuple):

@@ -69,6 +69,14 @@ def allowed_cpus() -> frozenset[int]:
     return frozenset(os.sched_getaffinity(0))
 
 
+def check_cpus(cpus: Iterable[int], what: str) -> None:
+    """Raise ValueError naming ``what`` when a CPU of ``cpus`` is not one this process may run on."""
+    allowed = allowed_cpus()
+    for cpu in cpus:
+        if cpu not in allowed:
+            raise ValueError(f"{what}: cpu {cpu} is not one this process may run on ({format_cpu_list(allowed)})")
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where the hot thread and the other threads of the process run.

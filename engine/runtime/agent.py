@@ -218,7 +218,9 @@ class AgentRunner:
         else:
             self._close_agents()
         if self.error is not None:
-            raise RuntimeError(f"agent of runner {self.name!r} failed") from self.error
+            raise RuntimeError(
+                f"agent of runner {self.name!r} failed: {type(self.error).__name__}: {self.error}"
+            ) from self.error
 
     def __enter__(self) -> AgentRunner:
         return self

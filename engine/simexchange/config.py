@@ -10,11 +10,12 @@ from engine.core.units import LOOPBACK, NS_PER_MS
 from engine.gateway import session as SP
 from engine.gateway.session import Port
 from engine.runtime.aeron import AeronConfig
+from engine.runtime.affinity import check_cpus
 from engine.runtime.agent import idle_strategy
 from engine.simexchange.flow import FlowConfig, InstrumentFlow
 from engine.simexchange.matching import POST_ONLY_MODES, SELF_TRADE_MODES
 from engine.simexchange.mdpub import DEFAULT_HISTORY_MESSAGES, DEFAULT_MAX_PACKET_BYTES
-from engine.simexchange.orderentry import ServerConfig
+from engine.simexchange.orderentry import DEFAULT_MAX_ORDER_NOTIONAL, DEFAULT_MAX_ORDER_SHARES, ServerConfig
 from engine.simexchange.replayflow import AT_END_MODES
 
 
@@ -65,6 +66,8 @@ class OrderEntryConfig(FrozenConfig):
     heartbeat_interval_ms: int = 1000  # server heartbeat after this long without sending
     timeout_ms: int = SP.DEFAULT_TIMEOUT_NS // NS_PER_MS  # end a session after this long without a client packet
     cancel_on_disconnect: bool = True  # cancel a session's resting orders when it ends
+    max_order_shares: int = DEFAULT_MAX_ORDER_SHARES  # an Enter or Replace for more shares is rejected
+    max_order_notional: int = DEFAULT_MAX_ORDER_NOTIONAL  # dollars (shares x limit price); beyond: rejected
 
     def __post_init__(self) -> None:
         self.server_config()
@@ -77,6 +80,8 @@ class OrderEntryConfig(FrozenConfig):
             heartbeat_interval_ns=self.heartbeat_interval_ms * NS_PER_MS,
             timeout_ns=self.timeout_ms * NS_PER_MS,
             cancel_on_disconnect=self.cancel_on_disconnect,
+            max_order_shares=self.max_order_shares,
+            max_order_notional=self.max_order_notional,
         )
 
 
@@ -143,8 +148,7 @@ class SimExchangeConfig(FrozenConfig):
         idle_strategy(self.idle)
         if self.warm_up_s < 0 or not 0 <= self.metrics_port < 1 << 16:
             raise ValueError("warm_up_s must be >= 0 and metrics_port in 0..65535")
-        if any(cpu < 0 for cpu in self.cpu_affinity):
-            raise ValueError("cpu_affinity holds CPU numbers >= 0")
+        check_cpus(self.cpu_affinity, "cpu_affinity")
 
     def listed(self) -> tuple[SimInstrument, ...]:
         """The instruments with their locates: as given, or (0) their position in the list + 1."""

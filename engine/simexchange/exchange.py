@@ -107,7 +107,9 @@ class _FlowGate:
         return work
 
     def on_close(self) -> None:
-        """Nothing to release."""
+        """Close the session's ITCH (the publisher, closed after this agent, sends it, then End of Session)."""
+        ex = self.exchange
+        ex.publisher.publish_flat(ex.engine.session_end_itch(ex.clock_ns()))
 
 
 class _OrderEntryEngine:
@@ -403,6 +405,10 @@ class SimExchange:
             "retransmissions_served": rtx.served_requests if rtx else 0,
             "retransmitted_messages": rtx.messages if rtx else 0,
             "order_entry_sessions": sum(s.logged_in for s in self.order_entry.sessions),
+            "order_entry_malformed": self.order_entry.malformed_messages,
+            "order_entry_foreign_packets": self.order_entry.foreign_packets,
+            "order_entry_protocol_violations": self.order_entry.protocol_violations,
+            "order_entry_handler_errors": self.order_entry.handler_errors,
             "duty_cycles": self.runner.duty_cycles,
             "max_duty_cycle_ns": self.runner.max_duty_cycle_ns,
         } | self._replay_stats()
@@ -472,6 +478,25 @@ _METRICS = (  # stats key, metric name, type, help
     ("retransmissions_served", "hftmm_sim_retransmissions_served", "counter", "re-requests answered"),
     ("retransmitted_messages", "hftmm_sim_retransmitted_messages", "counter", "messages sent again"),
     ("order_entry_sessions", "hftmm_sim_order_entry_sessions", "gauge", "logged-in OUCH sessions"),
+    ("order_entry_malformed", "hftmm_sim_order_entry_malformed", "counter", "OUCH messages rejected as malformed"),
+    (
+        "order_entry_foreign_packets",
+        "hftmm_sim_order_entry_foreign_packets",
+        "counter",
+        "packets on a logged-in user's stream from another publication, dropped",
+    ),
+    (
+        "order_entry_protocol_violations",
+        "hftmm_sim_order_entry_protocol_violations",
+        "counter",
+        "sessions logged out for a protocol violation",
+    ),
+    (
+        "order_entry_handler_errors",
+        "hftmm_sim_order_entry_handler_errors",
+        "counter",
+        "sessions ended because handling their packet failed",
+    ),
     ("duty_cycles", "hftmm_sim_duty_cycles", "counter", "runner duty cycles"),
     ("max_duty_cycle_ns", "hftmm_sim_max_duty_cycle_ns", "gauge", "longest runner duty cycle, ns"),
 )

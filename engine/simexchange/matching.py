@@ -146,6 +146,11 @@ class MatchingEngine:
         parts.append(self.system_event("Q", now_ns))
         return b"".join(parts)
 
+    def session_end_itch(self, now_ns: int) -> bytes:
+        """The close of a session: S end of market hours, S end of system hours, S end of messages
+        (always ITCH's last message; MoldUDP64's End of Session follows it)."""
+        return b"".join(self.system_event(code, now_ns) for code in "MEC")
+
     # --- reads -----------------------------------------------------------------------------------
     def book_snapshot(self, locate: int) -> dict[str, list[tuple[int, list[tuple[int, int, int, int]]]]]:
         """``{"bids": [...], "asks": [...]}``, best level first: ``(price, [(order_ref, qty, owner,

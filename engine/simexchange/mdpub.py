@@ -55,6 +55,7 @@ from feeds.moldudp64 import (
     encode_end_of_session,
     encode_heartbeat,
 )
+from feeds.udp import bind_udp
 
 DEFAULT_MAX_PACKET_BYTES = 1400  # UDP payload: fits a 1500-byte Ethernet MTU with IP and UDP headers
 DEFAULT_HEARTBEAT_INTERVAL_NS = 1_000_000_000
@@ -165,10 +166,19 @@ def _session_bytes(session: bytes | str) -> bytes:
 
 
 def _udp_socket(destination_host: str, multicast_interface: str, multicast_ttl: int) -> socket.socket:
-    """A non-blocking UDP socket, set up for multicast sends when the destination is a group."""
+    """A non-blocking UDP socket, set up for multicast sends when the destination is a group.
+
+    It is bound to the address it sends from (127.0.0.1 to a loopback destination, the interface of a
+    multicast group), never to every interface; only a unicast destination elsewhere leaves the choice
+    of source to the kernel, as configured."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
-    if ipaddress.ip_address(destination_host).is_multicast:
+    destination = ipaddress.ip_address(destination_host)
+    if destination.is_loopback:
+        sock.bind((LOOPBACK, 0))
+    elif destination.is_multicast:
+        sock.bind((multicast_interface, 0))
+    if destination.is_multicast:
         if multicast_ttl not in (0, 1):
             raise ValueError(f"multicast TTL must be 0 (host) or 1 (subnet), got {multicast_ttl}")
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(multicast_interface))
@@ -434,7 +444,7 @@ class RetransmissionServer:
         self.stats = RetransmissionStats()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
-        self.sock.bind(bind)
+        bind_udp(self.sock, bind)
         self.address: tuple[str, int] = self.sock.getsockname()
         self._request = bytearray(REQUEST_BUFFER_BYTES)
         self._blocks = np.empty(publisher.max_packet_bytes - HEADER_LENGTH, np.uint8)

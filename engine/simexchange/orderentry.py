@@ -4,7 +4,9 @@ The packets are ``engine.gateway.session``'s. One Aeron channel pair per user (a
 numbers the OUCH messages it sends per user and keeps them all, so a client that logs in again with
 ``requested_sequence = last seen + 1`` gets exactly the missed ones. It heartbeats after
 ``heartbeat_interval_ns`` without sending and ends a session after ``timeout_ns`` without hearing from
-the client (cancelling its resting orders when ``cancel_on_disconnect``).
+the client (cancelling its resting orders when ``cancel_on_disconnect``). A login binds the session to
+the Aeron publication it came from: packets from any other publication on that stream are dropped and
+counted, unless they are a Login Request with the user's credentials (a reconnecting client).
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ from feeds.errors import FeedError
 CANCEL_ON_DISCONNECT = ouch.CANCEL_SUPERVISORY
 
 
+# Exchange-side limits of one order (an Enter or a Replace), as a venue's fat-finger checks: shares, and
+# notional in dollars (shares x limit price); beyond them the order is rejected with REJECT_SHARES_EXCEED_
+# THRESHOLD or REJECT_EXCEEDS_MAX_NOTIONAL_VALUE.
+DEFAULT_MAX_ORDER_SHARES = 1_000_000
+DEFAULT_MAX_ORDER_NOTIONAL = 50_000_000
+_PRICE_PER_DOLLAR = 10_000  # OUCH prices are in 1e-4 dollars
+
+
 # Engine reject reasons -> OUCH Order Rejected codes (REJ_UNKNOWN_ORDER depends on the request).
 REJECT_CODES = {
     L.REJ_BAD_TICK: ouch.REJECT_INVALID_PRICE,
@@ -48,6 +58,15 @@ _SIDES = {ouch.SIDE_BUY: E.SIDE_BID, ouch.SIDE_SELL: E.SIDE_ASK, ouch.SIDE_SELL_
 _SIDES[ouch.SIDE_SELL_SHORT_EXEMPT] = E.SIDE_ASK
 
 
+def _user_ref_num_of(message: bytes) -> int:
+    """The UserRefNum an inbound message carries (a Replace's new one), 0 when it has none or is too short."""
+    dtype = ouch.INBOUND_DTYPES.get(chr(message[0])) if message else None
+    if dtype is None:
+        return 0
+    offset = dtype.fields["user_ref_num"][1]
+    return int.from_bytes(message[offset : offset + 4], "big") if len(message) >= offset + 4 else 0
+
+
 # --- server ---------------------------------------------------------------------------------------
 
 
@@ -60,9 +79,13 @@ class ServerConfig(FrozenConfig):
     timeout_ns: int = SP.DEFAULT_TIMEOUT_NS
     cancel_on_disconnect: bool = True
     fragment_limit: int = SP.DEFAULT_FRAGMENT_LIMIT
+    max_order_shares: int = DEFAULT_MAX_ORDER_SHARES
+    max_order_notional: int = DEFAULT_MAX_ORDER_NOTIONAL
 
     def __post_init__(self) -> None:
         alpha_bytes(self.session, SP.SESSION_LEN)
+        if not 0 < self.max_order_shares < 1 << 32 or self.max_order_notional <= 0:
+            raise ValueError("max_order_shares must be in 1..4294967295 and max_order_notional positive")
         if len({p.username for p in self.ports}) != len(self.ports):
             raise ValueError("usernames of the ports must be distinct")
         if not 0 < self.heartbeat_interval_ns < self.timeout_ns:
@@ -94,6 +117,7 @@ class _Session:
     publication: pyaeron.ExclusivePublication
     subscription: pyaeron.Subscription
     logged_in: bool = False
+    image: int = 0  # Aeron session id of the publication the live login came from (its packets only count)
     last_rx_ns: int = 0
     last_tx_ns: int = 0
     sent: list[bytes] = field(default_factory=list)  # outbound OUCH messages, sequence = index + 1
@@ -136,7 +160,11 @@ class OrderEntryServer:
         self._requests = np.zeros(256, L.REQUEST_DTYPE)
         self._n_requests = 0
         self._handlers: list[Callable[[pyaeron.BufferView, pyaeron.Header], None]] = []
-        self.protocol_violations = 0
+        self.protocol_violations = 0  # sessions logged out for a packet the session layer does not allow
+        self.foreign_packets = 0  # packets on a logged-in user's stream from another publication, dropped
+        self.malformed_messages = 0  # OUCH messages rejected because their bytes do not decode
+        self.handler_errors = 0  # sessions ended because handling one of their packets failed
+        self.last_handler_error = ""  # the last such failure, one line
         self.tap: Callable[[bytes], None] | None = None  # sees every inbound packet first (latency harness)
 
     # --- agent ----------------------------------------------------------------------------------
@@ -185,14 +213,24 @@ class OrderEntryServer:
             packet = view.tobytes()
             if self.tap is not None:
                 self.tap(packet)
-            self._on_packet(session, packet)
+            batched = self._n_requests
+            try:
+                self._on_packet(session, packet, header.session_id)
+            except Exception as exc:  # one client's bytes must not end every session
+                self.handler_errors += 1
+                self.last_handler_error = f"{session.port.username}: {type(exc).__name__}: {exc}"
+                self._n_requests = batched  # drop what the failed packet may have half added
+                self._end_session(session, SP.LOGOUT_PROTOCOL_VIOLATION)
 
         return on_fragment
 
-    def _on_packet(self, session: _Session, packet: bytes) -> None:
+    def _on_packet(self, session: _Session, packet: bytes, image: int) -> None:
         kind = packet[0] if packet else 0
+        if session.logged_in and image != session.image and not self._is_valid_login(session, packet):
+            self.foreign_packets += 1  # not the logged-in publisher, and no credentials: no answer either
+            return
         if kind == SP.PKT_LOGIN_REQUEST:
-            self._on_login(session, packet)
+            self._on_login(session, packet, image)
             return
         if not session.logged_in:
             return  # anything but a login from a client without a session is ignored
@@ -205,30 +243,33 @@ class OrderEntryServer:
             self.protocol_violations += 1
             self._end_session(session, SP.LOGOUT_PROTOCOL_VIOLATION)
 
-    def _on_login(self, session: _Session, packet: bytes) -> None:
-        port = session.port
-        if len(packet) != SP.LOGIN_REQUEST_LEN:
+    def _is_valid_login(self, session: _Session, packet: bytes) -> bool:
+        """Whether ``packet`` is a Login Request with the port's credentials."""
+        return (
+            len(packet) == SP.LOGIN_REQUEST_LEN
+            and packet[0] == SP.PKT_LOGIN_REQUEST
+            and text_field(packet, SP.LOGIN_USERNAME_OFFSET, SP.USERNAME_LEN) == session.port.username
+            and text_field(packet, SP.LOGIN_PASSWORD_OFFSET, SP.PASSWORD_LEN) == session.port.password
+        )
+
+    def _on_login(self, session: _Session, packet: bytes, image: int) -> None:
+        """Log the session in and bind it to ``image``, the Aeron session id of the login's publication."""
+        if not self._is_valid_login(session, packet):
             session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + SP.LOGIN_REJECT_NOT_AUTHORIZED.encode())
             return
-        username = text_field(packet, SP.LOGIN_USERNAME_OFFSET, SP.USERNAME_LEN)
-        password = text_field(packet, SP.LOGIN_PASSWORD_OFFSET, SP.PASSWORD_LEN)
-        requested = text_field(packet, SP.LOGIN_SESSION_OFFSET, SP.SESSION_LEN)
-        if username != port.username or password != port.password:
-            reason = SP.LOGIN_REJECT_NOT_AUTHORIZED
-        elif requested not in ("", self.config.session):
-            reason = SP.LOGIN_REJECT_SESSION_UNAVAILABLE
-        else:
-            sequence = int.from_bytes(packet[SP.LOGIN_SEQUENCE_OFFSET : SP.LOGIN_REQUEST_LEN], "big")
-            next_sequence = len(session.sent) + 1
-            if 0 < sequence < next_sequence:
-                next_sequence = sequence
-            session.logged_in = True
-            session.last_rx_ns = self.clock_ns()
-            session.delivered = next_sequence - 1
-            session.control.clear()
-            session.control.append(encode_login_accepted(self.config.session, next_sequence))
+        if text_field(packet, SP.LOGIN_SESSION_OFFSET, SP.SESSION_LEN) not in ("", self.config.session):
+            session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + SP.LOGIN_REJECT_SESSION_UNAVAILABLE.encode())
             return
-        session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + reason.encode())
+        sequence = int.from_bytes(packet[SP.LOGIN_SEQUENCE_OFFSET : SP.LOGIN_REQUEST_LEN], "big")
+        next_sequence = len(session.sent) + 1
+        if 0 < sequence < next_sequence:
+            next_sequence = sequence
+        session.logged_in = True
+        session.image = image
+        session.last_rx_ns = self.clock_ns()
+        session.delivered = next_sequence - 1
+        session.control.clear()
+        session.control.append(encode_login_accepted(self.config.session, next_sequence))
 
     def _end_session(self, session: _Session, reason: str) -> None:
         """Log the session out (telling the client why, if ``reason``) and cancel its orders if so configured."""
@@ -274,8 +315,8 @@ class OrderEntryServer:
         try:
             fields = ouch.decode(ouch.INBOUND, message)
         except FeedError:
-            urn = int.from_bytes(message[1:5], "big") if len(message) >= 5 else 0
-            self._reject(session, urn, ouch.REJECT_OTHER)
+            self.malformed_messages += 1
+            self._reject(session, _user_ref_num_of(message), ouch.REJECT_OTHER)
             return
         msg_type = chr(message[0])
         urn = int(fields["user_ref_num"])
@@ -294,6 +335,14 @@ class OrderEntryServer:
             session.batch_kinds[urn] = L.REQ_CANCEL
         else:
             self._reject(session, urn, ouch.REJECT_OTHER)
+
+    def _limit_code(self, shares: int, price: int) -> int:
+        """The OUCH reject code of an order beyond the exchange-side limits, 0 within them."""
+        if shares > self.config.max_order_shares:
+            return ouch.REJECT_SHARES_EXCEED_THRESHOLD
+        if shares * price > self.config.max_order_notional * _PRICE_PER_DOLLAR:
+            return ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE
+        return 0
 
     def _new_user_ref_num(self, session: _Session, urn: int, cl_ord_id: str) -> bool:
         """UserRefNums must strictly increase per session; reject (and return False) otherwise."""
@@ -326,7 +375,7 @@ class OrderEntryServer:
             if side is None
             else ouch.REJECT_OTHER
             if tif is None
-            else 0
+            else self._limit_code(int(fields["quantity"]), int(fields["price"]))
         )
         if code:
             self._reject(session, urn, code, order.cl_ord_id)
@@ -344,6 +393,10 @@ class OrderEntryServer:
     def _on_replace(self, session: _Session, urn: int, fields: dict) -> None:
         cl_ord_id = str(fields["cl_ord_id"])
         if not self._new_user_ref_num(session, urn, cl_ord_id):
+            return
+        code = self._limit_code(int(fields["quantity"]), int(fields["price"]))
+        if code:
+            self._reject(session, urn, code, cl_ord_id)
             return
         orig = int(fields["orig_user_ref_num"])
         old = session.orders.get(orig)

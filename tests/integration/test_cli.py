@@ -432,7 +432,10 @@ def make_bad_input(name: str, folder: Path, body: bytes, request: pytest.Fixture
         messages = GEN_MESSAGES - 1
     elif name == "random_garbage":
         data = random.Random(20240508).randbytes(5000)
-        patterns, messages = [r"offset \d+", r"seq \d+"], None
+        patterns, messages = [r"offset 0\b", "not an ITCH, pcap, DBN, Parquet or npz file"], None
+    elif name == "text_file":
+        data = b"symbol,price\nAAPL,101.5\n" * 100
+        patterns, messages = [r"offset 0\b", r"not an ITCH, pcap, DBN, Parquet or npz file \(first bytes"], None
     elif name in ("gzip_truncated", "gzip_flipped"):
         path = folder / f"{name}.itch.gz"
         gz = gzip.compress(body)
@@ -481,6 +484,7 @@ BAD_INPUTS = [
     "zero_length",
     "truncated_final",
     "random_garbage",
+    "text_file",
     "gzip_truncated",
     "gzip_flipped",
     "pcap_bad_magic",
@@ -532,6 +536,40 @@ def test_skip_bad_after_a_corrupt_gzip_goes_on_with_the_next_file(
     assert summary["skipped_records"] > 0
     assert summary["messages"] >= generated_replay["messages"]
     assert bad["path"].name in proc.stderr
+
+
+def test_event_parquet_with_bad_metadata_or_columns_exits_2_with_a_short_line(generated: dict, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "day.parquet"
+    run_ok("convert", generated["path"], "-o", parquet, cwd=tmp_path)
+    table = pq.read_table(parquet)
+    meta = dict(pq.ParquetFile(parquet).metadata.metadata)
+    key = next(k for k in meta if b"instruments" in k)
+    scale_zero = tmp_path / "scale_zero.parquet"
+    instruments = [dict(i, price_scale=0) for i in json.loads(meta[key])]
+    pq.write_table(table.replace_schema_metadata({**meta, key: json.dumps(instruments).encode()}), scale_zero)
+    wrong_columns = tmp_path / "wrong_columns.parquet"
+    renamed = table.drop_columns(["price"]).append_column("px", pa.array([1.0] * len(table)))
+    pq.write_table(renamed.replace_schema_metadata(meta), wrong_columns)
+    scale, columns = run_many(("book", scale_zero), ("replay", wrong_columns), cwd=tmp_path)
+    assert_one_line_error(scale, scale_zero, "bad instrument metadata", "price_scale 0 must be positive and finite")
+    line = assert_one_line_error(columns, wrong_columns, "missing price; unexpected px")
+    assert len(line) < 200
+
+
+def test_dbn_record_of_unknown_rtype_exits_2_and_skip_bad_names_it(tmp_path: Path) -> None:
+    from tests.unit.feeds.test_dbn import mbo, stream, with_rtype
+
+    path = tmp_path / "unknown_rtype.dbn"
+    path.write_bytes(stream([mbo("A", "B"), with_rtype(mbo("A", "B"), 0xEE), mbo("C", "B")]))
+    proc, skipped = run_many(("replay", path, "--json"), ("replay", path, "--json", "--skip-bad"), cwd=tmp_path)
+    assert_one_line_error(proc, path, r"offset \d+", "record 1: unknown rtype 0xee")
+    assert skipped.returncode == 0 and json.loads(skipped.stdout)["skipped_records"] == 1
+    warning = skipped.stderr.strip().splitlines()
+    assert warning[0] == "hftmm: warning: skipped 1 bad records (56 bytes); first:"
+    assert "unknown rtype 0xee" in warning[1]
 
 
 def test_missing_file_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from engine.backtest.backtest import backtest
 from engine.backtest.result import ANNUALISE_MIN_S
+from feeds.hftbacktest import BUY_EVENT, EXCH_EVENT, HBT_DEPTH, HBT_DTYPE, LOCAL_EVENT, SELL_EVENT
 from tests.conftest import real_file
 from tests.integration.test_cli import run
 
@@ -156,3 +158,42 @@ def test_backtest_runs_a_strategy_module_of_ones_own(itch_day: Path, symbol: str
     assert json.loads(done.stdout)["orders"] > 0
     bad = run("backtest", "--data", itch_day, "--strategy", "my_mm.outside:NOPE", "--symbol", symbol, cwd=tmp_path)
     assert bad.returncode == 2 and "has no 'NOPE'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def synthetic_npz_rows(n: int = 400) -> np.ndarray:
+    """``n`` hftbacktest depth updates around 100.0, alternating bid and ask (tick 0.1, lot 0.001)."""
+    rows = np.zeros(n, HBT_DTYPE)
+    side = np.where(np.arange(n) % 2 == 0, BUY_EVENT, SELL_EVENT)
+    rows["ev"] = EXCH_EVENT | LOCAL_EVENT | side | HBT_DEPTH
+    rows["exch_ts"] = rows["local_ts"] = 1_000_000_000 + 1_000_000 * np.arange(n)
+    rows["px"] = np.where(side == BUY_EVENT, 99.9, 100.1) - 0.1 * (np.arange(n) % 5)
+    rows["qty"] = 0.5
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("damage", "pattern"),
+    [
+        ("corrupt", r"not a readable \.npz file \(Error -3"),
+        ("nan", r"offset 640: seq 10: price nan or quantity 0\.5 is not a finite"),
+        ("huge", r"offset 640: seq 10: price -1e\+18 or quantity 0\.5 is not a finite"),
+    ],
+)
+def test_backtest_on_a_damaged_npz_is_a_one_line_error(tmp_path: Path, damage: str, pattern: str) -> None:
+    rows = synthetic_npz_rows()
+    if damage == "nan":
+        rows["px"][10] = np.nan
+    elif damage == "huge":
+        rows["px"][10] = -1e18
+    path = tmp_path / f"{damage}.npz"
+    np.savez_compressed(path, data=rows)
+    if damage == "corrupt":  # overwrite the start of the deflate stream (zlib.error), the zip directory intact
+        raw = bytearray(path.read_bytes())
+        stream = 30 + int.from_bytes(raw[26:28], "little") + int.from_bytes(raw[28:30], "little")  # after the header
+        raw[stream : stream + 32] = b"\xff" * 32
+        path.write_bytes(bytes(raw))
+    done = run("backtest", "--data", path, "--strategy", "touch", "--tick-size", "0.1", "--lot-size", "0.001",
+               cwd=tmp_path)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert path.name in lines[0] and re.search(pattern, lines[0]), lines[0]

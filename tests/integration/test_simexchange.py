@@ -388,6 +388,23 @@ def test_stepped_exchange_publishes_the_session_start_before_any_order() -> None
     assert {i.symbol.strip() for i in receiver.stocks.instruments.values()} == {"AAA", "BBB"}
 
 
+def test_a_stopped_exchange_ends_its_itch_with_end_of_messages_before_the_end_of_session() -> None:
+    events: list[tuple[str, str]] = []
+    receiver = MoldReceiver(lambda rows: events.extend((chr(r["src_type"]), chr(r["flags"])) for r in rows))
+    sim = SimExchange(decode_toml(config_text(receiver.address[1]), SimExchangeConfig))
+    try:
+        step_until(lambda: sim.step() + receiver.do_work(), lambda: len(events) >= 5, wait_s=WAIT_S,
+                   max_cycles=MAX_CYCLES)  # fmt: skip
+    finally:
+        sim.stop()
+    try:
+        step_until(receiver.do_work, lambda: receiver.finished, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+    finally:
+        receiver.on_close()
+    # S end of market hours, S end of system hours, S end of messages: ITCH's last message
+    assert events[-3:] == [("S", "M"), ("S", "E"), ("S", "C")]
+
+
 # --- the CLI in another process: OUCH over Aeron UDP, market data over unicast and multicast UDP ----
 MULTICAST_GROUP = "239.255.42.2"  # administratively scoped; TTL 0 keeps it on the host (here: in a namespace)
 SESSION_TIMEOUT_MS = 1000  # the exchange ends a silent order-entry session after this long

@@ -283,3 +283,33 @@ def test_garbage_is_a_feed_error(tmp_path: Path, content: bytes) -> None:
     with pytest.raises(FeedError) as info:
         DbnReader(str(path))
     assert str(path) in str(info.value)
+
+
+def with_rtype(record: bytes, rtype: int) -> bytes:
+    """``record`` with its header's rtype byte replaced."""
+    return record[:1] + bytes((rtype,)) + record[2:]
+
+
+def test_an_unknown_rtype_is_a_feed_error_and_skip_bad_skips_that_record_only(tmp_path: Path) -> None:
+    data = stream([mbo("A", "B"), with_rtype(mbo("A", "B"), 0xEE), mbo("C", "B")])
+    header = len(data) - 3 * 56
+    path = tmp_path / "unknown.dbn"
+    path.write_bytes(data)
+    with pytest.raises(FeedError) as info:
+        read_all(DbnReader(str(path)))
+    assert info.value.offset == header + 56 and "record 1: unknown rtype 0xee" in str(info.value)
+    skipping = DbnReader(str(path), skip_bad=True, chunk_bytes=64)
+    assert read_all(skipping)["kind"].tolist() == [E.KIND_ADD, E.KIND_CANCEL]  # the record after it is read
+    assert (skipping.stats.skipped_records, skipping.stats.skipped_bytes) == (1, 56)
+    assert skipping.stats.errors and "unknown rtype 0xee" in skipping.stats.errors[0]
+
+
+def test_skipped_records_of_other_known_rtypes_are_named(tmp_path: Path) -> None:
+    raw = dbn.SType.RAW_SYMBOL
+    mapping = bytes(dbn.SymbolMappingMsg(1, 7, 0, raw, "ABC", raw, "ABC", 0, 1))
+    path = tmp_path / "mixed.dbn"
+    path.write_bytes(stream([mapping, mbo("A", "B")], schema=None))
+    reader = DbnReader(str(path))
+    read_all(reader)
+    assert reader.stats.skipped_bytes == len(mapping)
+    assert reader.stats.errors and "rtype 0x16 (SYMBOL_MAPPING), not MBO" in reader.stats.errors[0]

@@ -164,14 +164,21 @@ def test_bad_record_is_skipped_and_counted(tmp_path, chunk_bytes, name, body, wh
 
 def test_many_bad_records_are_skipped_in_bulk(tmp_path):
     bad_count = 3 * MAX_KEPT_ERRORS
-    body = HEAD + b"\x00\x00" * bad_count + TAIL
+    body = HEAD + (b"\x00\x05Zabcd" + frame([GOOD[0]])) * bad_count + TAIL  # each bad record, then a good one
     path = write(tmp_path, body)
     events, reader = read_all(path, skip_bad=True, chunk_bytes=16)
     stats = reader.stats
-    assert (stats.skipped_records, stats.skipped_bytes) == (bad_count, 2 * bad_count)
+    assert (stats.skipped_records, stats.skipped_bytes) == (bad_count, 7 * bad_count)
     assert len(stats.errors) == MAX_KEPT_ERRORS
-    assert stats.messages == 4
-    assert list(events["seq"]) == [0, 2 + bad_count, 3 + bad_count]
+    assert stats.messages == 4 + bad_count
+    assert list(events["seq"][-2:]) == [2 + 2 * bad_count, 3 + 2 * bad_count]
+
+
+def test_a_run_of_zero_lengths_is_one_bad_stretch(tmp_path):
+    body = HEAD + b"\x00\x00" * 40 + TAIL
+    events, reader = read_all(write(tmp_path, body), skip_bad=True, chunk_bytes=16)
+    assert (reader.stats.skipped_records, reader.stats.skipped_bytes) == (1, 80)
+    assert reader.stats.messages == 4 and list(events["seq"]) == [0, 3, 4]
 
 
 @pytest.mark.parametrize("chunk_bytes", [5, 1 << 20])
@@ -211,3 +218,17 @@ def test_corrupt_gzip_is_skipped_and_stops_the_file(tmp_path, sample):
     assert 0 < stats.messages < 1000
     assert stats.skipped_records == 1 and "corrupt gzip" in stats.errors[0]
     assert events[0]["kind"] == E.KIND_STATUS
+
+
+@pytest.mark.parametrize("chunk_bytes", [3, 1 << 20])
+def test_skip_bad_resynchronises_after_a_corrupt_length_instead_of_dropping_the_rest(tmp_path, chunk_bytes):
+    corrupt = b"\x68\x65" + GOOD[2]  # an Add Order whose length says 26,725 bytes: the file has far fewer
+    body = HEAD + corrupt + TAIL + TAIL
+    path = write(tmp_path, body)
+    with pytest.raises(FeedError, match=r"length 26725 for type 'A' \(expects 36\)"):
+        read_all(path, chunk_bytes=chunk_bytes)
+    events, reader = read_all(path, chunk_bytes=chunk_bytes, skip_bad=True)
+    stats = reader.stats
+    assert (stats.skipped_records, stats.skipped_bytes) == (1, len(corrupt))
+    assert stats.counts() == {"S": 1, "R": 1, "A": 2, "D": 2}
+    assert list(events["seq"]) == [0, 3, 4, 5, 6]

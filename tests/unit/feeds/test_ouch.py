@@ -33,9 +33,10 @@ from feeds.ouch import (
     encode_replace_nb,
 )
 
-# Fixed-part lengths (type byte through AppendageLength) as the OUCH 5.0 specification lists them.
-SPEC_INBOUND_LENGTHS = {"O": 47, "U": 40, "X": 11, "M": 12, "C": 19}
-SPEC_OUTBOUND_LENGTHS = {"S": 10, "A": 64, "U": 68, "C": 20, "D": 34, "E": 36, "B": 38, "J": 31}
+# Fixed-part lengths (type byte through AppendageLength, where the message has one) as the OUCH 5.0
+# specification lists them.
+SPEC_INBOUND_LENGTHS = {"O": 47, "U": 40, "X": 9, "M": 10, "C": 19}
+SPEC_OUTBOUND_LENGTHS = {"S": 10, "A": 64, "U": 68, "C": 18, "D": 32, "E": 36, "B": 36, "J": 29}
 ALPHA = string.ascii_uppercase + string.digits
 HYPOTHESIS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DIRECTED = [(INBOUND, t) for t in INBOUND_DTYPES] + [(OUTBOUND, t) for t in OUTBOUND_DTYPES]
@@ -116,14 +117,14 @@ def test_round_trip_every_message_type(direction: str, msg_type: str, data: st.D
 
 
 def test_empty_appendage_by_default() -> None:
-    message = encode(INBOUND, "X", user_ref_num=9, quantity=0)
-    assert message == b"X" + (9).to_bytes(4, "big") + (0).to_bytes(4, "big") + b"\x00\x00"
+    message = encode(INBOUND, "C", user_ref_num=9, firm="FIRM", symbol="AAPL")
+    assert message == b"C" + (9).to_bytes(4, "big") + b"FIRM" + b"AAPL    " + b"\x00\x00"
     assert decode(INBOUND, message)["appendage"] == []
 
 
 def test_tag_value_element_length_counts_tag_and_value() -> None:
-    message = encode(INBOUND, "X", user_ref_num=1, quantity=0, appendage=[(ouch.TAG_MIN_QTY, (100).to_bytes(4, "big"))])
-    assert message[9:] == b"\x00\x06" + b"\x05\x03" + (100).to_bytes(4, "big")
+    message = encode(INBOUND, "C", user_ref_num=1, appendage=[(ouch.TAG_MIN_QTY, (100).to_bytes(4, "big"))])
+    assert message[17:] == b"\x00\x06" + b"\x05\x03" + (100).to_bytes(4, "big")
 
 
 def test_alpha_fields_are_space_padded() -> None:
@@ -179,7 +180,7 @@ def test_encode_replace_nb_matches_python(fields: dict[str, int | str]) -> None:
 @HYPOTHESIS
 @given(fields=fields_of(INBOUND_DTYPES["X"]))
 def test_encode_cancel_nb_matches_python(fields: dict[str, int]) -> None:
-    buf = np.zeros(11, np.uint8)
+    buf = np.zeros(9, np.uint8)
     assert encode_cancel_nb(buf, 0, fields["user_ref_num"], fields["quantity"]) == SPEC_INBOUND_LENGTHS["X"]
     assert bytes(buf) == encode(INBOUND, "X", **fields)
 
@@ -190,7 +191,7 @@ def test_nb_encoders_write_nothing_without_room() -> None:
     b, y, a, n = ord("B"), ord("Y"), ord("A"), ord("N")
     assert encode_enter_order_nb(buf, 4, 1, b, 100, sym, 10_000, ord("0"), y, a, n, n, clordid) == 0
     assert encode_replace_nb(buf, 11, 1, 2, 100, 10_000, ord("0"), y, n, clordid) == 0
-    assert encode_cancel_nb(buf, 40, 1, 0) == 0
+    assert encode_cancel_nb(buf, 42, 1, 0) == 0
     assert not buf.any()
 
 
@@ -229,14 +230,14 @@ def expected_response(msg_type: str, f: dict, appendage_length: int) -> dict[str
 def test_decode_outbound_nb_fills_the_response(msg_type: str, data: st.DataObject) -> None:
     dtype = OUTBOUND_DTYPES[msg_type]
     fields = data.draw(fields_of(dtype, max_u64=(1 << 63) - 1))
-    appendage = data.draw(appendages) if msg_type != "S" else []
+    appendage = data.draw(appendages) if "appendage_length" in dtype.names else []
     message = encode(OUTBOUND, msg_type, appendage=appendage, **fields)
     buf = np.frombuffer(b"\xaa" * 5 + message + b"\xbb", np.uint8)
     out = empty_responses(3)
     out[2] = np.array(tuple(range(1, len(RESPONSE_DTYPE.names) + 1)), RESPONSE_DTYPE)
     assert decode_outbound_nb(buf, 5, len(message), out, 2) == len(message)
     got = {name: int(out[2][name]) for name in RESPONSE_DTYPE.names}
-    assert got == expected_response(msg_type, fields, len(message) - dtype.itemsize if msg_type != "S" else 0)
+    assert got == expected_response(msg_type, fields, len(message) - dtype.itemsize)
     assert not out[:2].tobytes().strip(b"\x00")
 
 
@@ -286,21 +287,24 @@ def test_decode_rejects_short_messages() -> None:
         decode(INBOUND, message[:-1])
     event = encode(OUTBOUND, "S", timestamp=1, event_code=ouch.EVENT_START_OF_DAY)
     assert len(event) == 10
-    with pytest.raises(FeedError, match="expects 10"):
+    with pytest.raises(FeedError, match="expects 10, or 12 and more"):
         decode(OUTBOUND, event + b"x")
 
 
-def test_decode_rejects_bad_appendage_lengths() -> None:
-    message = encode(OUTBOUND, "C", timestamp=1, user_ref_num=1, quantity=5, reason=ouch.CANCEL_USER_REQUESTED)
-    assert len(message) == 20
-    with pytest.raises(FeedError, match="truncated appendage in outbound message 'C': appendage length 4, 3 bytes"):
-        decode(OUTBOUND, message[:18] + b"\x00\x04" + b"\x03\x02A")
+@pytest.mark.parametrize("msg_type", ["E", "C"])  # E has an appendage; C may carry one the spec does not define
+def test_decode_rejects_bad_appendage_lengths(msg_type: str) -> None:
+    message = encode(OUTBOUND, msg_type, timestamp=1, user_ref_num=1, quantity=5)
+    if msg_type == "C":
+        message += b"\x00\x00"
+    fixed = len(message) - 2
+    with pytest.raises(FeedError, match=f"truncated appendage in outbound message '{msg_type}': appendage length 4, 3"):
+        decode(OUTBOUND, message[:fixed] + b"\x00\x04" + b"\x03\x02A")
     with pytest.raises(FeedError, match="bytes after the appendage"):
         decode(OUTBOUND, message + b"\x01\x02")
     with pytest.raises(FeedError, match="truncated TagValue element"):
-        decode(OUTBOUND, message[:18] + b"\x00\x04" + b"\x05\x02AB")
+        decode(OUTBOUND, message[:fixed] + b"\x00\x04" + b"\x05\x02AB")
     with pytest.raises(FeedError, match="length 0"):
-        decode(OUTBOUND, message[:18] + b"\x00\x01" + b"\x00")
+        decode(OUTBOUND, message[:fixed] + b"\x00\x01" + b"\x00")
 
 
 def test_encode_rejects_bad_input() -> None:
@@ -309,7 +313,9 @@ def test_encode_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="has no field 'timestamp'"):
         encode(INBOUND, "O", timestamp=1)
     with pytest.raises(ValueError, match="has no field 'appendage_length'"):
-        encode(INBOUND, "X", appendage_length=3)
+        encode(INBOUND, "O", appendage_length=3)
+    with pytest.raises(ValueError, match="has no appendage"):
+        encode(INBOUND, "X", appendage=[(1, b"x")])
     with pytest.raises(ValueError, match="longer than 8"):
         encode(INBOUND, "O", symbol="TOOLONGSYM")
     with pytest.raises(ValueError, match="does not fit"):
@@ -324,3 +330,64 @@ def test_encode_rejects_bad_input() -> None:
         encode(INBOUND, "X", appendage=[(256, b"")])
     with pytest.raises(ValueError, match="longer than 14"):
         alpha("X" * 15, 14)
+
+
+# Messages written byte by byte from the OUCH 5.0 specification's tables (type, then each field at its
+# offset and width; no AppendageLength where the spec's table has none), and the fields they carry.
+def u(value: int, width: int) -> bytes:
+    return value.to_bytes(width, "big")
+
+
+TS = u(34_200_000_000_123, 8)  # 09:30:00.000000123
+GOLDEN = [
+    (INBOUND, b"X" + u(7, 4) + u(0, 4), {"user_ref_num": 7, "quantity": 0}),  # Cancel Order: 9
+    (INBOUND, b"M" + u(7, 4) + b"S" + u(300, 4), {"user_ref_num": 7, "side": "S", "quantity": 300}),  # Modify: 10
+    (INBOUND, b"O" + u(8, 4) + b"B" + u(100, 4) + b"AAPL    " + u(1_500_000, 8) + b"0YAN" + b"N" + b"CLORD1        "
+     + u(0, 2), {"user_ref_num": 8, "side": "B", "quantity": 100, "symbol": "AAPL", "price": 1_500_000,
+                 "time_in_force": "0", "display": "Y", "capacity": "A", "intermarket_sweep_eligibility": "N",
+                 "cross_type": "N", "cl_ord_id": "CLORD1", "appendage": []}),  # Enter Order: 47 + appendage
+    (OUTBOUND, b"S" + TS + b"S", {"timestamp": 34_200_000_000_123, "event_code": "S"}),  # System Event: 10
+    (OUTBOUND, b"C" + TS + u(7, 4) + u(100, 4) + b"U",
+     {"timestamp": 34_200_000_000_123, "user_ref_num": 7, "quantity": 100, "reason": "U"}),  # Order Canceled: 18
+    (OUTBOUND, b"J" + TS + u(9, 4) + u(0x1D, 2) + b"CLORD9        ",
+     {"timestamp": 34_200_000_000_123, "user_ref_num": 9, "reason": 0x1D, "cl_ord_id": "CLORD9"}),  # Rejected: 29
+    (OUTBOUND, b"B" + TS + u(7, 4) + u(42, 8) + b"E" + b"CLORD7        ",
+     {"timestamp": 34_200_000_000_123, "user_ref_num": 7, "match_number": 42, "reason": "E",
+      "cl_ord_id": "CLORD7"}),  # Broken Trade: 36
+    (OUTBOUND, b"D" + TS + u(7, 4) + u(50, 4) + b"Q" + u(50, 4) + u(1_500_000, 8) + b"A" + b"N",
+     {"timestamp": 34_200_000_000_123, "user_ref_num": 7, "decrement_shares": 50, "reason": "Q",
+      "quantity_prevented_from_trading": 50, "execution_price": 1_500_000, "liquidity_flag": "A",
+      "aiq_strategy": "N"}),  # AIQ Canceled: 32
+    (OUTBOUND, b"E" + TS + u(7, 4) + u(100, 4) + u(1_500_000, 8) + b"A" + u(42, 8) + u(0, 2),
+     {"timestamp": 34_200_000_000_123, "user_ref_num": 7, "quantity": 100, "price": 1_500_000,
+      "liquidity_flag": "A", "match_number": 42, "appendage": []}),  # Order Executed: 34 + appendage
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("direction", "wire", "fields"), GOLDEN, ids=[f"{d}-{w[:1].decode()}" for d, w, _ in GOLDEN])
+def test_codec_is_held_to_the_spec_bytes(direction: str, wire: bytes, fields: dict) -> None:
+    msg_type = wire[:1].decode()
+    plain = {k: v for k, v in fields.items() if k != "appendage"}
+    assert encode(direction, msg_type, **plain) == wire
+    assert decode(direction, wire) == {"message_type": msg_type, **fields}
+
+
+@pytest.mark.parametrize("msg_type", ["C", "D", "B", "J"])
+def test_outbound_messages_without_an_appendage_are_also_read_with_one(msg_type: str) -> None:
+    wire = next(w for d, w, _ in GOLDEN if d == OUTBOUND and w[:1] == msg_type.encode())
+    out = empty_responses(2)
+    for k, message in enumerate((wire, wire + b"\x00\x00")):  # the spec's form; one with an empty appendage
+        assert decode_outbound_nb(np.frombuffer(message, np.uint8), 0, len(message), out, k) == len(message)
+    assert out[0].tobytes() == out[1].tobytes()
+    assert decode(OUTBOUND, wire + b"\x00\x03\x02\x0cP") == decode(OUTBOUND, wire)
+    for bad in (wire + b"\x00", wire + b"\x00\x05\x00"):
+        assert decode_outbound_nb(np.frombuffer(bad, np.uint8), 0, len(bad), out, 0) < 0
+        with pytest.raises(FeedError):
+            decode(OUTBOUND, bad)
+
+
+def test_cancel_order_is_read_with_and_without_an_appendage_and_written_without() -> None:
+    assert decode(INBOUND, b"X" + u(7, 4) + u(0, 4) + b"\x00\x00") == {"message_type": "X", "user_ref_num": 7,
+                                                                        "quantity": 0}  # fmt: skip
+    buf = np.zeros(16, np.uint8)
+    assert encode_cancel_nb(buf, 0, 7, 0) == 9 and buf[:9].tobytes() == b"X" + u(7, 4) + u(0, 4)

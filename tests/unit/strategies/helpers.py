@@ -54,6 +54,14 @@ def call(
     return quotes[:rows].copy(), state
 
 
+def unchecked_params(strategy: Strategy, **values: float) -> np.ndarray:
+    """The default parameters with ``values`` written in unchecked: how a kernel meets values a config refuses."""
+    params = strategy.param_array()
+    for name, value in values.items():
+        params[strategy.names.index(name)] = value
+    return params
+
+
 def fixed_params(strategy: Strategy, **overrides: float) -> np.ndarray:
     """Parameters with the online estimators switched off, so sigma, A and k are the given values."""
     values = {"estimate_sigma": 0.0, "estimate_intensity": 0.0} if "estimate_sigma" in strategy.names else {}

@@ -6,7 +6,7 @@ import numpy as np
 
 from strategies.api import MAX_LEVELS, Q_ASK, Q_ASK_QTY, Q_BID, Q_BID_QTY
 from strategies.grid import GRID
-from tests.unit.strategies.helpers import TICK, call, make_view
+from tests.unit.strategies.helpers import TICK, call, make_view, unchecked_params
 
 
 def grid(position: float = 0.0, bid: float = 90.0, ask: float = 110.0, **params: float) -> np.ndarray:
@@ -40,7 +40,7 @@ def test_levels_beyond_max_position_are_not_quoted() -> None:
 
 def test_level_count_is_capped_and_zero_levels_quote_nothing() -> None:
     assert len(grid(levels=50, max_position=100.0)) == MAX_LEVELS
-    assert len(grid(levels=0)) == 0
+    assert len(call(GRID, make_view(90.0, 110.0), unchecked_params(GRID, levels=0))[0]) == 0
     assert len(grid(levels=2.9)) == 2
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from strategies import STRATEGIES
 from strategies.api import MAX_LEVELS, Q_ASK, Q_ASK_QTY, Q_BID, Q_BID_QTY, V_ASK, V_BID, V_LOT, V_POSITION
-from tests.unit.strategies.helpers import call, make_view
+from tests.unit.strategies.helpers import call, make_view, unchecked_params
 
 NAN = float("nan")
 MODELS = ("avellaneda-stoikov", "glft", "grid")  # touch has its own tests below
@@ -83,7 +83,7 @@ def check_quotes(rows: np.ndarray, view: np.ndarray, max_position: float) -> Non
 def test_random_views_give_sane_quotes_and_finite_state(name: str, data: st.DataObject, sequence: list) -> None:
     strategy = STRATEGIES[name]
     overrides = {n: data.draw(PARAM_VALUES[n], label=n) for n in strategy.names if n in PARAM_VALUES}
-    params = strategy.param_array(overrides)
+    params = unchecked_params(strategy, **overrides)  # whatever the parameters: even values a config refuses
     state = np.zeros(strategy.state_size)
     for view in sequence:
         rows, state = call(strategy, view, params, state)
@@ -119,6 +119,6 @@ def test_no_room_for_quotes_or_a_state_too_short_gives_nothing(name: str) -> Non
 )
 def test_touch_keeps_the_promises_on_degenerate_inputs(view: np.ndarray, overrides: dict) -> None:
     touch = STRATEGIES["touch"]
-    rows, _ = call(touch, view, touch.param_array(overrides))
+    rows, _ = call(touch, view, unchecked_params(touch, **overrides))
     check_quotes(rows, view, 10.0)
     assert touch.quote(0, view, touch.param_array(), np.zeros(4), np.zeros((0, 4))) == 0

@@ -62,3 +62,19 @@ def test_quote_runs_as_a_first_class_function_of_the_engine_type(name: str) -> N
     assert rows >= 1
     assert _call_through_function_type(strategy.quote, view, params, np.zeros(strategy.state_size), through) == rows
     np.testing.assert_array_equal(direct, through)
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "reason"),
+    [
+        ("touch", {"order_qty": -100}, "strategy touch: order_qty = -100 must be > 0"),
+        ("grid", {"levels": 0}, "strategy grid: levels = 0 must be >= 1"),
+        ("glft", {"window_s": 0}, "strategy glft: window_s = 0 must be > 0"),
+        ("glft", {"xi": float("inf")}, "strategy glft: xi = inf must be finite"),
+        ("avellaneda-stoikov", {"gamma": float("nan")}, "strategy avellaneda-stoikov: gamma = nan must be >= 0"),
+    ],
+)
+def test_parameters_out_of_range_are_refused(name: str, values: dict, reason: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        STRATEGIES[name].param_array(values)
+    assert str(raised.value) == reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import tempfile
 import time
@@ -297,3 +298,243 @@ def test_enter_and_execute_over_udp(driver: EmbeddedDriver) -> None:
         assert kinds(bob) == "AE" and kinds(alice) == "E" and bob[1]["match_number"] == alice[0]["match_number"]
     finally:
         exchange.close()
+
+
+def with_bytes(message: bytes, msg_type: str, name: str, raw: bytes) -> bytes:
+    """``message`` (an inbound ``msg_type``) with field ``name`` overwritten by ``raw`` from its start."""
+    offset = ouch.INBOUND_DTYPES[msg_type].fields[name][1]
+    return message[:offset] + raw + message[offset + len(raw) :]
+
+
+ENTER = ouch.encode(ouch.INBOUND, "O", user_ref_num=5, side="B", quantity=10, symbol=SYMBOL, price=PRICE,
+                    time_in_force="0", display="Y", capacity="A", intermarket_sweep_eligibility="N",
+                    cross_type="N", cl_ord_id="GOOD")  # fmt: skip
+REPLACE = ouch.encode(ouch.INBOUND, "U", orig_user_ref_num=4, user_ref_num=5, quantity=10, price=PRICE,
+                      time_in_force="0", display="Y", intermarket_sweep_eligibility="N", cl_ord_id="GOOD")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        with_bytes(ENTER, "O", "display", b"\xe9"),
+        with_bytes(ENTER, "O", "cl_ord_id", b"\xff" * 14),
+        with_bytes(ENTER, "O", "symbol", b"AAPL\xe9"),
+        with_bytes(ENTER, "O", "side", b"\x80"),
+        with_bytes(REPLACE, "U", "cl_ord_id", b"\xff" * 14),
+        with_bytes(REPLACE, "U", "display", b"\x00"),
+    ],
+    ids=["enter_display", "enter_cl_ord_id", "enter_symbol", "enter_side", "replace_cl_ord_id", "replace_display"],
+)
+def test_alpha_field_bytes_outside_printable_ascii_are_rejected_and_the_server_survives(
+    ipc: Exchange, message: bytes
+) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 4, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    assert ipc.alice.send_unsequenced(message)
+    (rejected,) = ipc.responses(ipc.alice, 1)
+    assert chr(rejected["kind"]) == "J" and rejected["user_ref_num"] == 5 and rejected["reason"] == ouch.REJECT_OTHER
+    assert ipc.server.malformed_messages == 1
+    enter(ipc.alice, 6, ouch.SIDE_BUY, 10)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    assert ipc.server.is_logged_in("ALICE")
+
+
+FUZZ_PACKETS = 100_000
+FUZZ_BURST = 48  # packets a hostile client offers per duty cycle (under the server's fragment limit)
+HOSTILE_USERS = ("EVE", "MALLET", "TRUDY")
+
+
+class Hostile:
+    """A logged-in user that sends random and mutated session packets and OUCH messages on its own port,
+    and some of them on the victim's port."""
+
+    def __init__(self, aeron: object, port: Port, victim: Port, rng: random.Random) -> None:
+        self.publication = aeron.add_exclusive_publication(port.inbound_channel, port.inbound_stream_id)
+        self.intrusion = aeron.add_exclusive_publication(victim.inbound_channel, victim.inbound_stream_id)
+        self.login = SP.encode_login_request(port.username, port.password)
+        self.rng = rng
+        self.sent = 0
+        self.urn = 0xFFFF0000
+
+    def packet(self) -> bytes:
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.03:
+            return self.login  # log in again after being logged out for a violation
+        if roll < 0.08:
+            return rng.randbytes(rng.randrange(0, 80))
+        if roll < 0.13:
+            return bytes((rng.choice(b"LURHOZSAJQ\x00\xff"),)) + rng.randbytes(rng.randrange(0, 40))
+        if roll < 0.3:  # a well-formed order the good client may trade with (UserRefNums above any mutated one)
+            self.urn += 1
+            return bytes((SP.PKT_UNSEQUENCED,)) + ouch.encode(
+                ouch.INBOUND, "O", user_ref_num=self.urn, side=rng.choice("BS"), quantity=10 * rng.randrange(1, 20),
+                symbol=SYMBOL, price=PRICE + TICK * rng.randrange(-3, 4), time_in_force="0", display="Y",
+            )  # fmt: skip
+        message = bytearray(rng.choice((ENTER, REPLACE, CANCEL, MODIFY, MASS_CANCEL)))
+        for _ in range(rng.randrange(1, 4)):
+            mutation = rng.random()
+            if mutation < 0.6 and message:
+                message[rng.randrange(len(message))] = rng.randrange(256)
+            elif mutation < 0.8:
+                del message[rng.randrange(len(message) + 1) :]
+            else:
+                message += rng.randbytes(rng.randrange(1, 40))
+        return bytes((SP.PKT_UNSEQUENCED,)) + bytes(message)
+
+    def burst(self) -> None:
+        for _ in range(FUZZ_BURST):
+            publication = self.intrusion if self.rng.random() < 0.1 else self.publication
+            if publication.offer(self.packet()) < 0:
+                return
+            self.sent += 1
+
+
+CANCEL = ouch.encode(ouch.INBOUND, "X", user_ref_num=5, quantity=0)
+MODIFY = ouch.encode(ouch.INBOUND, "M", user_ref_num=5, side="S", quantity=5)
+MASS_CANCEL = ouch.encode(ouch.INBOUND, "C", user_ref_num=5, firm="FIRM", symbol=SYMBOL)
+
+
+def net_shares(sent: list[bytes]) -> int:
+    """Net shares bought by a user, from the exchange's numbered OUCH messages to it."""
+    sides: dict[int, int] = {}
+    net = 0
+    for packet in sent:
+        message = ouch.decode(ouch.OUTBOUND, packet[1:])
+        if chr(packet[1]) == "A":
+            sides[int(message["user_ref_num"])] = 1 if message["side"] == ouch.SIDE_BUY else -1
+        elif chr(packet[1]) == "E":
+            net += sides[int(message["user_ref_num"])] * int(message["quantity"])
+    return net
+
+
+def test_hostile_clients_fuzzing_the_server_leave_a_trading_client_unharmed(driver: EmbeddedDriver) -> None:
+    hostile_ports = [
+        Port(name, "secret", IPC_CHANNEL, 101 + i, IPC_CHANNEL, 201 + i) for i, name in enumerate(HOSTILE_USERS)
+    ]
+    ports = (Port("GOOD", "secret0", IPC_CHANNEL, 100, IPC_CHANNEL, 200), *hostile_ports)
+    clock = Clock()
+    engine = MatchingEngine([(LOCATE, SYMBOL, TICK, LOT)], post_only="reject")
+    server = OrderEntryServer(driver.connect(), engine, ServerConfig(ports), clock_ns=clock)
+    good = OrderEntryClient(driver.dir, ClientConfig(ports[0]), clock_ns=clock)
+    runner = AgentRunner([server, good], idle="spin")
+    hostile_aeron = driver.connect()
+    rng = random.Random(18)
+    hostiles = [Hostile(hostile_aeron, port, ports[0], rng) for port in hostile_ports]
+    try:
+        good.connect()
+        step_until(runner.run_once, lambda: good.state == LOGGED_IN, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        responses, urn, position = [], 0, 0
+        deadline = time.monotonic() + 120
+        while sum(h.sent for h in hostiles) < FUZZ_PACKETS and time.monotonic() < deadline:
+            for hostile in hostiles:
+                hostile.burst()
+            if urn < 2_000 and rng.random() < 0.5:
+                urn += 1
+                side = rng.choice((ouch.SIDE_BUY, ouch.SIDE_SELL))
+                enter(good, urn, side, 10 * rng.randrange(1, 20), PRICE + TICK * rng.randrange(-3, 4),
+                      time_in_force=ouch.TIF_IOC if urn % 3 == 0 else ouch.TIF_DAY)  # fmt: skip
+            runner.run_once()
+            responses.append(good.drain())
+        assert sum(h.sent for h in hostiles) >= FUZZ_PACKETS
+        step_until(runner.run_once, lambda: good.next_sequence > server.next_sequence("GOOD") - 1,
+                   wait_s=WAIT_S, max_cycles=MAX_CYCLES)  # fmt: skip
+        rows = np.concatenate([*responses, good.drain()])
+        assert good.state == LOGGED_IN and server.is_logged_in("GOOD")
+        answered = rows[np.isin(rows["kind"], [ord("A"), ord("J")])]
+        assert sorted(answered["user_ref_num"].tolist()) == list(range(1, urn + 1))
+        assert (answered["kind"] == ord("A")).all(), "a good order was rejected"
+        sides = {int(r["user_ref_num"]): 1 if chr(r["side"]) == ouch.SIDE_BUY else -1 for r in answered}
+        executed = rows[rows["kind"] == ord("E")]
+        position = sum(sides[int(r["user_ref_num"])] * int(r["qty"]) for r in executed)
+        assert position == net_shares(server.sessions[0].sent)
+        assert server.malformed_messages > 1_000 and server.protocol_violations > 100
+        assert server.foreign_packets > 1_000
+        assert server.handler_errors == 0, server.last_handler_error
+    finally:
+        for hostile in hostiles:
+            hostile.publication.close()
+            hostile.intrusion.close()
+        runner.close()
+
+
+def test_packets_from_another_publisher_on_a_users_stream_cannot_act_for_the_user(
+    ipc: Exchange, driver: EmbeddedDriver
+) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    port = ipc.ports[0]
+    intruder = driver.connect().add_exclusive_publication(port.inbound_channel, port.inbound_stream_id)
+    forged = [
+        bytes((SP.PKT_UNSEQUENCED,)) + ouch.encode(ouch.INBOUND, "O", user_ref_num=1_000, side="S", quantity=100,
+                                                   symbol=SYMBOL, price=PRICE - TICK),  # would shift the floor
+        bytes((SP.PKT_UNSEQUENCED,)) + CANCEL[:1] + (1).to_bytes(4, "big") + CANCEL[5:],  # cancel alice's order 1
+        b"Q",  # a stray byte: a protocol violation
+        bytes((SP.PKT_LOGOUT,)),
+        SP.encode_login_request(port.username, "guessed"),
+    ]  # fmt: skip
+    step_until(ipc.runner.run_once, lambda: intruder.is_connected, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+    for packet in forged:
+        assert intruder.offer(packet) > 0
+    ipc.step_until(lambda: ipc.server.foreign_packets == len(forged) or not ipc.server.is_logged_in("ALICE"))
+    ipc.settle()
+    assert ipc.server.is_logged_in("ALICE") and ipc.alice.state == LOGGED_IN
+    assert ipc.server.foreign_packets == len(forged)
+    assert ipc.alice.n_responses == 0
+    assert [lvl for lvl, _ in ipc.engine.book_snapshot(LOCATE)["bids"]] == [PRICE]
+    assert ipc.engine.book_snapshot(LOCATE)["asks"] == []
+    enter(ipc.alice, 2, ouch.SIDE_BUY, 100)  # the floor is still alice's own
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    intruder.close()
+
+
+def test_a_client_that_reconnects_from_a_new_publication_logs_in_again(ipc: Exchange) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    ipc.alice.connect()  # a new exclusive publication: a new Aeron session id, with the credentials
+    ipc.step_until(lambda: ipc.alice.state == LOGGED_IN)
+    enter(ipc.alice, 2, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    assert ipc.server.foreign_packets == 0
+
+
+@pytest.mark.parametrize(
+    ("action", "reason"),
+    [
+        (lambda c: enter(c, 2, ouch.SIDE_BUY, 4_294_967_290), ouch.REJECT_SHARES_EXCEED_THRESHOLD),
+        (lambda c: enter(c, 2, ouch.SIDE_BUY, 1_000_010), ouch.REJECT_SHARES_EXCEED_THRESHOLD),
+        (lambda c: enter(c, 2, ouch.SIDE_SELL, 600_000, price=1_000_000_000), ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE),
+        (lambda c: c.replace(1, 2, 2_000_000, PRICE), ouch.REJECT_SHARES_EXCEED_THRESHOLD),
+        (lambda c: c.replace(1, 2, 1_000, ouch.PRICE_MAX // TICK * TICK), ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE),
+    ],
+    ids=["u32_max_shares", "over_max_shares", "over_max_notional", "replace_over_max_shares", "replace_notional"],
+)
+def test_orders_beyond_the_exchange_limits_are_rejected_with_the_limits_reason(
+    ipc: Exchange, action: Callable[[OrderEntryClient], object], reason: int
+) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    action(ipc.alice)
+    (rejected,) = ipc.responses(ipc.alice, 1)
+    assert chr(rejected["kind"]) == "J" and rejected["user_ref_num"] == 2 and rejected["reason"] == reason
+    assert ipc.engine.book_snapshot(LOCATE)["bids"] == [(PRICE, [(1, 100, 1, 1)])]
+    assert ipc.engine.book_snapshot(LOCATE)["asks"] == []
+
+
+def test_orders_at_the_exchange_limits_are_accepted(ipc: Exchange) -> None:
+    ipc.login(ipc.alice)
+    config = ipc.server.config
+    enter(ipc.alice, 1, ouch.SIDE_BUY, config.max_order_shares, price=PRICE)  # $100 x 1M = $100M > $50M
+    enter(ipc.alice, 2, ouch.SIDE_BUY, 500_000)  # $50M exactly
+    rows = ipc.responses(ipc.alice, 2)
+    assert kinds(rows) == "JA" and rows[0]["reason"] == ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE
+
+
+@pytest.mark.parametrize("limits", [{"max_order_shares": 0}, {"max_order_notional": -1}, {"max_order_shares": 1 << 32}])
+def test_exchange_limits_must_be_positive_and_fit_ouch(limits: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="max_order"):
+        ServerConfig((Port(),), **limits)
