@@ -68,7 +68,7 @@ from engine.live.journal import (
     run_files,
 )
 from engine.live.node import NodeProcess
-from engine.live.recovery import process_alive, process_cmdline, recovery_summary, remove_stale_blocks
+from engine.live.recovery import process_alive, process_cmdline, process_gone, recovery_summary, remove_stale_blocks
 from engine.live.report import percentile_ns, symbol_tables
 from engine.runtime import control as CB
 from engine.runtime import metrics as M
@@ -223,9 +223,9 @@ class LiveDaemon:
                 continue
             os.kill(node_pid, signal.SIGKILL)
             deadline = time.monotonic() + FENCE_WAIT_S
-            while process_alive(node_pid) and time.monotonic() < deadline:
+            while not process_gone(node_pid) and time.monotonic() < deadline:  # its sockets closed too
                 time.sleep(POLL_S)
-            if process_alive(node_pid):
+            if not process_gone(node_pid):
                 raise LiveError(f"node {node.name} of the dead daemon (pid {pid}) still runs as pid {node_pid}")
             self.out(f"hftmm: node {node.name} of the dead daemon (pid {pid}) was still running: killed")
 

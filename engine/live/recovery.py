@@ -17,6 +17,18 @@ from engine.trading import layout as TL
 from engine.trading.oms import working_count_nb
 
 
+def process_gone(pid: int) -> bool:
+    """Whether no thread of process ``pid`` runs any more, so that its files and sockets are closed. A
+    killed multi-threaded process shows its first thread as a zombie while the others are still exiting."""
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            if (task / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                return False
+    except (OSError, IndexError):  # the process, or a thread, vanished meanwhile
+        return not Path(f"/proc/{pid}").exists()
+    return True
+
+
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
     try:
