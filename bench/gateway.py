@@ -645,45 +645,28 @@ class _Caller:
     def _serve_s(self) -> float:
         return self.config.warmup_s + self.config.duration_s + SERVE_SLACK_S
 
-    def _compiled_leg(self, leg: Leg) -> np.ndarray:
-        link = _CompiledLink(leg, caller=True)
-        try:
-            pin_process(self.placement)
-            self.control.send(leg)
-            _expect(self.control, self.echo, "ready", CONNECT_TIMEOUT_S, f"open {leg.transport}")
-            give_up = time.monotonic() + CONNECT_TIMEOUT_S
-            while not link.connected():
-                if time.monotonic() > give_up:
-                    raise GatewayBenchError(f"not connected within {CONNECT_TIMEOUT_S:g} s")
-                time.sleep(0.001)
-            payload, config = self.payload, self.config
-            request = np.frombuffer(payload.request, np.uint8).copy()
-            stall_ns = int(STALL_TIMEOUT_S * NS_PER_S)
-            offsets = (payload.request_seq_offset, payload.reply_seq_offset)
-            first = _round_trip_nb(link.link, request, 1, *offsets, stall_ns)
-            if first < 0:
-                raise GatewayBenchError(_compiled_error(first))
-            _check_first_reply(payload, request.tobytes(), link.answer())
-            samples = np.empty(COMPILED_SAMPLES, np.int64)
-            period_ns = round(NS_PER_S / config.rate) if config.rate else 0
-            n, error = _measure_nb(link.link, request, *offsets, period_ns,
-                                   int(config.warmup_s * NS_PER_S), int(config.duration_s * NS_PER_S), stall_ns,
-                                   samples)  # fmt: skip
-            if error:
-                raise GatewayBenchError(_compiled_error(error))
-        except GatewayBenchError as exc:
-            raise GatewayBenchError(f"{leg.transport}: {exc} (echo process exit code {self.echo.exitcode})") from None
-        finally:
-            link.close()
-        self.control.send("stop")
-        _expect(self.control, self.echo, "done", CONNECT_TIMEOUT_S, f"finish {leg.transport}")
+    def _measure_compiled(self, link: _CompiledLink) -> np.ndarray:
+        """``_measure`` through the compiled loops: the first answer checked, then the timed round trips."""
+        payload, config = self.payload, self.config
+        request = np.frombuffer(payload.request, np.uint8).copy()
+        stall_ns = int(STALL_TIMEOUT_S * NS_PER_S)
+        offsets = (payload.request_seq_offset, payload.reply_seq_offset)
+        first = _round_trip_nb(link.link, request, 1, *offsets, stall_ns)
+        if first < 0:
+            raise GatewayBenchError(_compiled_error(first))
+        _check_first_reply(payload, request.tobytes(), link.answer())
+        samples = np.empty(COMPILED_SAMPLES, np.int64)
+        period_ns = round(NS_PER_S / config.rate) if config.rate else 0
+        n, error = _measure_nb(link.link, request, *offsets, period_ns, int(config.warmup_s * NS_PER_S),
+                               int(config.duration_s * NS_PER_S), stall_ns, samples)  # fmt: skip
+        if error:
+            raise GatewayBenchError(_compiled_error(error))
         return samples[:n].copy()
 
     def _leg(self, leg: Leg) -> np.ndarray:
-        if leg.transport == IPC_COMPILED:
-            return self._compiled_leg(leg)
+        compiled = leg.transport == IPC_COMPILED
         replies = _Replies(self.payload)
-        link = _open_link(leg, caller=True, on_message=replies)
+        link = _CompiledLink(leg, caller=True) if compiled else _open_link(leg, caller=True, on_message=replies)
         try:
             pin_process(self.placement)  # driver and client threads just started: off the hot CPU
             self.control.send(leg)
@@ -691,9 +674,12 @@ class _Caller:
             give_up = time.monotonic() + CONNECT_TIMEOUT_S
             while not link.connected():
                 if time.monotonic() > give_up:
-                    raise GatewayBenchError(f"{leg.transport}: not connected within {CONNECT_TIMEOUT_S:g} s")
+                    raise GatewayBenchError(f"not connected within {CONNECT_TIMEOUT_S:g} s")
                 time.sleep(0.001)
-            samples = _measure(link, replies, self.config, idle_strategy(self.config.idle))
+            if compiled:
+                samples = self._measure_compiled(link)
+            else:
+                samples = _measure(link, replies, self.config, idle_strategy(self.config.idle))
         except GatewayBenchError as exc:
             raise GatewayBenchError(f"{leg.transport}: {exc} (echo process exit code {self.echo.exitcode})") from None
         finally:
