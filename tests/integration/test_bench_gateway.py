@@ -74,8 +74,12 @@ def test_bench_gateway_compare_lists_each_transport_against_the_earlier_run(
     comparison = result["comparison"]
     assert comparison["against"] == str(old_json)
     lines = comparison["lines"]
-    for label in ("aeron-ipc", "kernel-udp"):
-        assert any(line.startswith(f"| rtt_ns.{label}.p50 |") for line in lines), lines
+    # a transport starved of every sample after its warm-up (a loaded CI machine) has no p50 to compare
+    measured = [label for label in ("aeron-ipc", "kernel-udp")
+                if result["rtt_ns"][label]["count"] and first_run[0]["rtt_ns"][label]["count"]]  # fmt: skip
+    assert measured, result["rtt_ns"]
+    for label in measured:
+        assert any(line.startswith(f"| rtt_ns.{label}.p50 |") for line in lines), (label, result["rtt_ns"][label])
     assert not any("aeron-udp" in line for line in lines)  # only figures found in both runs
     assert lines[-1] == "no regressions" or "regression" in lines[-1]
     md = next(tmp_path.glob("*-gateway/gateway.md")).read_text()
