@@ -286,7 +286,8 @@ class OrderEntryClient:
         return self.state == LOGGED_IN and self._offer(packet)
 
     def _offer_buf(self, length: int) -> bool:
-        return self.offer_packet(memoryview(self._buf)[:length])
+        """Offer the packet encoded in ``_buf`` as it is (no copy into ``_tx``)."""
+        return self.state == LOGGED_IN and bool(offer_session_nb(self.cs, self._buf, 0, length, self.clock_ns()))
 
     def _offer(self, packet: bytes | memoryview) -> bool:
         n = len(packet)
