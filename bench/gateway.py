@@ -36,6 +36,7 @@ Every wait is bounded: a peer that stops answering for ``STALL_TIMEOUT_S`` ends 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import multiprocessing as mp
 import shutil
@@ -69,6 +70,7 @@ from engine.runtime.aeron import (
 )
 from engine.runtime.affinity import (
     Placement,
+    affinity_restored,
     allowed_cpus,
     cpu_pair,
     format_cpu_list,
@@ -578,13 +580,13 @@ def _measure(link: Link, replies: _Replies, config: GatewayBenchConfig, idle: Id
     payload = replies.payload
     request = bytearray(payload.request)
     period_ns = round(NS_PER_S / config.rate) if config.rate else 0
-    start = clock()
-    measure_from = start + int(config.warmup_s * NS_PER_S)
-    end = measure_from + int(config.duration_s * NS_PER_S)
-    seq = 1  # the first answer is checked in full before anything counts
+    seq = 1  # the first answer is checked in full before anything counts, and before the clock starts
     SEQ.pack_into(request, payload.request_seq_offset, seq)
     _round_trip(link, replies, request, seq, idle)
     _check_first_reply(payload, bytes(request), bytes(replies.buffer[: replies.length]))
+    start = clock()
+    measure_from = start + int(config.warmup_s * NS_PER_S)
+    end = measure_from + int(config.duration_s * NS_PER_S)
     samples = np.empty(INITIAL_SAMPLES, np.int64)
     n = 0
     next_send = start
@@ -705,7 +707,10 @@ def measure(config: GatewayBenchConfig) -> tuple[dict[str, np.ndarray], list[str
     shm = Path("/dev/shm")
     run_dir = Path(tempfile.mkdtemp(prefix="hftmm-bench-gateway-", dir=shm if shm.is_dir() else None))
     samples: dict[str, np.ndarray] = {}
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(affinity_restored())  # the caller pins itself; a test or notebook gets its CPUs back
+        stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
+        stack.callback(_end_echo, control, echo)
         echo.start()
         child.close()
         _expect(control, echo, "started", START_TIMEOUT_S, "start")
@@ -715,14 +720,16 @@ def measure(config: GatewayBenchConfig) -> tuple[dict[str, np.ndarray], list[str
         for transport in config.transports:
             samples[LABELS[transport]] = caller.transport(transport)
         control.send(None)
-    finally:
-        control.close()  # after an error, the echo sees the pipe closed and ends
-        echo.join(CONNECT_TIMEOUT_S)
-        if echo.is_alive():
-            echo.terminate()
-            echo.join(CONNECT_TIMEOUT_S)
-        shutil.rmtree(run_dir, ignore_errors=True)
     return samples, notes
+
+
+def _end_echo(control: Connection, echo: mp.process.BaseProcess) -> None:
+    """Close the control pipe (after an error the echo sees it closed and ends) and reap the echo process."""
+    control.close()
+    echo.join(CONNECT_TIMEOUT_S)
+    if echo.is_alive():
+        echo.terminate()
+        echo.join(CONNECT_TIMEOUT_S)
 
 
 # --- results --------------------------------------------------------------------------------------

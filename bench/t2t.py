@@ -50,7 +50,7 @@ from engine.live.config import ExchangeConfig, LiveConfig, NodeConfig
 from engine.live.daemon import first_order_id
 from engine.live.node import NodeProcess
 from engine.runtime import control as CB
-from engine.runtime.affinity import cpu_pair, pin_process, plan_placement
+from engine.runtime.affinity import affinity_restored, cpu_pair, pin_process, plan_placement
 from engine.runtime.agent import idle_strategy
 from engine.simexchange import layout as XL
 from engine.simexchange.config import SimInstrument
@@ -411,7 +411,12 @@ def _where_the_time_goes(stages: dict[str, dict], total_p50: int | None) -> list
 def run(config: T2TConfig, say: Callable[[str], None] = print) -> tuple[dict, dict]:
     """Run the harness; returns the result (JSON-ready) and the histograms for the plots."""
     node_cpu, harness_cpu = cpu_pair((config.cpus[1], config.cpus[0]) if config.cpus else None)
-    saved = os.sched_getaffinity(0)
+    with affinity_restored():  # the harness pins this process; a test or notebook gets its CPUs back
+        return _run_pinned(config, node_cpu, harness_cpu, say)
+
+
+def _run_pinned(config: T2TConfig, node_cpu: int, harness_cpu: int, say: Callable[[str], None]) -> tuple[dict, dict]:
+    """``run`` with the harness pinned to ``harness_cpu`` and the node's hot thread to ``node_cpu``."""
     h = _start(config, node_cpu, say)
     try:
         pin_process(plan_placement(harness_cpu))
@@ -425,7 +430,6 @@ def run(config: T2TConfig, say: Callable[[str], None] = print) -> tuple[dict, di
         report = _stop(h)
     finally:
         _close(h)
-        os.sched_setaffinity(0, saved)
     if "error" in report:
         raise BenchError(f"the node failed: {report['error']}")
     warm_ticks = min(line.n_ticks, int(config.warmup_s * config.rate))

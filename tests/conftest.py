@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.runtime.affinity import affinity_restored
+
 REPO = Path(__file__).resolve().parents[1]
 REPLAY_DATA = REPO.parent / "shared" / "replay_data"
 _NETNS_IDS = itertools.count()
@@ -35,6 +37,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=PREWARM_STOP_S)
+
+
+@pytest.fixture(autouse=True)
+def keep_cpus() -> Iterator[None]:
+    """Every thread back on its CPUs after each test: a node or benchmark run in-process pins every thread
+    of the process (the test runner's too), which would leave the rest of the suite, and every process it
+    starts, on one CPU."""
+    with affinity_restored():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -24,12 +24,13 @@ LockResult(locked=True, reason='')
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import gc
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 MCL_CURRENT = 1  # lock every page mapped now
@@ -145,6 +146,21 @@ def pin_process(placement: Placement, hot_tid: int | None = None) -> None:
         except ProcessLookupError:  # the thread ended between listing and pinning
             continue
     os.sched_setaffinity(hot, {placement.hot_cpu})
+
+
+@contextlib.contextmanager
+def affinity_restored() -> Iterator[None]:
+    """Put every thread of the process back on the CPUs it had on entry, when the block ends.
+
+    For code that pins a process it does not own for good (a benchmark run from a test or a notebook):
+    without it the caller's interpreter would stay on one CPU afterwards."""
+    before = {tid: os.sched_getaffinity(tid) for tid in thread_ids()}
+    try:
+        yield
+    finally:
+        for tid, cpus in before.items():
+            with contextlib.suppress(ProcessLookupError):  # the thread has ended
+                os.sched_setaffinity(tid, cpus)
 
 
 def normal_priority() -> str:

@@ -117,8 +117,9 @@ class Daemon:
             return 0
         table = read_journal(files[0])
         kinds = table.column("kind").to_numpy()
-        return sum(blob[0] == ord("U") for blob, kind in zip(table.column("data").to_pylist(), kinds, strict=True)
-                   if kind == KIND_RESPONSE)  # fmt: skip
+        rows = [np.frombuffer(blob, ouch.RESPONSE_DTYPE)[0] for blob, kind in
+                zip(table.column("data").to_pylist(), kinds, strict=True) if kind == KIND_RESPONSE]  # fmt: skip
+        return sum(row["kind"] == ord("U") for row in rows)
 
     def scrape(self) -> str:
         try:

@@ -29,6 +29,7 @@ from engine.runtime.aeron import IPC_CHANNEL, DriverConfig, EmbeddedDriver
 from engine.runtime.agent import AgentRunner
 from engine.simexchange.matching import MatchingEngine
 from engine.simexchange.orderentry import OrderEntryServer, ServerConfig
+from engine.trading import layout as TL
 from engine.trading.risk import RiskConfig
 from feeds import itch
 from feeds.moldudp64 import decode_request, encode_packet
@@ -143,6 +144,10 @@ class Venue:
         book = self.engine.book_snapshot(LOCATE)
         return [price for price, queue in book["bids"] for _ in queue], [p for p, q in book["asks"] for _ in q]
 
+    def responses(self) -> int:
+        """Responses the node has applied: the exchange's book can show an order before its ack is read."""
+        return int(self.node.ns.oc[TL.OC_RESPONSES])
+
     def close(self) -> None:
         control = self.blocks.control.slots
         control[CB.CT_STOP] = 1
@@ -172,7 +177,7 @@ def venue(request: pytest.FixtureRequest) -> Iterator[Venue]:
     v = Venue(root, **getattr(request, "param", {}))
     try:
         v.send([add(BID_REF, "B", BID), add(ASK_REF, "S", ASK)])
-        v.until(lambda: v.quotes() == ([BID], [ASK]), "the node quoted the touch")
+        v.until(lambda: v.quotes() == ([BID], [ASK]) and v.responses() == 2, "the node quoted the touch, acked")
         yield v
     finally:
         v.close()
@@ -182,7 +187,9 @@ def venue(request: pytest.FixtureRequest) -> Iterator[Venue]:
 def test_in_order_datagrams_are_quoted_by_the_compiled_loop_alone(venue: Venue) -> None:
     for k in range(1, 21):
         venue.touch(BID + k * TICK, ASK + k * TICK)
-        venue.until(lambda k=k: venue.quotes() == ([BID + k * TICK], [ASK + k * TICK]), f"the quotes followed move {k}")
+        moved = ([BID + k * TICK], [ASK + k * TICK])
+        venue.until(lambda k=k, moved=moved: venue.quotes() == moved and venue.responses() == 2 + 2 * k,
+                    f"the quotes followed move {k}, replaces acked")  # fmt: skip
     report = venue.node.report()
     assert report["md_messages"] == 2 + 20 * 4 and report["md_gaps"] == 0 and venue.requests == 0
     assert report["md_slow_datagrams"] == 1  # the session's first, which names the session to follow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import resource
@@ -16,6 +15,7 @@ import pytest
 
 from engine.runtime.affinity import (
     ANY_CPU,
+    affinity_restored,
     allowed_cpus,
     cpu_pair,
     format_cpu_list,
@@ -23,20 +23,9 @@ from engine.runtime.affinity import (
     parse_cpu_list,
     pin_process,
     plan_placement,
-    thread_ids,
 )
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(autouse=True)
-def restore_affinity() -> Iterator[None]:
-    """Put every thread of the test process back on the CPUs it had before the test."""
-    before = {tid: os.sched_getaffinity(tid) for tid in thread_ids()}
-    yield
-    for tid, cpus in before.items():
-        with contextlib.suppress(ProcessLookupError):  # the thread has ended
-            os.sched_setaffinity(tid, cpus)
 
 
 @pytest.fixture
@@ -221,3 +210,15 @@ def test_normal_priority_undoes_the_niceness_ray_gives_its_workers() -> None:
         assert niceness == "0"
     else:  # without CAP_SYS_NICE the process stays where it was, and says why
         assert (note, niceness) == ("niceness 15 (lowering it needs CAP_SYS_NICE)", "15")
+
+
+def test_affinity_restored_puts_every_thread_back_after_a_pin(helper_thread: threading.Thread) -> None:
+    cpus = allowed_cpus()
+    if len(cpus) < 2:
+        pytest.skip(f"needs two allowed CPUs, this process has {format_cpu_list(cpus)}")
+    assert helper_thread.native_id is not None
+    with affinity_restored():
+        pin_process(plan_placement(min(cpus)))
+        assert os.sched_getaffinity(0) == {min(cpus)}
+    assert os.sched_getaffinity(0) == cpus
+    assert os.sched_getaffinity(helper_thread.native_id) == cpus
