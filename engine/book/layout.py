@@ -4,12 +4,14 @@ State lives in a few preallocated int64 tables (the :class:`BookState` named tup
 object so that an order is one 64-byte cache line::
 
     orders   [O, 8]  id, book, side, price, qty, prev, next (FIFO links), level
-    levels   [L, 5]  price, qty, order count, head, tail (FIFO of order rows)
+    levels   [L, 6]  price, qty, order count, head, tail (FIFO of order rows), side segment (2 book + side)
     sides    [2B, 3] per (book, side): start, length, capacity of its segment of the arena
     books    [B, 3]  instrument id, resting orders, crossed flag
     arena    [A, 2]  (key, level id); each side's segment sorted by key (price for bids, -price
                      for asks), so the best level sits at the END and touch activity is an append
     o_hash   [H]     open addressing, linear probing: order row, keyed by the row's order id
+    l_hash   [G]     the same for level rows, keyed by the row's (segment, price): a price finds its level
+                     in one probe however deep the book (the arena is searched only to add or drop a level)
     i_hash   [I]     book row, keyed by the book's instrument id
     meta     [N_META]      scalar state (M_*)
     counters [N_COUNTERS]  what was applied and what was odd (C_*, named in COUNTER_NAMES)
@@ -29,7 +31,8 @@ INITIAL_SEGMENT = 8  # levels per side before the first relocation
 
 # --- columns of the tables --------------------------------------------------------------------
 OR_ID, OR_BOOK, OR_SIDE, OR_PRICE, OR_QTY, OR_PREV, OR_NEXT, OR_LEVEL = range(8)
-LV_PRICE, LV_QTY, LV_COUNT, LV_HEAD, LV_TAIL = range(5)
+LV_PRICE, LV_QTY, LV_COUNT, LV_HEAD, LV_TAIL, LV_SEG = range(6)
+LEVEL_COLUMNS = 6
 SD_START, SD_LEN, SD_CAP = range(3)
 BK_INSTR, BK_ORDERS, BK_CROSSED = range(3)
 AR_KEY, AR_LEVEL = range(2)
@@ -83,11 +86,12 @@ class BookState(NamedTuple):
     borrows its arrays for the hot loops)."""
 
     orders: np.ndarray  # i8[O, 8]
-    levels: np.ndarray  # i8[L, 5]
+    levels: np.ndarray  # i8[L, 6]
     sides: np.ndarray  # i8[2B, 3]
     books: np.ndarray  # i8[B, 3]
     arena: np.ndarray  # i8[A, 2]
     o_hash: np.ndarray  # i4[H], EMPTY when free
+    l_hash: np.ndarray  # i4[G], EMPTY when free; at least twice the level rows, so never over half full
     i_hash: np.ndarray  # i4[I], EMPTY when free
     meta: np.ndarray  # i8[N_META]
     counters: np.ndarray  # i8[N_COUNTERS]
@@ -117,11 +121,12 @@ def new_state(orders: int = 1 << 16, levels: int = 1 << 12, books: int = 16) -> 
     meta[M_MAX_SEG_CAP] = INITIAL_SEGMENT
     return BookState(
         orders=free_list(orders, 8, OR_NEXT),
-        levels=free_list(levels, 5, LV_HEAD),
+        levels=free_list(levels, LEVEL_COLUMNS, LV_HEAD),
         sides=np.zeros((2 * books, 3), np.int64),
         books=np.zeros((books, 3), np.int64),
         arena=np.zeros((max(levels, 4 * INITIAL_SEGMENT * books), 2), np.int64),
         o_hash=empty_hash(pow2_at_least(orders * MAX_LOAD_DEN // MAX_LOAD_NUM)),
+        l_hash=empty_hash(pow2_at_least(levels * MAX_LOAD_DEN // MAX_LOAD_NUM)),
         i_hash=empty_hash(pow2_at_least(books * MAX_LOAD_DEN // MAX_LOAD_NUM)),
         meta=meta,
         counters=np.zeros(N_COUNTERS, np.int64),
