@@ -13,6 +13,17 @@ book follows the price), and non-displayed trades (P). Live orders are tracked p
 preallocated arrays, so every reference is valid, nothing over-executes, adds never cross the
 opposite touch, references and match numbers only increase and timestamps never decrease.
 
+Two depth profiles (:data:`PROFILES`). ``shallow`` keeps at most a few hundred live orders a stock.
+``deep`` gives the busy names books as deep as a real futures or large-cap book: the ESM4 MBO book of
+``../shared/replay_data`` holds about 13,600 orders on 1,550 levels, every tick within ~400 of the
+touch occupied, ~9 orders a level, resting orders a median 124-170 ticks from the touch with quantiles
+close to an exponential of mean ~210 ticks (10%: 18-25, 90%: 330-550). So a deep day first seeds each
+stock's book (the top name to ``live_max`` orders, the others in proportion to their activity) at
+exponentially distributed distances of that mean, then runs the same flow mix with most deletes
+taking one of the newest orders (churn near the touch; deep orders live long), as on a real day. The
+NASDAQ sample files carry no order flow to calibrate from (directory, trading-action and single
+messages); the flow mix stays the published NASDAQ day shares above.
+
 The order flow is one jitted call per output chunk writing straight into a reused byte buffer with
 the Numba encoders of ``feeds.itch``; the few fixed messages around it go through
 :func:`feeds.itch.encode`. One seed gives the same bytes.
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import gzip as gzip_module
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +90,26 @@ FLOW_PER_LIVE_ORDER = 20  # the cap is flow messages per stock / this, within th
 # The order-flow mix: letter and share of the flow (D also takes the adds refused at the cap).
 FLOW_MIX = (("A", 0.425), ("F", 0.012), ("D", 0.395), ("U", 0.075), ("X", 0.02), ("E", 0.05), ("C", 0.003), ("P", 0.02))
 MPIDS = ("ALFA", "BRVO", "CHLY", "DLTX", "ECHM", "FXTR")  # made-up attributions of F adds
+
+
+@dataclass(frozen=True)
+class DepthProfile:
+    """How deep the books of a day run (see the module docstring for the calibration of ``deep``)."""
+
+    live_max: int  # live orders a stock may hold (the busiest; others in proportion when seeded)
+    seed: bool  # build each book to its depth before the flow starts
+    deep_mean_ticks: float  # deep adds: exponential distance of this mean; 0 = uniform 0..DEEP_ADD_TICKS
+    p_deep_add: float  # share of flow adds placed deep
+    p_newest_delete: float  # share of deletes and replaces taking one of the newest orders
+    newest_mean: float  # ... the k-th newest, k geometric of this mean
+
+
+PROFILES = {
+    "shallow": DepthProfile(LIVE_ORDERS_MAX, False, 0.0, P_DEEP_ADD, 0.0, 1.0),
+    "deep": DepthProfile(20_000, True, 210.0, 0.15, 0.9, 20.0),
+}
+# the profile as the jitted flow reads it: prm[PR_*]
+PR_DEEP_MEAN, PR_P_DEEP, PR_P_NEWEST, PR_NEWEST_MEAN, PR_SIZE = range(5)
 FIRST_REF = 1_000  # order references and match numbers start here and only increase
 CHUNK_BYTES = 4 << 20  # the reused output buffer
 GZIP_LEVEL = 1  # favour speed
@@ -87,11 +119,12 @@ MAX_FLOW_RECORD = 2 + max(int(MESSAGE_LENGTHS[ord(t)]) for t, _ in FLOW_MIX)  # 
 
 # --- jitted state layout --------------------------------------------------------------------------
 # st: int64 scalars carried between chunk calls
-ST_DONE, ST_TS, ST_NEXT_REF, ST_NEXT_MATCH, ST_LIVE_CAP, ST_MEAN_GAP_NS, ST_SIZE = range(7)
+ST_DONE, ST_TS, ST_NEXT_REF, ST_NEXT_MATCH, ST_MEAN_GAP_NS, ST_SEED_LEFT, ST_SEED_STOCK, ST_SIZE = range(8)
 # orders[stock, slot, :]: the live orders of each stock in slots 0..live-1 (order of slots is arbitrary)
 O_REF, O_QTY, O_PX, O_SIDE, O_SIZE = range(5)
-# stocks[stock, :]: fair price in half ticks, live orders, cached best bid / ask, is the cache valid
-K_FAIR2, K_LIVE, K_BID, K_ASK, K_BEST_OK, K_SIZE = range(6)
+# stocks[stock, :]: fair price in half ticks, live orders, cached best bid / ask, is the cache valid,
+# most live orders, orders still to seed
+K_FAIR2, K_LIVE, K_BID, K_ASK, K_BEST_OK, K_CAP, K_SEED, K_SIZE = range(8)
 NO_ASK = 1 << 62  # best ask of a stock without asks
 
 _A, _F, _D, _U, _X, _E, _C, _P = (ord(c) for c in "AFDUXECP")
@@ -147,9 +180,23 @@ def remove_order_nb(orders, stocks, s, i):
 
 
 @njit(cache=True, nogil=True)
-def _quote_price_nb(rng, stocks, s, side):
+def _deep_ticks_nb(rng, prm):
+    """Ticks behind the touch of a deep order."""
+    if prm[PR_DEEP_MEAN] > 0:
+        return np.int64(rng.exponential(prm[PR_DEEP_MEAN]))
+    return rng.integers(0, DEEP_ADD_TICKS + 1)
+
+
+@njit(cache=True, nogil=True)
+def _quote_price_nb(rng, prm, stocks, s, side):
     """A passive price for a new order: some ticks behind the fair touch, never crossing the book."""
-    depth = rng.integers(0, DEEP_ADD_TICKS + 1) if rng.random() < P_DEEP_ADD else rng.geometric(P_DEPTH_GEOMETRIC) - 1
+    depth = _deep_ticks_nb(rng, prm) if rng.random() < prm[PR_P_DEEP] else rng.geometric(P_DEPTH_GEOMETRIC) - 1
+    return _price_behind_nb(stocks, s, side, depth)
+
+
+@njit(cache=True, nogil=True)
+def _price_behind_nb(stocks, s, side, depth):
+    """The price ``depth`` ticks behind the fair touch of ``side``, never crossing the book."""
     fair2 = stocks[s, K_FAIR2]
     if side > 0:  # bid touch: the tick at or below fair minus half a tick
         price = ((fair2 - 1) // 2 - depth) * TICK
@@ -194,13 +241,49 @@ def _next_id_nb(st, slot):
     return value
 
 
+@njit(cache=True, nogil=True)
+def _acted_on_nb(rng, prm, live):
+    """The slot a delete, replace or partial cancel acts on: often one of the newest (deep profile)."""
+    if prm[PR_P_NEWEST] > 0 and rng.random() < prm[PR_P_NEWEST]:
+        return max(0, live - rng.geometric(1.0 / prm[PR_NEWEST_MEAN]))
+    return rng.integers(0, live)
+
+
 # --- the order flow --------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_weight, mix_cum):
-    """Draw one order-flow message, apply it to the live book and write it; return the new position."""
+def _next_ts_nb(rng, st):
+    """The next message's timestamp: the same as the last one or an exponential gap later."""
     if rng.random() >= P_SAME_TIMESTAMP:
         st[ST_TS] = min(st[ST_TS] + np.int64(rng.exponential(np.float64(st[ST_MEAN_GAP_NS]))), FLOW_END_NS)
-    ts = st[ST_TS]
+    return st[ST_TS]
+
+
+@njit(cache=True, nogil=True)
+def _seed_message_nb(buf, pos, rng, prm, st, counts, orders, stocks, tickers):
+    """One add of the pre-flow book build: stocks take turns until each holds its seed depth."""
+    ts = _next_ts_nb(rng, st)
+    s = st[ST_SEED_STOCK]
+    while stocks[s, K_SEED] == 0:
+        s = (s + 1) % stocks.shape[0]
+    st[ST_SEED_STOCK] = (s + 1) % stocks.shape[0]
+    stocks[s, K_SEED] -= 1
+    st[ST_SEED_LEFT] -= 1
+    side = 1 if stocks[s, K_SEED] % 2 == 0 else -1
+    _refresh_best_nb(orders, stocks, s)
+    px = _price_behind_nb(stocks, s, side, _deep_ticks_nb(rng, prm))
+    qty = _order_shares_nb(rng)
+    ref = _next_id_nb(st, ST_NEXT_REF)
+    _append_order_nb(orders, stocks, s, ref, side, qty, px)
+    counts[_A] += 1
+    return encode_add_nb(buf, pos, ts, s + 1, ref, side, qty, tickers[s], px, _MPID_BYTES, -1)
+
+
+@njit(cache=True, nogil=True)
+def _flow_message_nb(buf, pos, rng, prm, st, counts, orders, stocks, tickers, cum_weight, mix_cum):
+    """Draw one order-flow message, apply it to the live book and write it; return the new position."""
+    if st[ST_SEED_LEFT] > 0:
+        return _seed_message_nb(buf, pos, rng, prm, st, counts, orders, stocks, tickers)
+    ts = _next_ts_nb(rng, st)
     s = min(np.searchsorted(cum_weight, rng.random(), side="right"), cum_weight.size - 1)
     locate = s + 1
     if rng.random() < P_FAIR_MOVE:
@@ -209,11 +292,11 @@ def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_wei
         stocks[s, K_FAIR2] = min(max(moved, MIN_FAIR_HALF_TICKS), MAX_FAIR_HALF_TICKS)
     letter = _FLOW_LETTERS[np.searchsorted(mix_cum, rng.random(), side="right")]
     live = stocks[s, K_LIVE]
-    if letter in (_A, _F) and live >= st[ST_LIVE_CAP]:
+    if letter in (_A, _F) and live >= stocks[s, K_CAP]:
         letter = _D
     elif letter in (_D, _U, _X, _E, _C) and live == 0:
         letter = _A
-    i = rng.integers(0, live) if letter in (_D, _U, _X) else 0  # the order a D, U or X acts on
+    i = _acted_on_nb(rng, prm, live) if letter in (_D, _U, _X) else 0  # the order a D, U or X acts on
     if letter == _X and orders[s, i, O_QTY] < 2:
         letter = _D  # a partial cancel must leave a share behind
     _refresh_best_nb(orders, stocks, s)
@@ -221,7 +304,7 @@ def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_wei
     if letter in (_A, _F):
         has_bids, has_asks = stocks[s, K_BID] > 0, stocks[s, K_ASK] != NO_ASK
         side = (-1 if has_bids else 1) if has_bids != has_asks else (1 if rng.random() < 0.5 else -1)
-        px = _quote_price_nb(rng, stocks, s, side)
+        px = _quote_price_nb(rng, prm, stocks, s, side)
         qty = _order_shares_nb(rng)
         ref = _next_id_nb(st, ST_NEXT_REF)
         _append_order_nb(orders, stocks, s, ref, side, qty, px)
@@ -234,7 +317,7 @@ def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_wei
             pos = encode_delete_nb(buf, pos, ts, locate, ref)
         else:  # the order comes back re-priced and re-sized under a new reference, same side
             _refresh_best_nb(orders, stocks, s)
-            px = _quote_price_nb(rng, stocks, s, side)
+            px = _quote_price_nb(rng, prm, stocks, s, side)
             qty = _order_shares_nb(rng)
             new_ref = _next_id_nb(st, ST_NEXT_REF)
             _append_order_nb(orders, stocks, s, new_ref, side, qty, px)
@@ -271,7 +354,7 @@ def _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_wei
 
 
 @njit(cache=True, nogil=True)
-def fill_flow_nb(buf, rng, st, n_flow, counts, orders, stocks, tickers, cum_weight, mix_cum):
+def fill_flow_nb(buf, rng, prm, st, n_flow, counts, orders, stocks, tickers, cum_weight, mix_cum):
     """Write order-flow messages into ``buf`` until it is full or ``n_flow`` are done; return the bytes.
 
     All state (``st``, ``orders``, ``stocks``, the rng) carries over between calls, so the bytes do
@@ -279,7 +362,7 @@ def fill_flow_nb(buf, rng, st, n_flow, counts, orders, stocks, tickers, cum_weig
     """
     pos = 0
     while st[ST_DONE] < n_flow and pos + MAX_FLOW_RECORD <= buf.size:
-        pos = _flow_message_nb(buf, pos, rng, st, counts, orders, stocks, tickers, cum_weight, mix_cum)
+        pos = _flow_message_nb(buf, pos, rng, prm, st, counts, orders, stocks, tickers, cum_weight, mix_cum)
         st[ST_DONE] += 1
     return pos
 
@@ -357,22 +440,44 @@ def _count_types(messages: list[bytes], counts: np.ndarray) -> None:
         counts[message[0]] += 1
 
 
+def _set_depths(stocks: np.ndarray, profile: DepthProfile, activity: np.ndarray, n_flow: int) -> None:
+    """Each stock's most live orders (K_CAP) and the orders to seed its book with (K_SEED).
+
+    Shallow: one cap for all, flow messages per stock / FLOW_PER_LIVE_ORDER within bounds. Deep: the
+    busiest stock gets ``live_max``, the others in proportion to their activity; seeding (nine tenths
+    of the cap) takes at most half the flow, scaled down on a short day.
+    """
+    symbols = len(stocks)
+    if not profile.seed:
+        stocks[:, K_CAP] = np.clip(n_flow // symbols // FLOW_PER_LIVE_ORDER, LIVE_ORDERS_MIN, profile.live_max)
+        return
+    caps = profile.live_max * activity / activity.max()
+    caps *= min(1.0, n_flow / 2 / (caps.sum() * 0.9))
+    stocks[:, K_CAP] = np.maximum(np.round(caps), LIVE_ORDERS_MIN)
+    stocks[:, K_SEED] = stocks[:, K_CAP] - stocks[:, K_CAP] // 10
+
+
 def generate_itch(
     path: str | Path,
     *,
     messages: int,
     symbols: int,
     seed: int,
+    depth: str = "shallow",
     gzip: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, object]:
-    """Write a synthetic ITCH 5.0 day of exactly ``messages`` messages over ``symbols`` stocks.
+    """Write a synthetic ITCH 5.0 day of exactly ``messages`` messages over ``symbols`` stocks, with books
+    of the ``depth`` profile (a key of :data:`PROFILES`).
 
     The file is a flat ``[u16 BE length][message]`` stream (gzip-compressed when ``gzip``), written
     chunk by chunk with bounded memory; ``progress(done, total)`` is called after each chunk.
     Returns a summary: path, seed, messages, symbols, tickers, counts (per type letter), bytes (of
     the uncompressed stream), file_bytes, first_ts_ns and last_ts_ns.
     """
+    if depth not in PROFILES:
+        raise ValueError(f"depth must be one of {', '.join(PROFILES)}, got {depth!r}")
+    profile = PROFILES[depth]
     if not 1 <= symbols <= 0xFFFF:
         raise ValueError(f"symbols must be in 1..65535 (the stock locate is a u16), got {symbols}")
     n_flow = messages - fixed_messages(symbols)
@@ -392,13 +497,16 @@ def generate_itch(
     stocks[:, K_FAIR2] = np.round(dollars * PRICE_SCALE / HALF_TICK)
     stocks[:, K_ASK] = NO_ASK
     stocks[:, K_BEST_OK] = 1
-    live_cap = int(np.clip(n_flow // symbols // FLOW_PER_LIVE_ORDER, LIVE_ORDERS_MIN, LIVE_ORDERS_MAX))
-    orders = np.zeros((symbols, live_cap, O_SIZE), np.int64)
+    _set_depths(stocks, profile, activity, n_flow)
+    orders = np.zeros((symbols, int(stocks[:, K_CAP].max()), O_SIZE), np.int64)
+    prm = np.zeros(PR_SIZE, np.float64)
+    prm[PR_DEEP_MEAN], prm[PR_P_DEEP] = profile.deep_mean_ticks, profile.p_deep_add
+    prm[PR_P_NEWEST], prm[PR_NEWEST_MEAN] = profile.p_newest_delete, profile.newest_mean
     st = np.zeros(ST_SIZE, np.int64)
     st[ST_TS] = FLOW_START_NS
     st[ST_NEXT_REF] = FIRST_REF
     st[ST_NEXT_MATCH] = FIRST_REF + symbols  # after the opening crosses
-    st[ST_LIVE_CAP] = live_cap
+    st[ST_SEED_LEFT] = stocks[:, K_SEED].sum()
     st[ST_MEAN_GAP_NS] = (FLOW_END_NS - FLOW_START_NS) / max(n_flow, 1) / (1.0 - P_SAME_TIMESTAMP)
     counts = np.zeros(256, np.int64)
     buf = np.empty(CHUNK_BYTES, np.uint8)
@@ -414,7 +522,7 @@ def generate_itch(
     with sink as out:
         total_bytes = out.write(frame(opening))
         while st[ST_DONE] < n_flow:
-            n = fill_flow_nb(buf, rng, st, n_flow, counts, orders, stocks, ticker_bytes, cum_weight, mix_cum)
+            n = fill_flow_nb(buf, rng, prm, st, n_flow, counts, orders, stocks, ticker_bytes, cum_weight, mix_cum)
             total_bytes += out.write(memoryview(buf)[:n])
             if progress is not None:
                 progress(done + int(st[ST_DONE]), messages)
@@ -426,6 +534,7 @@ def generate_itch(
     return {
         "path": str(path),
         "seed": seed,
+        "depth": depth,
         "messages": int(counts.sum()),
         "symbols": symbols,
         "tickers": tickers,

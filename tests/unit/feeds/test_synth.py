@@ -225,3 +225,34 @@ def test_a_day_needs_room_for_its_fixed_messages(tmp_path: Path) -> None:
         generate_itch(tmp_path / "x.itch", messages=1_000, symbols=0, seed=1)
     only_fixed = generate_itch(tmp_path / "y.itch", messages=fixed_messages(3), symbols=3, seed=1)
     assert set(only_fixed["counts"]) == {"S", "R", "H", "Q"}
+
+
+def _resting_profile(path: Path) -> tuple[int, int, float]:
+    """Of the day's final books, the busiest one's (resting orders, levels on both sides, median ticks from
+    the touch of its resting orders)."""
+    from engine.book.book import Book
+
+    book = Book()
+    for batch in FlatItchReader(str(path)).batches():
+        book.apply(batch)
+    busiest = max(book.instruments(), key=book.order_count)
+    bids, asks = book.depth(busiest, 1 << 20)
+    ticks = np.concatenate([np.repeat((bids[0, 0] - bids[:, 0]) // synth.TICK, bids[:, 2]),
+                            np.repeat((asks[:, 0] - asks[0, 0]) // synth.TICK, asks[:, 2])])  # fmt: skip
+    return book.order_count(busiest), len(bids) + len(asks), float(np.median(ticks))
+
+
+def test_deep_books_are_as_deep_as_the_real_esm4_book_and_the_shallow_day_is_unchanged(tmp_path: Path) -> None:
+    """The deep profile's busiest book holds thousands of orders on hundreds of levels, resting a median of
+    tens to hundreds of ticks from the touch (ESM4: 13,598 orders, 1,547 levels, median 124-170 ticks);
+    the shallow day of the same seed keeps its few hundred orders near the touch."""
+    sizes = {"messages": 400_000, "symbols": 4, "seed": 2}
+    deep = generate_itch(tmp_path / "deep.itch", depth="deep", **sizes)
+    shallow = generate_itch(tmp_path / "shallow.itch", **sizes)
+    assert deep["depth"] == "deep" and shallow["depth"] == "shallow"
+    orders, levels, median_ticks = _resting_profile(tmp_path / "deep.itch")
+    assert 5_000 <= orders <= synth.PROFILES["deep"].live_max and levels >= 500 and 30 <= median_ticks <= 400
+    shallow_orders, _, shallow_ticks = _resting_profile(tmp_path / "shallow.itch")
+    assert shallow_orders <= synth.LIVE_ORDERS_MAX and shallow_ticks < 10
+    with pytest.raises(ValueError, match="depth must be one of"):
+        generate_itch(tmp_path / "x.itch", depth="bottomless", **sizes)
