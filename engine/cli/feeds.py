@@ -125,18 +125,28 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_gen_itch(args: argparse.Namespace) -> int:
-    """Write a synthetic, well-formed ITCH 5.0 day."""
+    """Write a synthetic, well-formed ITCH 5.0 day, or a real file's flow re-encoded as ITCH and tiled."""
     from feeds.synth import generate_itch
+    from feeds.tile import tile_itch
 
     try:
-        summary = generate_itch(
-            args.output, messages=args.messages, symbols=args.symbols, seed=args.seed, gzip=args.output.endswith(".gz")
-        )
-    except ValueError as exc:  # sizes the generator cannot honour
+        if args.source:
+            summary = tile_itch(args.source, args.output, args.copies)
+        else:
+            summary = generate_itch(args.output, messages=args.messages, symbols=args.symbols, seed=args.seed,
+                                    depth=args.depth, gzip=args.output.endswith(".gz"))  # fmt: skip
+    except ValueError as exc:  # sizes the generator cannot honour, prices ITCH cannot carry
         print(f"hftmm: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.source:
+        tally = "  ".join(f"{k} {v:,}" for k, v in summary["tally"].items())
+        names = ", ".join(summary["instruments"])
+        print(f"wrote {summary['messages']:,} messages: {names} x {args.copies} copies to {args.output}")
+        print(f"source events became ({tally}), each {args.copies} times")
+        return 0
     counts = "  ".join(f"{k} {v:,}" for k, v in sorted(summary["counts"].items()))
-    print(f"wrote {summary['messages']:,} messages ({counts}) for {args.symbols} symbols to {args.output}")
+    print(f"wrote {summary['messages']:,} messages ({counts}) for {args.symbols} symbols ({args.depth} books) "
+          f"to {args.output}")  # fmt: skip
     return 0
 
 
@@ -160,9 +170,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.parquet", help="the Parquet file to write")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("gen-itch", help="write a synthetic but well-formed ITCH 5.0 day")
+    p = sub.add_parser("gen-itch", help="write a synthetic ITCH 5.0 day, or a real file's flow as ITCH, tiled",
+                       description="Write a synthetic but well-formed ITCH 5.0 day (shallow or deep books), or, with "
+                       "--from, a real feed file's order flow re-encoded as ITCH with --copies copies of each "
+                       "instrument interleaved (deep real books for benchmarks).")  # fmt: skip
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="flat ITCH file (.gz compresses)")
     p.add_argument("--messages", type=positive, default=1_000_000, metavar="N", help="messages (1,000,000)")
     p.add_argument("--symbols", type=positive, default=50, metavar="K", help="instruments (50)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (1)")
+    p.add_argument("--depth", choices=("shallow", "deep"), default="shallow",
+                   help="book depth: shallow (a few hundred orders a stock) or deep (the busiest ~20,000 orders "
+                   "on ~1,500 levels, calibrated to the ESM4 MBO book) (shallow)")  # fmt: skip
+    p.add_argument("--from", dest="source", metavar="FILE",
+                   help="re-encode this feed file (DBN MBO, ITCH, pcap, Parquet) instead of generating")  # fmt: skip
+    p.add_argument("--copies", type=positive, default=1, metavar="N", help="with --from: copies of each instrument (1)")
     p.set_defaults(func=cmd_gen_itch)
