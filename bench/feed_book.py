@@ -1,33 +1,55 @@
 """Feed + book throughput: ITCH 5.0 decode, L3 book apply, and both, beside a pure-Python baseline.
 
-Run as ``hftmm bench feed`` (or ``python -m bench.feed_book``). A synthetic day (``feeds.synth``,
-fixed seed) is generated once into ``replay_data/generated/`` and read into memory, so the figures are
-of the decoder and the book, not of the disk. Before anything is timed, the compiled path and the
-pure-Python baseline process the same prefix and must end with identical books. Each figure is the
-best of ``repeats`` runs on one core; the baseline runs in the same process on the same bytes.
+Run as ``hftmm bench feed`` (or ``python -m bench.feed_book``). Three cases, each an ITCH file generated
+once into ``replay_data/generated/`` and read into memory, so the figures are of the decoder and the
+book, not of the disk:
+
+- ``shallow``: the synthetic day (``feeds.synth``, fixed seed), a few hundred live orders a stock;
+- ``deep``: the same day with books as deep as a real futures book (``feeds.synth`` profile ``deep``:
+  the busiest name ~20,000 live orders on ~1,500 levels, calibrated to the ESM4 MBO book);
+- ``esm4x64``: real flow, the ESM4 MBO file of ``../shared/replay_data`` re-encoded as ITCH and tiled over
+  64 instruments (``feeds.tile``): 870,000 live orders, ~99,000 levels (skipped, with the reason, when
+  the file is absent).
+
+Before anything is timed, the compiled path and the pure-Python baseline process the same prefix and
+must end with identical books. Each figure is the best of ``repeats`` runs on one core; the baseline
+runs in the same process on the same bytes. Each case also reports the book it ends with: live orders,
+levels, the bytes of its tables and the resident memory it added, per million live orders.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
+import multiprocessing as mp
 import os
+import resource
 import statistics
 import struct
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from bench.machine import machine_info, write_results
+from engine.book import layout as BL
 from engine.book.book import Book
 from engine.core import events as E
 from feeds.flatfile import BATCH_ROWS  # events per decode call, as the streaming reader uses
 from feeds.itch import STATUS_DONE, STATUS_OUT_FULL, decode_flat_nb, new_stock_directory
 from feeds.synth import generate_itch
+from feeds.tile import tile_itch
 
 BASELINE_MESSAGES = 300_000  # the pure-Python path is ~100x slower: a prefix is enough
 GENERATED = Path("replay_data/generated")
+REPO = Path(__file__).resolve().parents[1]
+ESM4_MBO = (REPO.parent / "shared" / "replay_data" / "dbn" / "esm4_mbo"
+            / "orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst")  # fmt: skip
+CASES = ("shallow", "deep", "esm4x64")
+WARM_RECORDS = 10_000
+PATHS = ("decode", "book (pre-decoded)", "decode + book")
 
 
 # --- the pure-Python baseline: struct decoding and a dict book -----------------------------------
@@ -148,40 +170,80 @@ def _timed(repeats: int, func) -> list[float]:
     return times
 
 
-def run(messages: int, symbols: int, seed: int, repeats: int, out_dir: str) -> dict:
-    """Generate (once), check, time, and write JSON + Markdown under ``out_dir``; returns the result."""
+def _case_file(case: str, messages: int, symbols: int, seed: int, real: Path, copies: int) -> tuple[Path, dict]:
+    """The ITCH file of ``case`` (generated on first use) and what it holds."""
     GENERATED.mkdir(parents=True, exist_ok=True)
-    path = GENERATED / f"bench-{messages}-{symbols}-{seed}.itch"
+    if case == "esm4x64":
+        path = GENERATED / f"bench-{real.name.split('.')[0]}-x{copies}.itch"
+        about = {"source": str(real), "copies": copies}
+        if not path.exists():
+            print(f"re-encoding {real.name} as ITCH over {copies} instruments -> {path}")
+            tile_itch(real, path, copies)
+        return path, about
+    depth = "deep" if case == "deep" else "shallow"
+    suffix = "" if depth == "shallow" else "-deep"
+    path = GENERATED / f"bench-{messages}-{symbols}-{seed}{suffix}.itch"
     if not path.exists():
-        print(f"generating {messages:,} messages over {symbols} symbols -> {path}")
-        generate_itch(str(path), messages=messages, symbols=symbols, seed=seed)
+        print(f"generating {messages:,} messages over {symbols} symbols ({depth} books) -> {path}")
+        generate_itch(str(path), messages=messages, symbols=symbols, seed=seed, depth=depth)
+    return path, {"symbols": symbols, "seed": seed, "depth": depth}
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _book_figures(path: Path) -> dict:
+    """The book a whole file leaves: live orders, levels, the bytes of its tables, and the most resident
+    memory building it took (growth copies included), measured in a fresh process whose peak is its own."""
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_book_figures_here, str(path)).result()
+
+
+def _book_figures_here(path: str) -> dict:
+    buf = np.fromfile(path, np.uint8)
+    end = 0
+    for _ in range(WARM_RECORDS):  # the kernels load on a prefix of whole records before the count starts
+        if end + 2 > len(buf):
+            break
+        end += 2 + (int(buf[end]) << 8 | int(buf[end + 1]))
+    decode_all(buf, min(end, len(buf)), None, np.zeros(256, np.int64), Book())
+    gc.collect()
+    before = _resident_bytes()
+    book = Book()
+    decode_all(buf, len(buf), None, np.zeros(256, np.int64), book)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    orders = book.total_orders
+    table_bytes = sum(a.nbytes for a in book.state)
+    per_million = 1e6 / orders if orders else 0.0
+    return {
+        "live_orders": orders,
+        "levels": int(book.state.meta[BL.M_LEVELS]),
+        "instruments": len(book.instruments()),
+        "table_mib": round(table_bytes / 2**20, 1),
+        "peak_rss_added_mib": round(peak / 2**20, 1),
+        "table_mib_per_million_live_orders": round(table_bytes / 2**20 * per_million, 1),
+        "peak_rss_mib_per_million_live_orders": round(peak / 2**20 * per_million, 1),
+    }
+
+
+def run_case(path: Path, repeats: int) -> dict:
+    """Check one ITCH file against the baseline, then time decode, book and both; the case's figures."""
     data = path.read_bytes()
     buf = np.frombuffer(data, np.uint8)
     counts = np.zeros(256, np.int64)
-    events = np.empty(messages, E.EVENT_DTYPE)
+    events = np.empty(decode_all(buf, len(buf), None, np.zeros(256, np.int64), None), E.EVENT_DTYPE)
     n_events = decode_all(buf, len(buf), events, counts, None)  # warm-up, compile, and the input of book-only
-    events = events[:n_events]
     n_msgs = int(counts.sum())
     baseline = check_against_baseline(buf, data, n_msgs)
-
     rows = {
         "decode": _timed(repeats, lambda: decode_all(buf, len(buf), None, np.zeros(256, np.int64), None)),
         "book (pre-decoded)": _timed(repeats, lambda: Book().apply(events)),
         "decode + book": _timed(repeats, lambda: decode_all(buf, len(buf), None, np.zeros(256, np.int64), Book())),
     }
-    result = {
-        "benchmark": "feed_book",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "input": {
-            "file": str(path),
-            "bytes": len(data),
-            "messages": n_msgs,
-            "events": n_events,
-            "symbols": symbols,
-            "seed": seed,
-        },
-        "repeats": repeats,
+    return {
+        "input": {"file": str(path), "bytes": len(data), "messages": n_msgs, "events": n_events},
         "results": {
             name: {
                 "seconds": round(min(times), 4),
@@ -191,8 +253,48 @@ def run(messages: int, symbols: int, seed: int, repeats: int, out_dir: str) -> d
             }
             for name, times in rows.items()
         },
+        "book": _book_figures(path),
         "baseline_python_msgs_per_s": round(baseline),
         "speedup_vs_python": round(n_msgs / min(rows["decode + book"]) / baseline, 1),
+    }
+
+
+def run(
+    messages: int,
+    symbols: int,
+    seed: int,
+    repeats: int,
+    out_dir: str,
+    cases: tuple[str, ...] = CASES,
+    real: Path | None = None,
+    copies: int = 64,
+) -> dict:
+    """Generate (once), check, time each case, and write JSON + Markdown under ``out_dir``; the result.
+
+    ``real`` is the file the esm4x64 case tiles ``copies`` times (default: the ESM4 MBO file)."""
+    real = ESM4_MBO if real is None else real
+    unknown = set(cases) - set(CASES)
+    if unknown:
+        raise ValueError(f"unknown case(s) {', '.join(sorted(unknown))}; the cases are {', '.join(CASES)}")
+    done: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    for case in cases:
+        if case == "esm4x64" and not real.is_file():
+            skipped[case] = f"real data file {real} is absent"
+            print(f"skipping {case}: {skipped[case]}")
+            continue
+        path, about = _case_file(case, messages, symbols, seed, real, copies)
+        print(f"timing {case} ({path.name}, best of {repeats})")
+        figures = run_case(path, repeats)
+        figures["input"].update(about)
+        done[case] = figures
+    result = {
+        "benchmark": "feed_book",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "repeats": repeats,
+        "cases": done,
+        "skipped": skipped,
     }
     _write(result, out_dir)
     return result
@@ -203,20 +305,26 @@ def _write(result: dict, out_dir: str) -> None:
     lines = [
         f"# Feed + book throughput ({result['date'][:10]})",
         "",
-        f"{result['input']['messages']:,} ITCH 5.0 messages over {result['input']['symbols']} symbols "
-        f"(synthetic, seed {result['input']['seed']}), in memory, one core, best of {result['repeats']}.",
+        f"ITCH 5.0 files in memory, one core, best of {result['repeats']}. "
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, numba {m['numba']}.",
         "",
-        "| path | msgs/s (best) | ns/msg (best) | msgs/s (median) |",
-        "|---|---:|---:|---:|",
+        "| case | messages | live orders at the end | path | msgs/s (best) | ns/msg (best) | msgs/s (median) |",
+        "|---|---:|---:|---|---:|---:|---:|",
     ]
-    for name, r in result["results"].items():
-        lines.append(f"| {name} | {r['msgs_per_s']:,} | {r['ns_per_msg']} | {r['median_msgs_per_s']:,} |")
-    lines.append(
-        f"| pure-Python decode + dict book (baseline) | {result['baseline_python_msgs_per_s']:,} | "
-        f"{1e9 / result['baseline_python_msgs_per_s']:.0f} | |"
-    )
-    lines += ["", f"decode + book is {result['speedup_vs_python']}x the pure-Python baseline."]
+    for case, c in result["cases"].items():
+        for name, r in c["results"].items():
+            lines.append(f"| {case} | {c['input']['messages']:,} | {c['book']['live_orders']:,} | {name} | "
+                         f"{r['msgs_per_s']:,} | {r['ns_per_msg']} | {r['median_msgs_per_s']:,} |")  # fmt: skip
+    lines += ["", "| case | levels | book tables (MiB) | peak resident added (MiB) | MiB per million live orders "
+              "(tables / peak) | pure-Python baseline msgs/s | decode + book vs baseline |",
+              "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for case, c in result["cases"].items():
+        b = c["book"]
+        lines.append(f"| {case} | {b['levels']:,} | {b['table_mib']} | {b['peak_rss_added_mib']} | "
+                     f"{b['table_mib_per_million_live_orders']} / {b['peak_rss_mib_per_million_live_orders']} | "
+                     f"{c['baseline_python_msgs_per_s']:,} | {c['speedup_vs_python']}x |")  # fmt: skip
+    for case, reason in result["skipped"].items():
+        lines.append(f"\n{case}: skipped, {reason}.")
     write_results(result, "feed", lines, out_dir)
 
 
@@ -228,8 +336,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default=os.path.join("bench", "results"))
+    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--real", type=Path)
+    p.add_argument("--copies", type=int, default=64)
     a = p.parse_args()
-    run(a.messages, a.symbols, a.seed, a.repeats, a.out)
+    run(a.messages, a.symbols, a.seed, a.repeats, a.out, tuple(a.cases.split(",")), a.real, a.copies)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from engine.cli.args import EXIT_BAD_INPUT, cpu_pair_arg, positive, seconds, strategy_params
 
 GATEWAY_TRANSPORTS = "ipc-compiled,ipc,udp,kernel-udp"  # bench.gateway.TRANSPORTS (bench loads when a command runs)
+FEED_CASES = ("shallow", "deep", "esm4x64")  # bench.feed_book.CASES
+
+
+def _feed_cases(text: str) -> tuple[str, ...]:
+    cases = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = [c for c in cases if c not in FEED_CASES]
+    if unknown or not cases:
+        raise argparse.ArgumentTypeError(f"cases are {', '.join(FEED_CASES)}; not {', '.join(unknown) or 'none'}")
+    return cases
 
 
 def _old_result(args: argparse.Namespace) -> dict | None:
@@ -30,7 +40,8 @@ def cmd_bench_feed(args: argparse.Namespace) -> int:
     from bench.feed_book import run
 
     old = _old_result(args)
-    result = run(messages=args.messages, symbols=args.symbols, seed=args.seed, repeats=args.repeats, out_dir=args.out)
+    result = run(messages=args.messages, symbols=args.symbols, seed=args.seed, repeats=args.repeats, out_dir=args.out,
+                 cases=args.cases, real=args.real, copies=args.copies)  # fmt: skip
     _print_comparison(old, result, args.compare)
     return 0
 
@@ -110,6 +121,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--symbols", type=positive, default=50, metavar="K", help="instruments (50)")
     b.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (1)")
     b.add_argument("--repeats", type=positive, default=5, metavar="R", help="timed runs; the best is kept (5)")
+    b.add_argument("--cases", type=_feed_cases, default=FEED_CASES, metavar="C,...",
+                   help=f"inputs: synthetic shallow and deep days, ESM4 tiled ({','.join(FEED_CASES)})")  # fmt: skip
+    b.add_argument("--real", type=Path, metavar="FILE",
+                   help="the real file the esm4x64 case tiles (../shared/replay_data/dbn/esm4_mbo/...mbo)")  # fmt: skip
+    b.add_argument("--copies", type=positive, default=64, metavar="N", help="instruments it is tiled over (64)")
     _bench_results_args(b)
     b.set_defaults(func=cmd_bench_feed)
     b = bench.add_parser("backtest", help="backtester events/s (touch, glft) beside hftbacktest on the same npz")

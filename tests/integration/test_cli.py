@@ -311,6 +311,30 @@ def test_replay_of_gen_itch_gz_equals_replay_of_flat_file(
         assert summary[key] == generated_replay[key], key
 
 
+def test_gen_itch_deep_writes_books_far_deeper_than_the_shallow_day(generated_book: dict, tmp_path: Path) -> None:
+    sizes = ["--messages", GEN_MESSAGES * 4, "--symbols", 2, "--seed", GEN_SEED]
+    out = run_ok("gen-itch", "-o", "deep.itch", *sizes, "--depth", "deep", cwd=tmp_path)
+    assert "(deep books)" in out
+    replay, book = json_many(("replay", "deep.itch"), ("book", "deep.itch", "--depth", DEEP), cwd=tmp_path)
+    assert replay["unknown_order_refs"] == 0 and replay["crossed_books"] == 0
+    deepest = max(b["orders"] for b in book.values())
+    assert deepest > 10 * max(b["orders"] for b in generated_book.values())
+    assert max(b["bid_levels"] + b["ask_levels"] for b in book.values()) >= 300
+    assert_ladders_sorted(book)
+
+
+def test_gen_itch_from_a_real_file_tiles_its_books(replay_data: Path, tmp_path: Path) -> None:
+    """ESM4 MBO re-encoded as ITCH, three copies: each copy's book is the real one (README figures)."""
+    source = real_file(replay_data, "dbn/esm4_mbo/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst")
+    out = run_ok("gen-itch", "--from", source, "--copies", 3, "-o", "esm4.itch", cwd=tmp_path)
+    assert "ESM4 x 3 copies" in out and "skipped 6" in out
+    book = run_json("book", "esm4.itch", "--depth", DEEP, cwd=tmp_path)
+    assert sorted(book) == ["ESM40000", "ESM40001", "ESM40002"]
+    for b in book.values():
+        assert (b["bid_levels"], b["ask_levels"], b["orders"]) == (976, 571, 13_598)
+        assert b["bids"][0][:2] == [5214.0, 28] and b["asks"][0][:2] == [5214.25, 17]
+
+
 # --- several files in order = one file -----------------------------------------------------------
 def test_split_itch_files_in_order_give_the_whole_files_book_and_counts(
     generated: dict, generated_replay: dict, generated_book: dict, tmp_path: Path
@@ -579,30 +603,47 @@ def test_missing_file_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
 
 
 # --- bench ---------------------------------------------------------------------------------------
-def _check_bench_output(out_dir: Path, messages: int) -> None:
+def _check_bench_output(out_dir: Path, messages: dict[str, int]) -> None:
     jsons = list(out_dir.glob("*/feed.json"))
     assert len(jsons) == 1, list(out_dir.rglob("*"))
     assert (jsons[0].parent / "feed.md").is_file()
     result = json.loads(jsons[0].read_text())
-    assert {"results", "machine"} <= set(result)
-    assert result["input"]["messages"] == messages
-    rows = result["results"]
-    for row in ("decode", "book (pre-decoded)", "decode + book"):
-        assert rows[row]["msgs_per_s"] > 0, row
+    assert {"cases", "machine", "skipped"} <= set(result)
+    for case, figures in result["cases"].items():
+        assert figures["input"]["messages"] == messages[case], case
+        for row in ("decode", "book (pre-decoded)", "decode + book"):
+            assert figures["results"][row]["msgs_per_s"] > 0, (case, row)
+        book = figures["book"]
+        assert book["live_orders"] > 0 and book["levels"] > 0 and book["table_mib_per_million_live_orders"] > 0
     assert result["machine"]
     md = (jsons[0].parent / "feed.md").read_text()
-    assert "| decode + book |" in md
+    assert all(f"| {case} |" in md for case in result["cases"]) and "| decode + book |" in md
 
 
 def test_bench_feed_with_tiny_sizes_writes_json_and_markdown(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    run_ok("bench", "feed", "--messages", "30000", "--repeats", "1", "--out", out, cwd=tmp_path)
-    _check_bench_output(out, 30_000)
+    run_ok("bench", "feed", "--messages", "30000", "--repeats", "1", "--cases", "shallow", "--out", out, cwd=tmp_path)
+    _check_bench_output(out, {"shallow": 30_000})
     [first] = out.glob("*-feed/feed.json")
-    again = run_ok("bench", "feed", "--messages", "30000", "--repeats", "1", "--out", tmp_path / "again",
-                   "--compare", first, cwd=tmp_path)  # fmt: skip
-    assert "results.decode + book.msgs_per_s" in again
+    again = run_ok("bench", "feed", "--messages", "30000", "--repeats", "1", "--cases", "shallow", "--out",
+                   tmp_path / "again", "--compare", first, cwd=tmp_path)  # fmt: skip
+    assert "cases.shallow.results.decode + book.msgs_per_s" in again
     assert "regression" in again.lower()
+
+
+def test_bench_feed_deep_and_real_flow_cases_report_their_books(replay_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    run_ok("bench", "feed", "--messages", "30000", "--repeats", "1", "--cases", "deep,esm4x64", "--copies", "2",
+           "--out", out, cwd=tmp_path)  # fmt: skip
+    _check_bench_output(out, {"deep": 30_000, "esm4x64": 1 + 2 + 13_790 * 2 + 1})
+    [path] = out.glob("*-feed/feed.json")
+    result = json.loads(path.read_text())
+    assert result["cases"]["esm4x64"]["book"]["live_orders"] == 2 * 13_598 and result["skipped"] == {}
+    missing = run_ok("bench", "feed", "--repeats", "1", "--cases", "esm4x64", "--real", tmp_path / "absent.dbn.zst",
+                     "--out", tmp_path / "none", cwd=tmp_path)  # fmt: skip
+    assert "skipping esm4x64: real data file" in missing and "absent.dbn.zst" in missing
+    bad = run("bench", "feed", "--cases", "shallow,bogus", cwd=tmp_path)
+    assert bad.returncode == 2 and "bogus" in bad.stderr and "Traceback" not in bad.stderr
 
 
 # --- argument errors that must not end in a traceback -------------------------
@@ -635,9 +676,9 @@ HELP = {
     ("replay",): ["--json", "--skip-bad", "--symbols", "--quiet", "FILE"],
     ("book",): ["--json", "--skip-bad", "--symbol", "--depth", "FILE"],
     ("convert",): ["--output", "--skip-bad", "FILE"],
-    ("gen-itch",): ["--output", "--messages", "--symbols", "--seed"],
+    ("gen-itch",): ["--output", "--messages", "--symbols", "--seed", "--depth", "--from", "--copies"],
     ("bench",): ["feed", "backtest", "t2t", "gateway"],
-    ("bench", "feed"): ["--messages", "--symbols", "--seed", "--repeats", "--out", "--compare"],
+    ("bench", "feed"): ["--messages", "--symbols", "--seed", "--repeats", "--cases", "--real", "--copies", "--out"],
     ("bench", "t2t"): ["--duration", "--warmup", "--rate", "--size", "--cpus", "--idle", "--json", "--compare"],
     ("bench", "gateway"): ["--duration", "--transports", "--rate", "--size", "--cpus", "--driver-idle", "--json"],
 }
