@@ -136,7 +136,9 @@ class OrderEntryClient:
     """Trading side: logs in, sends OUCH orders, decodes the answers into ``RESPONSE_DTYPE`` rows (an agent).
 
     Call :meth:`connect` once; the agent then logs in, heartbeats, and on ``timeout_ns`` of server
-    silence reconnects and resumes from the last sequence it saw. :meth:`drain` hands the decoded
+    silence reconnects and resumes from the last sequence it saw. A login refused as session unavailable
+    (the user's session is live elsewhere: a predecessor's, until the server sees it gone) is asked again
+    every ``heartbeat_interval_ns``; one refused as not authorized is final. :meth:`drain` hands the decoded
     responses to the OMS. ``state`` is one of DISCONNECTED, LOGGING_IN, LOGGED_IN, REJECTED, ENDED.
     The client has its own Aeron C client of the driver at ``aeron_dir``, closed by :meth:`on_close`.
     """
@@ -304,6 +306,9 @@ class OrderEntryClient:
             return 0
         now = self.clock_ns()
         work = 0
+        if self._may_ask_again(now):
+            self.state = LOGGING_IN  # the session was live elsewhere (a predecessor's, until the server drops it)
+            self._login_sent = False
         if self.state == LOGGING_IN and not self._login_sent:
             login = encode_login_request(
                 self.config.port.username, self.config.port.password, self.config.session, self.next_sequence
@@ -322,6 +327,14 @@ class OrderEntryClient:
             self.connect()  # the server logged us out: after a pause, log in again where the session stood
             return work + 1
         return work + heartbeat_nb(self.cs, self.heartbeat, self.config.heartbeat_interval_ns, now)
+
+    def _may_ask_again(self, now_ns: int) -> bool:
+        """Whether to send the login again: it was refused as session unavailable a heartbeat interval ago."""
+        return (
+            self.state == REJECTED
+            and self.login_reject_reason == SP.LOGIN_REJECT_SESSION_UNAVAILABLE
+            and now_ns - self.cs[CS_LAST_TX_NS] >= self.config.heartbeat_interval_ns
+        )
 
     def take_rest(self, now_ns: int) -> int:
         """Handle the inbox's fragments compiled code left (session packets, or responses past the

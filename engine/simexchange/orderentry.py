@@ -5,8 +5,11 @@ numbers the OUCH messages it sends per user and keeps them all, so a client that
 ``requested_sequence = last seen + 1`` gets exactly the missed ones. It heartbeats after
 ``heartbeat_interval_ns`` without sending and ends a session after ``timeout_ns`` without hearing from
 the client (cancelling its resting orders when ``cancel_on_disconnect``). A login binds the session to
-the Aeron publication it came from: packets from any other publication on that stream are dropped and
-counted, unless they are a Login Request with the user's credentials (a reconnecting client).
+the Aeron image it came from, by its session id and its source identity (UDP: the sender's address):
+packets from any other image on that stream are dropped and counted, and a second login while the
+session is live is refused (Login Rejected, session unavailable). The session ends when its image goes
+away (the client closed its publication, or its process died and the media driver let go of it); a
+new login is accepted from then on.
 """
 
 from __future__ import annotations
@@ -56,6 +59,21 @@ UNKNOWN_ORDER_CODES = {L.REQ_CANCEL: ouch.REJECT_CANCEL_NOT_ALLOWED, L.REQ_REPLA
 _TIFS = {ouch.TIF_DAY: L.TIF_DAY, ouch.TIF_IOC: L.TIF_IOC}
 _SIDES = {ouch.SIDE_BUY: E.SIDE_BID, ouch.SIDE_SELL: E.SIDE_ASK, ouch.SIDE_SELL_SHORT: E.SIDE_ASK}
 _SIDES[ouch.SIDE_SELL_SHORT_EXEMPT] = E.SIDE_ASK
+
+
+def _track_images(images: dict[int, str]) -> tuple[Callable[..., None], Callable[..., None]]:
+    """Aeron's available / unavailable image handlers of a subscription, keeping ``images`` (session id ->
+    source identity) current. Aeron's client conductor thread calls them once the image can be polled
+    (a fragment may come first: see ``_source_of``) and once it no longer can; they only set and pop
+    (atomic under the GIL), and the server reads ``images`` on its own thread."""
+
+    def available(_subscription: pyaeron.Subscription, image: pyaeron.Image) -> None:
+        images[image.session_id] = image.source_identity
+
+    def unavailable(_subscription: pyaeron.Subscription, image: pyaeron.Image) -> None:
+        images.pop(image.session_id, None)
+
+    return available, unavailable
 
 
 def _user_ref_num_of(message: bytes) -> int:
@@ -116,8 +134,10 @@ class _Session:
     owner: int
     publication: pyaeron.ExclusivePublication
     subscription: pyaeron.Subscription
+    images: dict[int, str]  # the subscription's images: session id -> source identity (see _track_images)
     logged_in: bool = False
-    image: int = 0  # Aeron session id of the publication the live login came from (its packets only count)
+    image: int = 0  # Aeron session id of the image the live login came from (its packets only count) ...
+    source: str = ""  # ... and that image's source identity ("aeron:ipc", or a UDP sender's "ip:port")
     last_rx_ns: int = 0
     last_tx_ns: int = 0
     sent: list[bytes] = field(default_factory=list)  # outbound OUCH messages, sequence = index + 1
@@ -161,7 +181,9 @@ class OrderEntryServer:
         self._n_requests = 0
         self._handlers: list[Callable[[pyaeron.BufferView, pyaeron.Header], None]] = []
         self.protocol_violations = 0  # sessions logged out for a packet the session layer does not allow
-        self.foreign_packets = 0  # packets on a logged-in user's stream from another publication, dropped
+        self.foreign_packets = 0  # packets on a logged-in user's stream from another image, dropped
+        self.refused_logins = 0  # Login Requests with the user's credentials while its session was live
+        self.images_lost = 0  # sessions ended because the image they were bound to went away
         self.malformed_messages = 0  # OUCH messages rejected because their bytes do not decode
         self.handler_errors = 0  # sessions ended because handling one of their packets failed
         self.last_handler_error = ""  # the last such failure, one line
@@ -171,11 +193,19 @@ class OrderEntryServer:
     def on_start(self) -> None:
         """Open every port's publication and subscription."""
         for i, port in enumerate(self.config.ports):
+            images: dict[int, str] = {}
+            available, unavailable = _track_images(images)
             session = _Session(
                 port=port,
                 owner=i + 1,
                 publication=self.aeron.add_exclusive_publication(port.outbound_channel, port.outbound_stream_id),
-                subscription=self.aeron.add_subscription(port.inbound_channel, port.inbound_stream_id),
+                subscription=self.aeron.add_subscription(
+                    port.inbound_channel,
+                    port.inbound_stream_id,
+                    available_image=available,
+                    unavailable_image=unavailable,
+                ),
+                images=images,
             )
             self.sessions.append(session)
             self._by_owner[session.owner] = session
@@ -186,6 +216,10 @@ class OrderEntryServer:
         now = self.clock_ns()
         work = 0
         for session, handler in zip(self.sessions, self._handlers, strict=True):
+            if session.logged_in and not self._is_bound(session, session.image):
+                self.images_lost += 1  # the client's publication is gone: so is its session
+                self._end_session(session, "")
+                work += 1
             work += session.subscription.poll(handler, self.config.fragment_limit)
             if session.logged_in and now - session.last_rx_ns > self.config.timeout_ns:
                 self._end_session(session, SP.LOGOUT_HEARTBEAT_TIMEOUT)
@@ -226,8 +260,8 @@ class OrderEntryServer:
 
     def _on_packet(self, session: _Session, packet: bytes, image: int) -> None:
         kind = packet[0] if packet else 0
-        if session.logged_in and image != session.image and not self._is_valid_login(session, packet):
-            self.foreign_packets += 1  # not the logged-in publisher, and no credentials: no answer either
+        if session.logged_in and not self._is_bound(session, image) and not self._is_valid_login(session, packet):
+            self.foreign_packets += 1  # not the logged-in client's image, and no credentials: no answer either
             return
         if kind == SP.PKT_LOGIN_REQUEST:
             self._on_login(session, packet, image)
@@ -243,6 +277,11 @@ class OrderEntryServer:
             self.protocol_violations += 1
             self._end_session(session, SP.LOGOUT_PROTOCOL_VIOLATION)
 
+    @staticmethod
+    def _is_bound(session: _Session, image: int) -> bool:
+        """Whether ``image`` is the live image the session is bound to: its session id and its source."""
+        return image == session.image and session.images.get(image) == session.source
+
     def _is_valid_login(self, session: _Session, packet: bytes) -> bool:
         """Whether ``packet`` is a Login Request with the port's credentials."""
         return (
@@ -253,23 +292,48 @@ class OrderEntryServer:
         )
 
     def _on_login(self, session: _Session, packet: bytes, image: int) -> None:
-        """Log the session in and bind it to ``image``, the Aeron session id of the login's publication."""
+        """Log the session in and bind it to ``image``, the Aeron session id of the login's image, and that
+        image's source identity; refuse it while the session is live (whichever image the login came from)."""
         if not self._is_valid_login(session, packet):
-            session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + SP.LOGIN_REJECT_NOT_AUTHORIZED.encode())
+            self._refuse_login(session, SP.LOGIN_REJECT_NOT_AUTHORIZED)
+            return
+        if session.logged_in:
+            self.refused_logins += 1
+            self._refuse_login(session, SP.LOGIN_REJECT_SESSION_UNAVAILABLE)
             return
         if text_field(packet, SP.LOGIN_SESSION_OFFSET, SP.SESSION_LEN) not in ("", self.config.session):
-            session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + SP.LOGIN_REJECT_SESSION_UNAVAILABLE.encode())
+            self._refuse_login(session, SP.LOGIN_REJECT_SESSION_UNAVAILABLE)
             return
+        source = self._source_of(session, image)
+        if source is None:
+            return  # its image went away meanwhile: nobody to answer
         sequence = int.from_bytes(packet[SP.LOGIN_SEQUENCE_OFFSET : SP.LOGIN_REQUEST_LEN], "big")
         next_sequence = len(session.sent) + 1
         if 0 < sequence < next_sequence:
             next_sequence = sequence
         session.logged_in = True
         session.image = image
+        session.source = source
         session.last_rx_ns = self.clock_ns()
         session.delivered = next_sequence - 1
         session.control.clear()
         session.control.append(encode_login_accepted(self.config.session, next_sequence))
+
+    @staticmethod
+    def _refuse_login(session: _Session, reason: str) -> None:
+        session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + reason.encode())
+
+    @staticmethod
+    def _source_of(session: _Session, image: int) -> str | None:
+        """The source identity of ``image`` (None when it is gone). Its fragments can be polled before
+        Aeron has called the available-image handler, so an image not yet in ``images`` is looked up."""
+        source = session.images.get(image)
+        if source is None:
+            found = session.subscription.image_by_session_id(image)
+            if found is None:
+                return None
+            source = session.images.setdefault(image, found.source_identity)
+        return source
 
     def _end_session(self, session: _Session, reason: str) -> None:
         """Log the session out (telling the client why, if ``reason``) and cancel its orders if so configured."""

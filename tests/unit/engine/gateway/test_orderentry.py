@@ -41,13 +41,15 @@ class Clock:
 class Exchange:
     """A driver, a server on two ports and a client per port, all stepped by one runner."""
 
-    def __init__(self, driver: EmbeddedDriver, inbound: tuple[str, str], outbound: tuple[str, str]) -> None:
+    def __init__(
+        self, driver: EmbeddedDriver, inbound: tuple[str, str], outbound: tuple[str, str], **settings: object
+    ) -> None:
         self.clock = Clock()
         self.ports = (
             Port("ALICE", "secret1", inbound[0], 101, outbound[0], 201),
             Port("BOB", "secret2", inbound[1], 102, outbound[1], 202),
         )
-        config = ServerConfig(self.ports, heartbeat_interval_ns=100_000_000, timeout_ns=1_000_000_000)
+        config = ServerConfig(self.ports, heartbeat_interval_ns=100_000_000, timeout_ns=1_000_000_000, **settings)
         self.engine = MatchingEngine([(LOCATE, SYMBOL, TICK, LOT)], post_only="reject")
         self.itch: list[bytes] = []
         self.server = OrderEntryServer(
@@ -211,21 +213,26 @@ def test_malformed_inbound_message_is_rejected_and_server_keeps_working(ipc: Exc
     assert ipc.server.is_logged_in("ALICE")
 
 
-def test_reconnect_with_requested_sequence_replays_exactly_the_missed_messages(ipc: Exchange) -> None:
-    ipc.login(ipc.alice, ipc.bob)
-    enter(ipc.alice, 1, ouch.SIDE_SELL, 100)
-    enter(ipc.alice, 2, ouch.SIDE_SELL, 100, price=PRICE + TICK)
-    assert kinds(ipc.responses(ipc.alice, 2)) == "AA"
-    assert ipc.alice.last_sequence == 2
-    ipc.alice.drop()
-    enter(ipc.bob, 1, ouch.SIDE_BUY, 150, price=PRICE + TICK)  # fills alice twice while she is away
-    ipc.responses(ipc.bob, 3)
-    ipc.settle()
-    assert ipc.server.next_sequence("ALICE") == 5
-    ipc.login(ipc.alice)  # resumes at sequence 3
-    missed = ipc.responses(ipc.alice, 2)
-    assert kinds(missed) == "EE" and missed["qty"].tolist() == [100, 50]
-    assert ipc.alice.last_sequence == 4
+def test_reconnect_with_requested_sequence_replays_exactly_the_missed_messages(driver: EmbeddedDriver) -> None:
+    ipc = Exchange(driver, (IPC_CHANNEL, IPC_CHANNEL), (IPC_CHANNEL, IPC_CHANNEL), cancel_on_disconnect=False)
+    try:
+        ipc.login(ipc.alice, ipc.bob)
+        enter(ipc.alice, 1, ouch.SIDE_SELL, 100)
+        enter(ipc.alice, 2, ouch.SIDE_SELL, 100, price=PRICE + TICK)
+        assert kinds(ipc.responses(ipc.alice, 2)) == "AA"
+        assert ipc.alice.last_sequence == 2
+        ipc.alice.drop()
+        ipc.step_until(lambda: not ipc.server.is_logged_in("ALICE"))  # its image went away, and its session
+        enter(ipc.bob, 1, ouch.SIDE_BUY, 150, price=PRICE + TICK)  # fills alice twice while she is away
+        ipc.responses(ipc.bob, 3)
+        ipc.settle()
+        assert ipc.server.next_sequence("ALICE") == 5
+        ipc.login(ipc.alice)  # resumes at sequence 3
+        missed = ipc.responses(ipc.alice, 2)
+        assert kinds(missed) == "EE" and missed["qty"].tolist() == [100, 50]
+        assert ipc.alice.last_sequence == 4
+    finally:
+        ipc.close()
 
 
 def test_cancel_on_disconnect_cancels_the_vanished_clients_orders(ipc: Exchange) -> None:
@@ -298,6 +305,42 @@ def test_enter_and_execute_over_udp(driver: EmbeddedDriver) -> None:
         assert kinds(bob) == "AE" and kinds(alice) == "E" and bob[1]["match_number"] == alice[0]["match_number"]
     finally:
         exchange.close()
+
+
+def wait_for(done: Callable[[], bool]) -> None:
+    """Wait, without stepping any agent, until ``done()`` (Aeron's own threads act meanwhile)."""
+    step_until(lambda: 0, done, wait_s=WAIT_S, max_cycles=MAX_CYCLES, idle_s=0.001)
+
+
+def test_over_udp_the_session_is_bound_to_its_images_source_address_too(driver: EmbeddedDriver) -> None:
+    """A sender elsewhere that reuses the session id of the logged-in client's image once that image is gone
+    (before the server has run again) gets nothing in: the binding is session id and source address."""
+    a_in, b_in, a_out, b_out = (udp_channel(p) for p in free_udp_ports(4))
+    exchange = Exchange(driver, (a_in, b_in), (a_out, b_out))
+    elsewhere = EmbeddedDriver(DriverConfig(dir=f"{driver.dir}-elsewhere"))  # its own UDP sender: another address
+    try:
+        exchange.login(exchange.alice)
+        enter(exchange.alice, 1, ouch.SIDE_BUY, 100)
+        assert kinds(exchange.responses(exchange.alice, 1)) == "A"
+        session = exchange.server.sessions[0]
+        image, source = session.image, session.source
+        assert source.startswith("127.0.0.1:")
+        exchange.alice.drop()  # the exchange's agents stand still from here until the impostor has sent
+        impostor = elsewhere.connect().add_exclusive_publication(f"{a_in}|session-id={image}", 101)
+        wait_for(lambda: session.images.get(image) not in (None, source))
+        forged = ouch.encode(ouch.INBOUND, "O", user_ref_num=1_000, side="S", quantity=100, symbol=SYMBOL,
+                             price=PRICE + TICK, time_in_force="0", display="Y")  # fmt: skip
+        wait_for(lambda: impostor.offer(bytes((SP.PKT_UNSEQUENCED,)) + forged) > 0)
+        polled = lambda: session.subscription.image_by_session_id(image).position > 0  # noqa: E731
+        exchange.step_until(lambda: not session.images.get(image) or polled())
+        exchange.settle()
+        assert not exchange.server.is_logged_in("ALICE") and exchange.server.images_lost == 1
+        assert exchange.engine.book_snapshot(LOCATE) == {"bids": [], "asks": []}  # alice's canceled, no forgery
+        assert exchange.server.next_sequence("ALICE") == 3  # her order's A and C: nothing answered the impostor
+        impostor.close()
+    finally:
+        exchange.close()
+        elsewhere.close()
 
 
 def with_bytes(message: bytes, msg_type: str, name: str, raw: bytes) -> bytes:
@@ -490,15 +533,66 @@ def test_packets_from_another_publisher_on_a_users_stream_cannot_act_for_the_use
     intruder.close()
 
 
-def test_a_client_that_reconnects_from_a_new_publication_logs_in_again(ipc: Exchange) -> None:
+def test_a_client_that_reconnects_from_a_new_publication_logs_in_again_once_its_old_image_is_gone(
+    ipc: Exchange,
+) -> None:
     ipc.login(ipc.alice)
     enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
     assert kinds(ipc.responses(ipc.alice, 1)) == "A"
-    ipc.alice.connect()  # a new exclusive publication: a new Aeron session id, with the credentials
+    ipc.alice.connect()  # closes its publication, opens a new one (a new Aeron session id) and logs in again
+    ipc.step_until(lambda: ipc.server.images_lost == 1)  # the clock stands still: no timeout ended it
+    ipc.clock.now_ns += 100_000_000  # a heartbeat interval: a login refused meanwhile is sent again
     ipc.step_until(lambda: ipc.alice.state == LOGGED_IN)
     enter(ipc.alice, 2, ouch.SIDE_BUY, 100)
-    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    assert kinds(ipc.responses(ipc.alice, 2)) == "CA"  # the old session's order, canceled as it ended
     assert ipc.server.foreign_packets == 0
+
+
+def refused(ipc: Exchange, client: OrderEntryClient) -> Callable[[], int]:
+    """Log ``client`` in beside the exchange's agents until the server refuses it; returns its step."""
+
+    def step() -> int:
+        return ipc.runner.run_once() + client.do_work()
+
+    client.connect()
+    step_until(step, lambda: client.state == REJECTED, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+    assert client.login_reject_reason == SP.LOGIN_REJECT_SESSION_UNAVAILABLE
+    return step
+
+
+def test_a_second_login_while_the_session_is_live_is_refused_and_the_first_keeps_trading(ipc: Exchange) -> None:
+    ipc.login(ipc.alice)
+    second = ipc.client("ALICE", "secret1")  # the right credentials, from another publication
+    try:
+        refused(ipc, second)
+        assert ipc.server.refused_logins == 1 and ipc.server.foreign_packets == 0
+        assert ipc.alice.state == LOGGED_IN and ipc.server.is_logged_in("ALICE")
+        enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+        assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    finally:
+        second.on_close()
+
+
+def test_a_refused_client_logs_in_once_the_live_clients_image_is_gone(ipc: Exchange) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    successor = ipc.client("ALICE", "secret1")  # a restarted node, say, while its predecessor's session lives
+    try:
+        step = refused(ipc, successor)
+        ipc.alice.drop()  # its publication closes, no logout: the image goes away
+        step_until(step, lambda: not ipc.server.is_logged_in("ALICE"), wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        assert ipc.server.images_lost == 1  # the clock stands still: no timeout ended it
+        assert ipc.engine.book_snapshot(LOCATE)["bids"] == []  # canceled on disconnect
+        ipc.clock.now_ns += 100_000_000  # a heartbeat interval after the refusal: it asks again
+        step_until(step, lambda: successor.state == LOGGED_IN, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        step_until(step, lambda: successor.n_responses >= 2, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        assert kinds(successor.drain()) == "AC"  # the session from its start: the order, its cancel
+        assert successor.enter(2, ouch.SIDE_BUY, 100, SYMBOL, PRICE)
+        step_until(step, lambda: successor.n_responses >= 1, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        assert kinds(successor.drain()) == "A" and ipc.server.refused_logins == 1
+    finally:
+        successor.on_close()
 
 
 @pytest.mark.parametrize(
