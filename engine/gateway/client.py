@@ -41,6 +41,7 @@ _POST_ONLY_APPENDAGE = bytes((1 + len(SP.POST_ONLY_YES), ouch.TAG_POST_ONLY)) + 
 _BLANK_CL_ORD_ID = ouch.alpha("", 14)
 OFFER_ATTEMPTS = 64  # offers of one packet while Aeron answers ADMIN_ACTION or BACK_PRESSURED
 MAX_PACKET_BYTES = 1376  # one Aeron fragment at the default MTU: every session packet fits
+DISCARD_POLLS = 1024  # bound of the polls that drop what the server's stream held before a login
 
 # --- the session's numbers: one int64 array (compiled code and Python share it) --------------------
 CS_NEXT_SEQUENCE = 0  # the sequence number of the next Sequenced Data expected
@@ -309,7 +310,7 @@ class OrderEntryClient:
         if self._may_ask_again(now):
             self.state = LOGGING_IN  # the session was live elsewhere (a predecessor's, until the server drops it)
             self._login_sent = False
-        if self.state == LOGGING_IN and not self._login_sent:
+        if self.state == LOGGING_IN and not self._login_sent and self._discard_backlog():
             login = encode_login_request(
                 self.config.port.username, self.config.port.password, self.config.session, self.next_sequence
             )
@@ -327,6 +328,21 @@ class OrderEntryClient:
             self.connect()  # the server logged us out: after a pause, log in again where the session stood
             return work + 1
         return work + heartbeat_nb(self.cs, self.heartbeat, self.config.heartbeat_interval_ns, now)
+
+    def _discard_backlog(self) -> bool:
+        """Whether the login may go: the server's stream is connected and what it held is dropped. The stream
+        is the user's, not this client's: a subscription that joins it may first read what went out before
+        (over IPC from the slowest reader's position), such as the Login Accepted of a session still live."""
+        subscription = int(self.cs[CS_SUBSCRIPTION])
+        if not self.aeron.is_connected(subscription):
+            return False
+        for _ in range(DISCARD_POLLS):
+            inbox_clear(self.inbox)
+            if not poll_nb(subscription, INBOX_HANDLER.address, self.inbox.ctypes.data, self.config.fragment_limit):
+                break
+        inbox_clear(self.inbox)
+        self.cs[CS_HANDLED] = 0
+        return True
 
     def _may_ask_again(self, now_ns: int) -> bool:
         """Whether to send the login again: it was refused as session unavailable a heartbeat interval ago."""
@@ -367,7 +383,7 @@ class OrderEntryClient:
                 self.n_responses += 1
             else:
                 self.decode_errors += 1
-        elif kind == SP.PKT_LOGIN_ACCEPTED and len(packet) == SP.LOGIN_ACCEPTED_LEN:
+        elif kind == SP.PKT_LOGIN_ACCEPTED and len(packet) == SP.LOGIN_ACCEPTED_LEN and self.state == LOGGING_IN:
             raw = packet.tobytes()
             self.session = text_field(raw, SP.ACCEPTED_SESSION_OFFSET, SP.SESSION_LEN)
             self.next_sequence = int.from_bytes(raw[SP.ACCEPTED_SEQUENCE_OFFSET :], "big")
