@@ -118,6 +118,7 @@ class _OrderEntryEngine:
     def __init__(self, exchange: SimExchange) -> None:
         self.exchange = exchange
         self.symbols = exchange.engine.symbols
+        self.touch = exchange.engine.touch
 
     def submit(self, requests: np.ndarray, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """Submit to the real engine; pass the reports on before returning them."""
@@ -192,8 +193,8 @@ class SimExchange:
                 self.publisher.aeron = client.add_exclusive_publication(md.aeron_channel, md.aeron_stream_id)
             self.order_entry = OrderEntryServer(
                 self.driver.connect(),
-                _OrderEntryEngine(self),  # type: ignore[arg-type]  # duck-typed: symbols + submit
-                config.order_entry.server_config(),
+                _OrderEntryEngine(self),  # type: ignore[arg-type]  # duck-typed: symbols, touch, submit
+                config.order_entry.server_config(self._reference_prices()),
                 on_itch=self.publisher.publish_flat,
                 timestamp_ns=self.clock_ns,
             )
@@ -211,6 +212,13 @@ class SimExchange:
         except BaseException:
             self._release()
             raise
+
+    def _reference_prices(self) -> dict[str, int]:
+        """What the price band centres on while a book lacks a side: the synthetic flow's initial prices
+        (a replay has none: its recorded prices are the market)."""
+        if self.config.flow.mode == "replay":
+            return {}
+        return {i.symbol: i.initial_price for i in self.config.listed()}
 
     def _aeron_dir(self) -> str:
         """The directory of an embedded driver: the configured one, else a fresh one under /dev/shm."""

@@ -14,17 +14,19 @@ new login is accepted from then on.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import msgspec
 import numpy as np
 import pyaeron
 
 from engine.core import events as E
 from engine.core.config import FrozenConfig
-from engine.core.units import NS_PER_DAY
+from engine.core.units import NS_PER_DAY, NS_PER_S
 from engine.gateway import session as SP
 from engine.gateway.session import Port, alpha_bytes, encode_login_accepted, text_field
 from engine.simexchange import layout as L
@@ -42,6 +44,18 @@ CANCEL_ON_DISCONNECT = ouch.CANCEL_SUPERVISORY
 DEFAULT_MAX_ORDER_SHARES = 1_000_000
 DEFAULT_MAX_ORDER_NOTIONAL = 50_000_000
 _PRICE_PER_DOLLAR = 10_000  # OUCH prices are in 1e-4 dollars
+
+# The price band (limit order price protection): a buy priced more than ``price_band_pct`` percent above
+# the instrument's reference price, or a sell priced that far below it, is rejected with REJECT_FAT_FINGER
+# (the venue's own price check; REJECT_INVALID_PRICE means a price off the tick or out of range). An order
+# priced away from the market on its passive side is no danger to anyone (a stub quote) and passes. The
+# reference is the midpoint of the touch when both sides rest, else the instrument's configured
+# reference price; with neither, the band does not apply.
+DEFAULT_PRICE_BAND_PCT = 10.0
+# The order rate limit: ``max_orders_per_s`` Enter and Replace Orders per user and instrument, a token
+# bucket on the server's clock that holds one second's worth (at least one order); an order past it is
+# rejected with REJECT_RISK_SYMBOL_MESSAGE_RATE, the spec's reason for a rate per symbol. Cancels pass.
+DEFAULT_MAX_ORDERS_PER_S = 1000.0
 
 
 # Engine reject reasons -> OUCH Order Rejected codes (REJ_UNKNOWN_ORDER depends on the request).
@@ -99,11 +113,20 @@ class ServerConfig(FrozenConfig):
     fragment_limit: int = SP.DEFAULT_FRAGMENT_LIMIT
     max_order_shares: int = DEFAULT_MAX_ORDER_SHARES
     max_order_notional: int = DEFAULT_MAX_ORDER_NOTIONAL
+    price_band_pct: float = DEFAULT_PRICE_BAND_PCT  # 0: off
+    max_orders_per_s: float = DEFAULT_MAX_ORDERS_PER_S  # per user and instrument; 0: off
+    reference_prices: dict[str, int] = msgspec.field(default_factory=dict)  # symbol -> price (1e-4 dollars)
 
     def __post_init__(self) -> None:
         alpha_bytes(self.session, SP.SESSION_LEN)
         if not 0 < self.max_order_shares < 1 << 32 or self.max_order_notional <= 0:
             raise ValueError("max_order_shares must be in 1..4294967295 and max_order_notional positive")
+        for name in ("price_band_pct", "max_orders_per_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 (0: off), not {value}")
+        if any(price <= 0 for price in self.reference_prices.values()):
+            raise ValueError("reference_prices must be positive")
         if len({p.username for p in self.ports}) != len(self.ports):
             raise ValueError("usernames of the ports must be distinct")
         if not 0 < self.heartbeat_interval_ns < self.timeout_ns:
@@ -146,6 +169,7 @@ class _Session:
     last_user_ref_num: int = 0
     orders: dict[int, _Order] = field(default_factory=dict)  # live orders by UserRefNum
     pending: dict[int, _Order] = field(default_factory=dict)  # enters / replaces of the current batch
+    buckets: dict[int, list[float]] = field(default_factory=dict)  # order rate by locate: [tokens, last ns]
     batch_kinds: dict[int, int] = field(default_factory=dict)  # request kind by UserRefNum, this batch
 
 
@@ -408,6 +432,38 @@ class OrderEntryServer:
             return ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE
         return 0
 
+    def _order_code(self, session: _Session, locate: int, side: int, shares: int, price: int) -> int:
+        """The OUCH reject code of an Enter or Replace Order of a listed instrument beyond the exchange-side
+        limits, price band or order rate; 0 when it passes them all (and then it has used up a token)."""
+        code = self._limit_code(shares, price) or self._band_code(locate, side, price)
+        if code or self._take_token(session, locate):
+            return code
+        return ouch.REJECT_RISK_SYMBOL_MESSAGE_RATE
+
+    def _band_code(self, locate: int, side: int, price: int) -> int:
+        """REJECT_FAT_FINGER for a buy above the band or a sell below it, 0 otherwise (see DEFAULT_PRICE_BAND_PCT)."""
+        band = self.config.price_band_pct
+        if not band:
+            return 0
+        bid, ask = self.engine.touch(locate)
+        reference = (bid + ask) / 2 if bid and ask else self.config.reference_prices.get(self.engine.symbols[locate])
+        if reference is None or side * (price - reference) * 100 <= band * reference:
+            return 0
+        return ouch.REJECT_FAT_FINGER
+
+    def _take_token(self, session: _Session, locate: int) -> bool:
+        """Take one order from the session's token bucket of ``locate``; False when it is empty."""
+        rate = self.config.max_orders_per_s
+        if not rate:
+            return True
+        now = self.clock_ns()
+        capacity = max(rate, 1.0)
+        bucket = session.buckets.setdefault(locate, [capacity, now])
+        tokens = min(capacity, bucket[0] + (now - bucket[1]) * rate / NS_PER_S)
+        bucket[1] = now
+        bucket[0] = tokens - 1 if tokens >= 1 else tokens
+        return tokens >= 1
+
     def _new_user_ref_num(self, session: _Session, urn: int, cl_ord_id: str) -> bool:
         """UserRefNums must strictly increase per session; reject (and return False) otherwise."""
         if urn <= session.last_user_ref_num:
@@ -439,7 +495,7 @@ class OrderEntryServer:
             if side is None
             else ouch.REJECT_OTHER
             if tif is None
-            else self._limit_code(int(fields["quantity"]), int(fields["price"]))
+            else self._order_code(session, locate, side, int(fields["quantity"]), int(fields["price"]))
         )
         if code:
             self._reject(session, urn, code, order.cl_ord_id)
@@ -458,12 +514,17 @@ class OrderEntryServer:
         cl_ord_id = str(fields["cl_ord_id"])
         if not self._new_user_ref_num(session, urn, cl_ord_id):
             return
-        code = self._limit_code(int(fields["quantity"]), int(fields["price"]))
+        orig = int(fields["orig_user_ref_num"])
+        old = session.orders.get(orig)
+        quantity, price = int(fields["quantity"]), int(fields["price"])
+        code = (
+            self._limit_code(quantity, price)  # an unknown order: the engine rejects it
+            if old is None
+            else self._order_code(session, self.locates[old.symbol], _SIDES[old.side], quantity, price)
+        )
         if code:
             self._reject(session, urn, code, cl_ord_id)
             return
-        orig = int(fields["orig_user_ref_num"])
-        old = session.orders.get(orig)
         row = self._next_request(session, L.REQ_REPLACE, urn)
         row["price"] = min(int(fields["price"]), L.PRICE_MAX + 1)
         row["qty"] = int(fields["quantity"])

@@ -479,7 +479,8 @@ def test_hostile_clients_fuzzing_the_server_leave_a_trading_client_unharmed(driv
                 enter(good, urn, side, 10 * rng.randrange(1, 20), PRICE + TICK * rng.randrange(-3, 4),
                       time_in_force=ouch.TIF_IOC if urn % 3 == 0 else ouch.TIF_DAY)  # fmt: skip
             runner.run_once()
-            responses.append(good.drain())
+            clock.now_ns += 1_000_000  # a millisecond a cycle: the order rate limit refills (the good client's
+            responses.append(good.drain())  # orders stay under it, the hostile ones do not)
         assert sum(h.sent for h in hostiles) >= FUZZ_PACKETS
         step_until(runner.run_once, lambda: good.next_sequence > server.next_sequence("GOOD") - 1,
                    wait_s=WAIT_S, max_cycles=MAX_CYCLES)  # fmt: skip
@@ -631,4 +632,85 @@ def test_orders_at_the_exchange_limits_are_accepted(ipc: Exchange) -> None:
 @pytest.mark.parametrize("limits", [{"max_order_shares": 0}, {"max_order_notional": -1}, {"max_order_shares": 1 << 32}])
 def test_exchange_limits_must_be_positive_and_fit_ouch(limits: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="max_order"):
+        ServerConfig((Port(),), **limits)
+
+
+def test_an_order_priced_through_the_band_is_rejected_and_does_not_rest(driver: EmbeddedDriver) -> None:
+    ipc = Exchange(driver, (IPC_CHANNEL, IPC_CHANNEL), (IPC_CHANNEL, IPC_CHANNEL), price_band_pct=10.0)
+    try:
+        ipc.login(ipc.alice, ipc.bob)
+        enter(ipc.bob, 1, ouch.SIDE_BUY, 100, price=950_000)
+        enter(ipc.bob, 2, ouch.SIDE_SELL, 100, price=1_050_000)  # the touch: its midpoint $100.00 is the reference
+        assert kinds(ipc.responses(ipc.bob, 2)) == "AA"
+        enter(ipc.alice, 1, ouch.SIDE_BUY, 100, price=1_100_000 + TICK)  # would take bob's ask: 10.01 % above
+        enter(ipc.alice, 2, ouch.SIDE_SELL, 100, price=900_000 - TICK)  # would take bob's bid: 10.01 % below
+        rows = ipc.responses(ipc.alice, 2)
+        assert kinds(rows) == "JJ" and (rows["reason"] == ouch.REJECT_FAT_FINGER).all()
+        enter(ipc.alice, 3, ouch.SIDE_BUY, 100, price=1_040_000)  # inside the band (and the spread): rests
+        enter(ipc.alice, 4, ouch.SIDE_SELL, 100, price=1_500_000)  # 50 % above, but passive: a stub quote rests
+        assert kinds(ipc.responses(ipc.alice, 2)) == "AA"
+        assert ipc.alice.replace(3, 5, 100, 1_200_000)  # a replace is held to the band too
+        (rejected,) = ipc.responses(ipc.alice, 1)
+        assert chr(rejected["kind"]) == "J" and rejected["reason"] == ouch.REJECT_FAT_FINGER
+        book = ipc.engine.book_snapshot(LOCATE)
+        assert [p for p, _ in book["bids"]] == [1_040_000, 950_000] and [p for p, _ in book["asks"]] == [
+            1_050_000,
+            1_500_000,
+        ]
+    finally:
+        ipc.close()
+
+
+def test_with_a_side_of_the_book_empty_the_band_centres_on_the_reference_price(driver: EmbeddedDriver) -> None:
+    ipc = Exchange(driver, (IPC_CHANNEL, IPC_CHANNEL), (IPC_CHANNEL, IPC_CHANNEL), reference_prices={SYMBOL: PRICE})
+    try:
+        ipc.login(ipc.alice)
+        enter(ipc.alice, 1, ouch.SIDE_BUY, 100, price=1_100_000 + TICK)  # the default band: 10 %
+        enter(ipc.alice, 2, ouch.SIDE_BUY, 100, price=1_100_000)
+        rows = ipc.responses(ipc.alice, 2)
+        assert kinds(rows) == "JA" and rows[0]["reason"] == ouch.REJECT_FAT_FINGER
+        assert ipc.engine.book_snapshot(LOCATE)["bids"] == [(1_100_000, [(1, 100, 1, 2)])]
+    finally:
+        ipc.close()
+
+
+def by_kind(rows: np.ndarray) -> dict[str, list[int]]:
+    """The UserRefNums of ``rows`` by response kind; every Rejected must be for the order rate."""
+    assert (rows[rows["kind"] == ord("J")]["reason"] == ouch.REJECT_RISK_SYMBOL_MESSAGE_RATE).all()
+    return {kind: sorted(int(r["user_ref_num"]) for r in rows if chr(r["kind"]) == kind) for kind in set(kinds(rows))}
+
+
+def test_orders_past_the_rate_are_rejected_until_the_bucket_refills(driver: EmbeddedDriver) -> None:
+    ipc = Exchange(driver, (IPC_CHANNEL, IPC_CHANNEL), (IPC_CHANNEL, IPC_CHANNEL), max_orders_per_s=5.0)
+    try:
+        ipc.login(ipc.alice, ipc.bob)
+        for urn in range(1, 8):  # a burst of 7 at one instant: one second's worth (5) passes
+            enter(ipc.alice, urn, ouch.SIDE_BUY, 10, price=PRICE - urn * TICK)
+        assert by_kind(ipc.responses(ipc.alice, 7)) == {"A": [1, 2, 3, 4, 5], "J": [6, 7]}
+        assert len(ipc.engine.book_snapshot(LOCATE)["bids"]) == 5
+        assert ipc.alice.replace(1, 8, 10, PRICE - 20 * TICK)  # a replace counts as an order
+        assert ipc.alice.cancel(2)  # a cancel never waits
+        rows = ipc.responses(ipc.alice, 2)
+        assert kinds(rows) == "JC" and rows[0]["reason"] == ouch.REJECT_RISK_SYMBOL_MESSAGE_RATE
+        enter(ipc.bob, 1, ouch.SIDE_SELL, 10, price=PRICE + TICK)  # another user has a bucket of its own
+        assert kinds(ipc.responses(ipc.bob, 1)) == "A"
+        ipc.clock.now_ns += 200_000_000  # a fifth of a second later: one order's worth again
+        enter(ipc.alice, 9, ouch.SIDE_BUY, 10, price=PRICE - 9 * TICK)
+        enter(ipc.alice, 10, ouch.SIDE_BUY, 10, price=PRICE - 10 * TICK)
+        assert by_kind(ipc.responses(ipc.alice, 2)) == {"A": [9], "J": [10]}
+        for _ in range(5):  # a second later (in steps the heartbeats keep up with) the bucket is full again
+            ipc.clock.now_ns += 200_000_000
+            ipc.settle()
+        for urn in range(11, 17):
+            enter(ipc.alice, urn, ouch.SIDE_BUY, 10, price=PRICE - urn * TICK)
+        assert by_kind(ipc.responses(ipc.alice, 6)) == {"A": [11, 12, 13, 14, 15], "J": [16]}
+        assert ipc.server.is_logged_in("ALICE") and ipc.server.is_logged_in("BOB")
+    finally:
+        ipc.close()
+
+
+@pytest.mark.parametrize("limits", [{"price_band_pct": -1.0}, {"price_band_pct": float("nan")},
+                                    {"max_orders_per_s": float("inf")}, {"max_orders_per_s": -5.0}])  # fmt: skip
+def test_price_band_and_order_rate_must_be_finite_and_not_negative(limits: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(limits))):
         ServerConfig((Port(),), **limits)
