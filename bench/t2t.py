@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from msgspec.structs import replace
 
 from bench.machine import machine_info
 from bench.report import compare, compare_lines, histogram, latency_table, load_result, summary, write_report
@@ -240,7 +241,8 @@ def live_config(config: T2TConfig, node_cpu: int) -> LiveConfig:
 
 def _start(config: T2TConfig, node_cpu: int, say: Callable[[str], None]) -> Harness:
     live = live_config(config, node_cpu)
-    exchange = SimExchange(live.embedded_exchange())
+    sim = live.embedded_exchange()  # its order rate limit off: like the node's, never binding here
+    exchange = SimExchange(replace(sim, order_entry=replace(sim.order_entry, max_orders_per_s=0.0)))
     exchange.pause_flow()  # only the scripted participant trades
     blocks = NodeBlocks.create("t2t", [SYMBOL], f"{os.getpid()}-t2t", journal=False)
     spec = live.node_spec(0, exchange.driver.dir, blocks, first_order_id())

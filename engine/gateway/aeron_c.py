@@ -543,17 +543,20 @@ class Client:
         self._subscriptions.append(subscription)
         return subscription
 
+    def is_connected(self, pointer: int) -> bool:
+        """Whether the publication has a subscriber, or the subscription an image, of this client's adding."""
+        c = _library()
+        if pointer in self._publications:
+            return bool(c.aeron_exclusive_publication_is_connected(pointer))
+        if pointer in self._subscriptions:
+            return bool(c.aeron_subscription_is_connected(pointer))
+        raise ValueError(f"{pointer:#x} is no publication or subscription of this client")
+
     def await_connected(self, pointer: int, timeout_s: float = DEFAULT_ADD_TIMEOUT_S) -> None:
         """Wait until the publication has a subscriber, or the subscription an image, of this client's adding."""
         c = _library()
-        if pointer in self._publications:
-            is_connected = c.aeron_exclusive_publication_is_connected
-        elif pointer in self._subscriptions:
-            is_connected = c.aeron_subscription_is_connected
-        else:
-            raise ValueError(f"{pointer:#x} is no publication or subscription of this client")
         deadline = time.monotonic() + timeout_s
-        while not is_connected(pointer):
+        while not self.is_connected(pointer):
             if self.use_conductor_invoker:
                 c.aeron_main_do_work(self.client)
             if time.monotonic() > deadline:

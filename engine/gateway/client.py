@@ -41,6 +41,7 @@ _POST_ONLY_APPENDAGE = bytes((1 + len(SP.POST_ONLY_YES), ouch.TAG_POST_ONLY)) + 
 _BLANK_CL_ORD_ID = ouch.alpha("", 14)
 OFFER_ATTEMPTS = 64  # offers of one packet while Aeron answers ADMIN_ACTION or BACK_PRESSURED
 MAX_PACKET_BYTES = 1376  # one Aeron fragment at the default MTU: every session packet fits
+DISCARD_POLLS = 1024  # bound of the polls that drop what the server's stream held before a login
 
 # --- the session's numbers: one int64 array (compiled code and Python share it) --------------------
 CS_NEXT_SEQUENCE = 0  # the sequence number of the next Sequenced Data expected
@@ -136,7 +137,9 @@ class OrderEntryClient:
     """Trading side: logs in, sends OUCH orders, decodes the answers into ``RESPONSE_DTYPE`` rows (an agent).
 
     Call :meth:`connect` once; the agent then logs in, heartbeats, and on ``timeout_ns`` of server
-    silence reconnects and resumes from the last sequence it saw. :meth:`drain` hands the decoded
+    silence reconnects and resumes from the last sequence it saw. A login refused as session unavailable
+    (the user's session is live elsewhere: a predecessor's, until the server sees it gone) is asked again
+    every ``heartbeat_interval_ns``; one refused as not authorized is final. :meth:`drain` hands the decoded
     responses to the OMS. ``state`` is one of DISCONNECTED, LOGGING_IN, LOGGED_IN, REJECTED, ENDED.
     The client has its own Aeron C client of the driver at ``aeron_dir``, closed by :meth:`on_close`.
     """
@@ -304,7 +307,10 @@ class OrderEntryClient:
             return 0
         now = self.clock_ns()
         work = 0
-        if self.state == LOGGING_IN and not self._login_sent:
+        if self._may_ask_again(now):
+            self.state = LOGGING_IN  # the session was live elsewhere (a predecessor's, until the server drops it)
+            self._login_sent = False
+        if self.state == LOGGING_IN and not self._login_sent and self._discard_backlog():
             login = encode_login_request(
                 self.config.port.username, self.config.port.password, self.config.session, self.next_sequence
             )
@@ -322,6 +328,29 @@ class OrderEntryClient:
             self.connect()  # the server logged us out: after a pause, log in again where the session stood
             return work + 1
         return work + heartbeat_nb(self.cs, self.heartbeat, self.config.heartbeat_interval_ns, now)
+
+    def _discard_backlog(self) -> bool:
+        """Whether the login may go: the server's stream is connected and what it held is dropped. The stream
+        is the user's, not this client's: a subscription that joins it may first read what went out before
+        (over IPC from the slowest reader's position), such as the Login Accepted of a session still live."""
+        subscription = int(self.cs[CS_SUBSCRIPTION])
+        if not self.aeron.is_connected(subscription):
+            return False
+        for _ in range(DISCARD_POLLS):
+            inbox_clear(self.inbox)
+            if not poll_nb(subscription, INBOX_HANDLER.address, self.inbox.ctypes.data, self.config.fragment_limit):
+                break
+        inbox_clear(self.inbox)
+        self.cs[CS_HANDLED] = 0
+        return True
+
+    def _may_ask_again(self, now_ns: int) -> bool:
+        """Whether to send the login again: it was refused as session unavailable a heartbeat interval ago."""
+        return (
+            self.state == REJECTED
+            and self.login_reject_reason == SP.LOGIN_REJECT_SESSION_UNAVAILABLE
+            and now_ns - self.cs[CS_LAST_TX_NS] >= self.config.heartbeat_interval_ns
+        )
 
     def take_rest(self, now_ns: int) -> int:
         """Handle the inbox's fragments compiled code left (session packets, or responses past the
@@ -354,7 +383,7 @@ class OrderEntryClient:
                 self.n_responses += 1
             else:
                 self.decode_errors += 1
-        elif kind == SP.PKT_LOGIN_ACCEPTED and len(packet) == SP.LOGIN_ACCEPTED_LEN:
+        elif kind == SP.PKT_LOGIN_ACCEPTED and len(packet) == SP.LOGIN_ACCEPTED_LEN and self.state == LOGGING_IN:
             raw = packet.tobytes()
             self.session = text_field(raw, SP.ACCEPTED_SESSION_OFFSET, SP.SESSION_LEN)
             self.next_sequence = int.from_bytes(raw[SP.ACCEPTED_SEQUENCE_OFFSET :], "big")

@@ -20,9 +20,11 @@ ASCII, left-justified, space padded; integers are big-endian.
 One Aeron channel pair per user (a :class:`Port`: client -> server stream and server -> client
 stream). The server (``engine.simexchange.orderentry``) numbers the OUCH messages it sends per user
 and keeps them all, so a client (``engine.gateway.client``) that logs in again with
-``requested_sequence = last seen + 1`` gets exactly the missed ones. Either side sends a heartbeat
-after ``heartbeat_interval_ns`` without sending; the server ends a session after ``timeout_ns``
-without hearing from the client, the client reconnects and resumes after ``timeout_ns`` of silence.
+``requested_sequence = last seen + 1`` gets exactly the missed ones. One login per user at a time: the
+server refuses another (reason S) until the live session ends, by logout, timeout or its Aeron image
+going away. Either side sends a heartbeat after ``heartbeat_interval_ns`` without sending; the server
+ends a session after ``timeout_ns`` without hearing from the client, the client reconnects and resumes
+after ``timeout_ns`` of silence.
 """
 
 from __future__ import annotations

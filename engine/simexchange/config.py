@@ -15,7 +15,13 @@ from engine.runtime.agent import idle_strategy
 from engine.simexchange.flow import FlowConfig, InstrumentFlow
 from engine.simexchange.matching import POST_ONLY_MODES, SELF_TRADE_MODES
 from engine.simexchange.mdpub import DEFAULT_HISTORY_MESSAGES, DEFAULT_MAX_PACKET_BYTES
-from engine.simexchange.orderentry import DEFAULT_MAX_ORDER_NOTIONAL, DEFAULT_MAX_ORDER_SHARES, ServerConfig
+from engine.simexchange.orderentry import (
+    DEFAULT_MAX_ORDER_NOTIONAL,
+    DEFAULT_MAX_ORDER_SHARES,
+    DEFAULT_MAX_ORDERS_PER_S,
+    DEFAULT_PRICE_BAND_PCT,
+    ServerConfig,
+)
 from engine.simexchange.replayflow import AT_END_MODES
 
 
@@ -68,12 +74,15 @@ class OrderEntryConfig(FrozenConfig):
     cancel_on_disconnect: bool = True  # cancel a session's resting orders when it ends
     max_order_shares: int = DEFAULT_MAX_ORDER_SHARES  # an Enter or Replace for more shares is rejected
     max_order_notional: int = DEFAULT_MAX_ORDER_NOTIONAL  # dollars (shares x limit price); beyond: rejected
+    price_band_pct: float = DEFAULT_PRICE_BAND_PCT  # a buy this far above the reference, a sell below: rejected
+    max_orders_per_s: float = DEFAULT_MAX_ORDERS_PER_S  # Enter + Replace per user and instrument (0: off)
 
     def __post_init__(self) -> None:
         self.server_config()
 
-    def server_config(self) -> ServerConfig:
-        """The order-entry server's :class:`ServerConfig` of these settings."""
+    def server_config(self, reference_prices: dict[str, int] | None = None) -> ServerConfig:
+        """The order-entry server's :class:`ServerConfig` of these settings; ``reference_prices`` (symbol ->
+        price) centre the price band while a book lacks a side."""
         return ServerConfig(
             ports=self.users,
             session=self.session,
@@ -82,6 +91,9 @@ class OrderEntryConfig(FrozenConfig):
             cancel_on_disconnect=self.cancel_on_disconnect,
             max_order_shares=self.max_order_shares,
             max_order_notional=self.max_order_notional,
+            price_band_pct=self.price_band_pct,
+            max_orders_per_s=self.max_orders_per_s,
+            reference_prices=reference_prices or {},
         )
 
 

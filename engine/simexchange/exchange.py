@@ -118,6 +118,7 @@ class _OrderEntryEngine:
     def __init__(self, exchange: SimExchange) -> None:
         self.exchange = exchange
         self.symbols = exchange.engine.symbols
+        self.touch = exchange.engine.touch
 
     def submit(self, requests: np.ndarray, now_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """Submit to the real engine; pass the reports on before returning them."""
@@ -192,8 +193,8 @@ class SimExchange:
                 self.publisher.aeron = client.add_exclusive_publication(md.aeron_channel, md.aeron_stream_id)
             self.order_entry = OrderEntryServer(
                 self.driver.connect(),
-                _OrderEntryEngine(self),  # type: ignore[arg-type]  # duck-typed: symbols + submit
-                config.order_entry.server_config(),
+                _OrderEntryEngine(self),  # type: ignore[arg-type]  # duck-typed: symbols, touch, submit
+                config.order_entry.server_config(self._reference_prices()),
                 on_itch=self.publisher.publish_flat,
                 timestamp_ns=self.clock_ns,
             )
@@ -211,6 +212,13 @@ class SimExchange:
         except BaseException:
             self._release()
             raise
+
+    def _reference_prices(self) -> dict[str, int]:
+        """What the price band centres on while a book lacks a side: the synthetic flow's initial prices
+        (a replay has none: its recorded prices are the market)."""
+        if self.config.flow.mode == "replay":
+            return {}
+        return {i.symbol: i.initial_price for i in self.config.listed()}
 
     def _aeron_dir(self) -> str:
         """The directory of an embedded driver: the configured one, else a fresh one under /dev/shm."""
@@ -407,6 +415,8 @@ class SimExchange:
             "order_entry_sessions": sum(s.logged_in for s in self.order_entry.sessions),
             "order_entry_malformed": self.order_entry.malformed_messages,
             "order_entry_foreign_packets": self.order_entry.foreign_packets,
+            "order_entry_refused_logins": self.order_entry.refused_logins,
+            "order_entry_images_lost": self.order_entry.images_lost,
             "order_entry_protocol_violations": self.order_entry.protocol_violations,
             "order_entry_handler_errors": self.order_entry.handler_errors,
             "duty_cycles": self.runner.duty_cycles,
@@ -483,7 +493,19 @@ _METRICS = (  # stats key, metric name, type, help
         "order_entry_foreign_packets",
         "hftmm_sim_order_entry_foreign_packets",
         "counter",
-        "packets on a logged-in user's stream from another publication, dropped",
+        "packets on a logged-in user's stream from another image, dropped",
+    ),
+    (
+        "order_entry_refused_logins",
+        "hftmm_sim_order_entry_refused_logins",
+        "counter",
+        "logins refused because the user's session was live",
+    ),
+    (
+        "order_entry_images_lost",
+        "hftmm_sim_order_entry_images_lost",
+        "counter",
+        "sessions ended because their client's Aeron image went away",
     ),
     (
         "order_entry_protocol_violations",

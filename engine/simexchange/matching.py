@@ -152,17 +152,30 @@ class MatchingEngine:
         return b"".join(self.system_event(code, now_ns) for code in "MEC")
 
     # --- reads -----------------------------------------------------------------------------------
+    def _level_slots(self, locate: int, side: int) -> range:
+        """The arena slots of one side's price levels, best first."""
+        st = self.state
+        s = 2 * self._index[locate] + side
+        start, n = int(st.sides[s, BL.SD_START]), int(st.sides[s, BL.SD_LEN])
+        return range(start + n - 1, start - 1, -1)
+
+    def touch(self, locate: int) -> tuple[int, int]:
+        """The best bid and best ask prices of an instrument (0 for an empty side)."""
+        st = self.state
+        bid, ask = (self._level_slots(locate, side) for side in (BL.BID, BL.ASK))
+        return (
+            int(st.levels[st.arena[bid[0], BL.AR_LEVEL], BL.LV_PRICE]) if bid else 0,
+            int(st.levels[st.arena[ask[0], BL.AR_LEVEL], BL.LV_PRICE]) if ask else 0,
+        )
+
     def book_snapshot(self, locate: int) -> dict[str, list[tuple[int, list[tuple[int, int, int, int]]]]]:
         """``{"bids": [...], "asks": [...]}``, best level first: ``(price, [(order_ref, qty, owner,
         client_ref), ...])`` with each level's orders in queue order."""
         st, refs = self.state, self.match.refs
-        b = self._index[locate]
         out: dict[str, list[tuple[int, list[tuple[int, int, int, int]]]]] = {}
         for name, side in (("bids", BL.BID), ("asks", BL.ASK)):
-            s = 2 * b + side
-            start, n = int(st.sides[s, BL.SD_START]), int(st.sides[s, BL.SD_LEN])
             levels = []
-            for p in range(start + n - 1, start - 1, -1):
+            for p in self._level_slots(locate, side):
                 lvl = st.arena[p, BL.AR_LEVEL]
                 queue = []
                 o = int(st.levels[lvl, BL.LV_HEAD])

@@ -5,23 +5,28 @@ numbers the OUCH messages it sends per user and keeps them all, so a client that
 ``requested_sequence = last seen + 1`` gets exactly the missed ones. It heartbeats after
 ``heartbeat_interval_ns`` without sending and ends a session after ``timeout_ns`` without hearing from
 the client (cancelling its resting orders when ``cancel_on_disconnect``). A login binds the session to
-the Aeron publication it came from: packets from any other publication on that stream are dropped and
-counted, unless they are a Login Request with the user's credentials (a reconnecting client).
+the Aeron image it came from, by its session id and its source identity (UDP: the sender's address):
+packets from any other image on that stream are dropped and counted, and a second login while the
+session is live is refused (Login Rejected, session unavailable). The session ends when its image goes
+away (the client closed its publication, or its process died and the media driver let go of it); a
+new login is accepted from then on.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import msgspec
 import numpy as np
 import pyaeron
 
 from engine.core import events as E
 from engine.core.config import FrozenConfig
-from engine.core.units import NS_PER_DAY
+from engine.core.units import NS_PER_DAY, NS_PER_S
 from engine.gateway import session as SP
 from engine.gateway.session import Port, alpha_bytes, encode_login_accepted, text_field
 from engine.simexchange import layout as L
@@ -40,6 +45,18 @@ DEFAULT_MAX_ORDER_SHARES = 1_000_000
 DEFAULT_MAX_ORDER_NOTIONAL = 50_000_000
 _PRICE_PER_DOLLAR = 10_000  # OUCH prices are in 1e-4 dollars
 
+# The price band (limit order price protection): a buy priced more than ``price_band_pct`` percent above
+# the instrument's reference price, or a sell priced that far below it, is rejected with REJECT_FAT_FINGER
+# (the venue's own price check; REJECT_INVALID_PRICE means a price off the tick or out of range). An order
+# priced away from the market on its passive side is no danger to anyone (a stub quote) and passes. The
+# reference is the midpoint of the touch when both sides rest, else the instrument's configured
+# reference price; with neither, the band does not apply.
+DEFAULT_PRICE_BAND_PCT = 10.0
+# The order rate limit: ``max_orders_per_s`` Enter and Replace Orders per user and instrument, a token
+# bucket on the server's clock that holds one second's worth (at least one order); an order past it is
+# rejected with REJECT_RISK_SYMBOL_MESSAGE_RATE, the spec's reason for a rate per symbol. Cancels pass.
+DEFAULT_MAX_ORDERS_PER_S = 1000.0
+
 
 # Engine reject reasons -> OUCH Order Rejected codes (REJ_UNKNOWN_ORDER depends on the request).
 REJECT_CODES = {
@@ -56,6 +73,21 @@ UNKNOWN_ORDER_CODES = {L.REQ_CANCEL: ouch.REJECT_CANCEL_NOT_ALLOWED, L.REQ_REPLA
 _TIFS = {ouch.TIF_DAY: L.TIF_DAY, ouch.TIF_IOC: L.TIF_IOC}
 _SIDES = {ouch.SIDE_BUY: E.SIDE_BID, ouch.SIDE_SELL: E.SIDE_ASK, ouch.SIDE_SELL_SHORT: E.SIDE_ASK}
 _SIDES[ouch.SIDE_SELL_SHORT_EXEMPT] = E.SIDE_ASK
+
+
+def _track_images(images: dict[int, str]) -> tuple[Callable[..., None], Callable[..., None]]:
+    """Aeron's available / unavailable image handlers of a subscription, keeping ``images`` (session id ->
+    source identity) current. Aeron's client conductor thread calls them once the image can be polled
+    (a fragment may come first: see ``_source_of``) and once it no longer can; they only set and pop
+    (atomic under the GIL), and the server reads ``images`` on its own thread."""
+
+    def available(_subscription: pyaeron.Subscription, image: pyaeron.Image) -> None:
+        images[image.session_id] = image.source_identity
+
+    def unavailable(_subscription: pyaeron.Subscription, image: pyaeron.Image) -> None:
+        images.pop(image.session_id, None)
+
+    return available, unavailable
 
 
 def _user_ref_num_of(message: bytes) -> int:
@@ -81,11 +113,20 @@ class ServerConfig(FrozenConfig):
     fragment_limit: int = SP.DEFAULT_FRAGMENT_LIMIT
     max_order_shares: int = DEFAULT_MAX_ORDER_SHARES
     max_order_notional: int = DEFAULT_MAX_ORDER_NOTIONAL
+    price_band_pct: float = DEFAULT_PRICE_BAND_PCT  # 0: off
+    max_orders_per_s: float = DEFAULT_MAX_ORDERS_PER_S  # per user and instrument; 0: off
+    reference_prices: dict[str, int] = msgspec.field(default_factory=dict)  # symbol -> price (1e-4 dollars)
 
     def __post_init__(self) -> None:
         alpha_bytes(self.session, SP.SESSION_LEN)
         if not 0 < self.max_order_shares < 1 << 32 or self.max_order_notional <= 0:
             raise ValueError("max_order_shares must be in 1..4294967295 and max_order_notional positive")
+        for name in ("price_band_pct", "max_orders_per_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 (0: off), not {value}")
+        if any(price <= 0 for price in self.reference_prices.values()):
+            raise ValueError("reference_prices must be positive")
         if len({p.username for p in self.ports}) != len(self.ports):
             raise ValueError("usernames of the ports must be distinct")
         if not 0 < self.heartbeat_interval_ns < self.timeout_ns:
@@ -116,8 +157,10 @@ class _Session:
     owner: int
     publication: pyaeron.ExclusivePublication
     subscription: pyaeron.Subscription
+    images: dict[int, str]  # the subscription's images: session id -> source identity (see _track_images)
     logged_in: bool = False
-    image: int = 0  # Aeron session id of the publication the live login came from (its packets only count)
+    image: int = 0  # Aeron session id of the image the live login came from (its packets only count) ...
+    source: str = ""  # ... and that image's source identity ("aeron:ipc", or a UDP sender's "ip:port")
     last_rx_ns: int = 0
     last_tx_ns: int = 0
     sent: list[bytes] = field(default_factory=list)  # outbound OUCH messages, sequence = index + 1
@@ -126,6 +169,7 @@ class _Session:
     last_user_ref_num: int = 0
     orders: dict[int, _Order] = field(default_factory=dict)  # live orders by UserRefNum
     pending: dict[int, _Order] = field(default_factory=dict)  # enters / replaces of the current batch
+    buckets: dict[int, list[float]] = field(default_factory=dict)  # order rate by locate: [tokens, last ns]
     batch_kinds: dict[int, int] = field(default_factory=dict)  # request kind by UserRefNum, this batch
 
 
@@ -161,7 +205,9 @@ class OrderEntryServer:
         self._n_requests = 0
         self._handlers: list[Callable[[pyaeron.BufferView, pyaeron.Header], None]] = []
         self.protocol_violations = 0  # sessions logged out for a packet the session layer does not allow
-        self.foreign_packets = 0  # packets on a logged-in user's stream from another publication, dropped
+        self.foreign_packets = 0  # packets on a logged-in user's stream from another image, dropped
+        self.refused_logins = 0  # Login Requests with the user's credentials while its session was live
+        self.images_lost = 0  # sessions ended because the image they were bound to went away
         self.malformed_messages = 0  # OUCH messages rejected because their bytes do not decode
         self.handler_errors = 0  # sessions ended because handling one of their packets failed
         self.last_handler_error = ""  # the last such failure, one line
@@ -171,11 +217,19 @@ class OrderEntryServer:
     def on_start(self) -> None:
         """Open every port's publication and subscription."""
         for i, port in enumerate(self.config.ports):
+            images: dict[int, str] = {}
+            available, unavailable = _track_images(images)
             session = _Session(
                 port=port,
                 owner=i + 1,
                 publication=self.aeron.add_exclusive_publication(port.outbound_channel, port.outbound_stream_id),
-                subscription=self.aeron.add_subscription(port.inbound_channel, port.inbound_stream_id),
+                subscription=self.aeron.add_subscription(
+                    port.inbound_channel,
+                    port.inbound_stream_id,
+                    available_image=available,
+                    unavailable_image=unavailable,
+                ),
+                images=images,
             )
             self.sessions.append(session)
             self._by_owner[session.owner] = session
@@ -186,6 +240,10 @@ class OrderEntryServer:
         now = self.clock_ns()
         work = 0
         for session, handler in zip(self.sessions, self._handlers, strict=True):
+            if session.logged_in and not self._is_bound(session, session.image):
+                self.images_lost += 1  # the client's publication is gone: so is its session
+                self._end_session(session, "")
+                work += 1
             work += session.subscription.poll(handler, self.config.fragment_limit)
             if session.logged_in and now - session.last_rx_ns > self.config.timeout_ns:
                 self._end_session(session, SP.LOGOUT_HEARTBEAT_TIMEOUT)
@@ -226,8 +284,8 @@ class OrderEntryServer:
 
     def _on_packet(self, session: _Session, packet: bytes, image: int) -> None:
         kind = packet[0] if packet else 0
-        if session.logged_in and image != session.image and not self._is_valid_login(session, packet):
-            self.foreign_packets += 1  # not the logged-in publisher, and no credentials: no answer either
+        if session.logged_in and not self._is_bound(session, image) and not self._is_valid_login(session, packet):
+            self.foreign_packets += 1  # not the logged-in client's image, and no credentials: no answer either
             return
         if kind == SP.PKT_LOGIN_REQUEST:
             self._on_login(session, packet, image)
@@ -243,6 +301,11 @@ class OrderEntryServer:
             self.protocol_violations += 1
             self._end_session(session, SP.LOGOUT_PROTOCOL_VIOLATION)
 
+    @staticmethod
+    def _is_bound(session: _Session, image: int) -> bool:
+        """Whether ``image`` is the live image the session is bound to: its session id and its source."""
+        return image == session.image and session.images.get(image) == session.source
+
     def _is_valid_login(self, session: _Session, packet: bytes) -> bool:
         """Whether ``packet`` is a Login Request with the port's credentials."""
         return (
@@ -253,23 +316,48 @@ class OrderEntryServer:
         )
 
     def _on_login(self, session: _Session, packet: bytes, image: int) -> None:
-        """Log the session in and bind it to ``image``, the Aeron session id of the login's publication."""
+        """Log the session in and bind it to ``image``, the Aeron session id of the login's image, and that
+        image's source identity; refuse it while the session is live (whichever image the login came from)."""
         if not self._is_valid_login(session, packet):
-            session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + SP.LOGIN_REJECT_NOT_AUTHORIZED.encode())
+            self._refuse_login(session, SP.LOGIN_REJECT_NOT_AUTHORIZED)
+            return
+        if session.logged_in:
+            self.refused_logins += 1
+            self._refuse_login(session, SP.LOGIN_REJECT_SESSION_UNAVAILABLE)
             return
         if text_field(packet, SP.LOGIN_SESSION_OFFSET, SP.SESSION_LEN) not in ("", self.config.session):
-            session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + SP.LOGIN_REJECT_SESSION_UNAVAILABLE.encode())
+            self._refuse_login(session, SP.LOGIN_REJECT_SESSION_UNAVAILABLE)
             return
+        source = self._source_of(session, image)
+        if source is None:
+            return  # its image went away meanwhile: nobody to answer
         sequence = int.from_bytes(packet[SP.LOGIN_SEQUENCE_OFFSET : SP.LOGIN_REQUEST_LEN], "big")
         next_sequence = len(session.sent) + 1
         if 0 < sequence < next_sequence:
             next_sequence = sequence
         session.logged_in = True
         session.image = image
+        session.source = source
         session.last_rx_ns = self.clock_ns()
         session.delivered = next_sequence - 1
         session.control.clear()
         session.control.append(encode_login_accepted(self.config.session, next_sequence))
+
+    @staticmethod
+    def _refuse_login(session: _Session, reason: str) -> None:
+        session.control.append(bytes((SP.PKT_LOGIN_REJECTED,)) + reason.encode())
+
+    @staticmethod
+    def _source_of(session: _Session, image: int) -> str | None:
+        """The source identity of ``image`` (None when it is gone). Its fragments can be polled before
+        Aeron has called the available-image handler, so an image not yet in ``images`` is looked up."""
+        source = session.images.get(image)
+        if source is None:
+            found = session.subscription.image_by_session_id(image)
+            if found is None:
+                return None
+            source = session.images.setdefault(image, found.source_identity)
+        return source
 
     def _end_session(self, session: _Session, reason: str) -> None:
         """Log the session out (telling the client why, if ``reason``) and cancel its orders if so configured."""
@@ -344,6 +432,38 @@ class OrderEntryServer:
             return ouch.REJECT_EXCEEDS_MAX_NOTIONAL_VALUE
         return 0
 
+    def _order_code(self, session: _Session, locate: int, side: int, shares: int, price: int) -> int:
+        """The OUCH reject code of an Enter or Replace Order of a listed instrument beyond the exchange-side
+        limits, price band or order rate; 0 when it passes them all (and then it has used up a token)."""
+        code = self._limit_code(shares, price) or self._band_code(locate, side, price)
+        if code or self._take_token(session, locate):
+            return code
+        return ouch.REJECT_RISK_SYMBOL_MESSAGE_RATE
+
+    def _band_code(self, locate: int, side: int, price: int) -> int:
+        """REJECT_FAT_FINGER for a buy above the band or a sell below it, 0 otherwise (see DEFAULT_PRICE_BAND_PCT)."""
+        band = self.config.price_band_pct
+        if not band:
+            return 0
+        bid, ask = self.engine.touch(locate)
+        reference = (bid + ask) / 2 if bid and ask else self.config.reference_prices.get(self.engine.symbols[locate])
+        if reference is None or side * (price - reference) * 100 <= band * reference:
+            return 0
+        return ouch.REJECT_FAT_FINGER
+
+    def _take_token(self, session: _Session, locate: int) -> bool:
+        """Take one order from the session's token bucket of ``locate``; False when it is empty."""
+        rate = self.config.max_orders_per_s
+        if not rate:
+            return True
+        now = self.clock_ns()
+        capacity = max(rate, 1.0)
+        bucket = session.buckets.setdefault(locate, [capacity, now])
+        tokens = min(capacity, bucket[0] + (now - bucket[1]) * rate / NS_PER_S)
+        bucket[1] = now
+        bucket[0] = tokens - 1 if tokens >= 1 else tokens
+        return tokens >= 1
+
     def _new_user_ref_num(self, session: _Session, urn: int, cl_ord_id: str) -> bool:
         """UserRefNums must strictly increase per session; reject (and return False) otherwise."""
         if urn <= session.last_user_ref_num:
@@ -375,7 +495,7 @@ class OrderEntryServer:
             if side is None
             else ouch.REJECT_OTHER
             if tif is None
-            else self._limit_code(int(fields["quantity"]), int(fields["price"]))
+            else self._order_code(session, locate, side, int(fields["quantity"]), int(fields["price"]))
         )
         if code:
             self._reject(session, urn, code, order.cl_ord_id)
@@ -394,12 +514,17 @@ class OrderEntryServer:
         cl_ord_id = str(fields["cl_ord_id"])
         if not self._new_user_ref_num(session, urn, cl_ord_id):
             return
-        code = self._limit_code(int(fields["quantity"]), int(fields["price"]))
+        orig = int(fields["orig_user_ref_num"])
+        old = session.orders.get(orig)
+        quantity, price = int(fields["quantity"]), int(fields["price"])
+        code = (
+            self._limit_code(quantity, price)  # an unknown order: the engine rejects it
+            if old is None
+            else self._order_code(session, self.locates[old.symbol], _SIDES[old.side], quantity, price)
+        )
         if code:
             self._reject(session, urn, code, cl_ord_id)
             return
-        orig = int(fields["orig_user_ref_num"])
-        old = session.orders.get(orig)
         row = self._next_request(session, L.REQ_REPLACE, urn)
         row["price"] = min(int(fields["price"]), L.PRICE_MAX + 1)
         row["qty"] = int(fields["quantity"])

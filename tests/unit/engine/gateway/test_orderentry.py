@@ -41,13 +41,15 @@ class Clock:
 class Exchange:
     """A driver, a server on two ports and a client per port, all stepped by one runner."""
 
-    def __init__(self, driver: EmbeddedDriver, inbound: tuple[str, str], outbound: tuple[str, str]) -> None:
+    def __init__(
+        self, driver: EmbeddedDriver, inbound: tuple[str, str], outbound: tuple[str, str], **settings: object
+    ) -> None:
         self.clock = Clock()
         self.ports = (
             Port("ALICE", "secret1", inbound[0], 101, outbound[0], 201),
             Port("BOB", "secret2", inbound[1], 102, outbound[1], 202),
         )
-        config = ServerConfig(self.ports, heartbeat_interval_ns=100_000_000, timeout_ns=1_000_000_000)
+        config = ServerConfig(self.ports, heartbeat_interval_ns=100_000_000, timeout_ns=1_000_000_000, **settings)
         self.engine = MatchingEngine([(LOCATE, SYMBOL, TICK, LOT)], post_only="reject")
         self.itch: list[bytes] = []
         self.server = OrderEntryServer(
@@ -211,21 +213,26 @@ def test_malformed_inbound_message_is_rejected_and_server_keeps_working(ipc: Exc
     assert ipc.server.is_logged_in("ALICE")
 
 
-def test_reconnect_with_requested_sequence_replays_exactly_the_missed_messages(ipc: Exchange) -> None:
-    ipc.login(ipc.alice, ipc.bob)
-    enter(ipc.alice, 1, ouch.SIDE_SELL, 100)
-    enter(ipc.alice, 2, ouch.SIDE_SELL, 100, price=PRICE + TICK)
-    assert kinds(ipc.responses(ipc.alice, 2)) == "AA"
-    assert ipc.alice.last_sequence == 2
-    ipc.alice.drop()
-    enter(ipc.bob, 1, ouch.SIDE_BUY, 150, price=PRICE + TICK)  # fills alice twice while she is away
-    ipc.responses(ipc.bob, 3)
-    ipc.settle()
-    assert ipc.server.next_sequence("ALICE") == 5
-    ipc.login(ipc.alice)  # resumes at sequence 3
-    missed = ipc.responses(ipc.alice, 2)
-    assert kinds(missed) == "EE" and missed["qty"].tolist() == [100, 50]
-    assert ipc.alice.last_sequence == 4
+def test_reconnect_with_requested_sequence_replays_exactly_the_missed_messages(driver: EmbeddedDriver) -> None:
+    ipc = Exchange(driver, (IPC_CHANNEL, IPC_CHANNEL), (IPC_CHANNEL, IPC_CHANNEL), cancel_on_disconnect=False)
+    try:
+        ipc.login(ipc.alice, ipc.bob)
+        enter(ipc.alice, 1, ouch.SIDE_SELL, 100)
+        enter(ipc.alice, 2, ouch.SIDE_SELL, 100, price=PRICE + TICK)
+        assert kinds(ipc.responses(ipc.alice, 2)) == "AA"
+        assert ipc.alice.last_sequence == 2
+        ipc.alice.drop()
+        ipc.step_until(lambda: not ipc.server.is_logged_in("ALICE"))  # its image went away, and its session
+        enter(ipc.bob, 1, ouch.SIDE_BUY, 150, price=PRICE + TICK)  # fills alice twice while she is away
+        ipc.responses(ipc.bob, 3)
+        ipc.settle()
+        assert ipc.server.next_sequence("ALICE") == 5
+        ipc.login(ipc.alice)  # resumes at sequence 3
+        missed = ipc.responses(ipc.alice, 2)
+        assert kinds(missed) == "EE" and missed["qty"].tolist() == [100, 50]
+        assert ipc.alice.last_sequence == 4
+    finally:
+        ipc.close()
 
 
 def test_cancel_on_disconnect_cancels_the_vanished_clients_orders(ipc: Exchange) -> None:
@@ -298,6 +305,42 @@ def test_enter_and_execute_over_udp(driver: EmbeddedDriver) -> None:
         assert kinds(bob) == "AE" and kinds(alice) == "E" and bob[1]["match_number"] == alice[0]["match_number"]
     finally:
         exchange.close()
+
+
+def wait_for(done: Callable[[], bool]) -> None:
+    """Wait, without stepping any agent, until ``done()`` (Aeron's own threads act meanwhile)."""
+    step_until(lambda: 0, done, wait_s=WAIT_S, max_cycles=MAX_CYCLES, idle_s=0.001)
+
+
+def test_over_udp_the_session_is_bound_to_its_images_source_address_too(driver: EmbeddedDriver) -> None:
+    """A sender elsewhere that reuses the session id of the logged-in client's image once that image is gone
+    (before the server has run again) gets nothing in: the binding is session id and source address."""
+    a_in, b_in, a_out, b_out = (udp_channel(p) for p in free_udp_ports(4))
+    exchange = Exchange(driver, (a_in, b_in), (a_out, b_out))
+    elsewhere = EmbeddedDriver(DriverConfig(dir=f"{driver.dir}-elsewhere"))  # its own UDP sender: another address
+    try:
+        exchange.login(exchange.alice)
+        enter(exchange.alice, 1, ouch.SIDE_BUY, 100)
+        assert kinds(exchange.responses(exchange.alice, 1)) == "A"
+        session = exchange.server.sessions[0]
+        image, source = session.image, session.source
+        assert source.startswith("127.0.0.1:")
+        exchange.alice.drop()  # the exchange's agents stand still from here until the impostor has sent
+        impostor = elsewhere.connect().add_exclusive_publication(f"{a_in}|session-id={image}", 101)
+        wait_for(lambda: session.images.get(image) not in (None, source))
+        forged = ouch.encode(ouch.INBOUND, "O", user_ref_num=1_000, side="S", quantity=100, symbol=SYMBOL,
+                             price=PRICE + TICK, time_in_force="0", display="Y")  # fmt: skip
+        wait_for(lambda: impostor.offer(bytes((SP.PKT_UNSEQUENCED,)) + forged) > 0)
+        polled = lambda: session.subscription.image_by_session_id(image).position > 0  # noqa: E731
+        exchange.step_until(lambda: not session.images.get(image) or polled())
+        exchange.settle()
+        assert not exchange.server.is_logged_in("ALICE") and exchange.server.images_lost == 1
+        assert exchange.engine.book_snapshot(LOCATE) == {"bids": [], "asks": []}  # alice's canceled, no forgery
+        assert exchange.server.next_sequence("ALICE") == 3  # her order's A and C: nothing answered the impostor
+        impostor.close()
+    finally:
+        exchange.close()
+        elsewhere.close()
 
 
 def with_bytes(message: bytes, msg_type: str, name: str, raw: bytes) -> bytes:
@@ -436,7 +479,8 @@ def test_hostile_clients_fuzzing_the_server_leave_a_trading_client_unharmed(driv
                 enter(good, urn, side, 10 * rng.randrange(1, 20), PRICE + TICK * rng.randrange(-3, 4),
                       time_in_force=ouch.TIF_IOC if urn % 3 == 0 else ouch.TIF_DAY)  # fmt: skip
             runner.run_once()
-            responses.append(good.drain())
+            clock.now_ns += 1_000_000  # a millisecond a cycle: the order rate limit refills (the good client's
+            responses.append(good.drain())  # orders stay under it, the hostile ones do not)
         assert sum(h.sent for h in hostiles) >= FUZZ_PACKETS
         step_until(runner.run_once, lambda: good.next_sequence > server.next_sequence("GOOD") - 1,
                    wait_s=WAIT_S, max_cycles=MAX_CYCLES)  # fmt: skip
@@ -490,15 +534,66 @@ def test_packets_from_another_publisher_on_a_users_stream_cannot_act_for_the_use
     intruder.close()
 
 
-def test_a_client_that_reconnects_from_a_new_publication_logs_in_again(ipc: Exchange) -> None:
+def test_a_client_that_reconnects_from_a_new_publication_logs_in_again_once_its_old_image_is_gone(
+    ipc: Exchange,
+) -> None:
     ipc.login(ipc.alice)
     enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
     assert kinds(ipc.responses(ipc.alice, 1)) == "A"
-    ipc.alice.connect()  # a new exclusive publication: a new Aeron session id, with the credentials
+    ipc.alice.connect()  # closes its publication, opens a new one (a new Aeron session id) and logs in again
+    ipc.step_until(lambda: ipc.server.images_lost == 1)  # the clock stands still: no timeout ended it
+    ipc.clock.now_ns += 100_000_000  # a heartbeat interval: a login refused meanwhile is sent again
     ipc.step_until(lambda: ipc.alice.state == LOGGED_IN)
     enter(ipc.alice, 2, ouch.SIDE_BUY, 100)
-    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    assert kinds(ipc.responses(ipc.alice, 2)) == "CA"  # the old session's order, canceled as it ended
     assert ipc.server.foreign_packets == 0
+
+
+def refused(ipc: Exchange, client: OrderEntryClient) -> Callable[[], int]:
+    """Log ``client`` in beside the exchange's agents until the server refuses it; returns its step."""
+
+    def step() -> int:
+        return ipc.runner.run_once() + client.do_work()
+
+    client.connect()
+    step_until(step, lambda: client.state == REJECTED, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+    assert client.login_reject_reason == SP.LOGIN_REJECT_SESSION_UNAVAILABLE
+    return step
+
+
+def test_a_second_login_while_the_session_is_live_is_refused_and_the_first_keeps_trading(ipc: Exchange) -> None:
+    ipc.login(ipc.alice)
+    second = ipc.client("ALICE", "secret1")  # the right credentials, from another publication
+    try:
+        refused(ipc, second)
+        assert ipc.server.refused_logins == 1 and ipc.server.foreign_packets == 0
+        assert ipc.alice.state == LOGGED_IN and ipc.server.is_logged_in("ALICE")
+        enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+        assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    finally:
+        second.on_close()
+
+
+def test_a_refused_client_logs_in_once_the_live_clients_image_is_gone(ipc: Exchange) -> None:
+    ipc.login(ipc.alice)
+    enter(ipc.alice, 1, ouch.SIDE_BUY, 100)
+    assert kinds(ipc.responses(ipc.alice, 1)) == "A"
+    successor = ipc.client("ALICE", "secret1")  # a restarted node, say, while its predecessor's session lives
+    try:
+        step = refused(ipc, successor)
+        ipc.alice.drop()  # its publication closes, no logout: the image goes away
+        step_until(step, lambda: not ipc.server.is_logged_in("ALICE"), wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        assert ipc.server.images_lost == 1  # the clock stands still: no timeout ended it
+        assert ipc.engine.book_snapshot(LOCATE)["bids"] == []  # canceled on disconnect
+        ipc.clock.now_ns += 100_000_000  # a heartbeat interval after the refusal: it asks again
+        step_until(step, lambda: successor.state == LOGGED_IN, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        step_until(step, lambda: successor.n_responses >= 2, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        assert kinds(successor.drain()) == "AC"  # the session from its start: the order, its cancel
+        assert successor.enter(2, ouch.SIDE_BUY, 100, SYMBOL, PRICE)
+        step_until(step, lambda: successor.n_responses >= 1, wait_s=WAIT_S, max_cycles=MAX_CYCLES)
+        assert kinds(successor.drain()) == "A" and ipc.server.refused_logins == 1
+    finally:
+        successor.on_close()
 
 
 @pytest.mark.parametrize(
@@ -537,4 +632,85 @@ def test_orders_at_the_exchange_limits_are_accepted(ipc: Exchange) -> None:
 @pytest.mark.parametrize("limits", [{"max_order_shares": 0}, {"max_order_notional": -1}, {"max_order_shares": 1 << 32}])
 def test_exchange_limits_must_be_positive_and_fit_ouch(limits: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="max_order"):
+        ServerConfig((Port(),), **limits)
+
+
+def test_an_order_priced_through_the_band_is_rejected_and_does_not_rest(driver: EmbeddedDriver) -> None:
+    ipc = Exchange(driver, (IPC_CHANNEL, IPC_CHANNEL), (IPC_CHANNEL, IPC_CHANNEL), price_band_pct=10.0)
+    try:
+        ipc.login(ipc.alice, ipc.bob)
+        enter(ipc.bob, 1, ouch.SIDE_BUY, 100, price=950_000)
+        enter(ipc.bob, 2, ouch.SIDE_SELL, 100, price=1_050_000)  # the touch: its midpoint $100.00 is the reference
+        assert kinds(ipc.responses(ipc.bob, 2)) == "AA"
+        enter(ipc.alice, 1, ouch.SIDE_BUY, 100, price=1_100_000 + TICK)  # would take bob's ask: 10.01 % above
+        enter(ipc.alice, 2, ouch.SIDE_SELL, 100, price=900_000 - TICK)  # would take bob's bid: 10.01 % below
+        rows = ipc.responses(ipc.alice, 2)
+        assert kinds(rows) == "JJ" and (rows["reason"] == ouch.REJECT_FAT_FINGER).all()
+        enter(ipc.alice, 3, ouch.SIDE_BUY, 100, price=1_040_000)  # inside the band (and the spread): rests
+        enter(ipc.alice, 4, ouch.SIDE_SELL, 100, price=1_500_000)  # 50 % above, but passive: a stub quote rests
+        assert kinds(ipc.responses(ipc.alice, 2)) == "AA"
+        assert ipc.alice.replace(3, 5, 100, 1_200_000)  # a replace is held to the band too
+        (rejected,) = ipc.responses(ipc.alice, 1)
+        assert chr(rejected["kind"]) == "J" and rejected["reason"] == ouch.REJECT_FAT_FINGER
+        book = ipc.engine.book_snapshot(LOCATE)
+        assert [p for p, _ in book["bids"]] == [1_040_000, 950_000] and [p for p, _ in book["asks"]] == [
+            1_050_000,
+            1_500_000,
+        ]
+    finally:
+        ipc.close()
+
+
+def test_with_a_side_of_the_book_empty_the_band_centres_on_the_reference_price(driver: EmbeddedDriver) -> None:
+    ipc = Exchange(driver, (IPC_CHANNEL, IPC_CHANNEL), (IPC_CHANNEL, IPC_CHANNEL), reference_prices={SYMBOL: PRICE})
+    try:
+        ipc.login(ipc.alice)
+        enter(ipc.alice, 1, ouch.SIDE_BUY, 100, price=1_100_000 + TICK)  # the default band: 10 %
+        enter(ipc.alice, 2, ouch.SIDE_BUY, 100, price=1_100_000)
+        rows = ipc.responses(ipc.alice, 2)
+        assert kinds(rows) == "JA" and rows[0]["reason"] == ouch.REJECT_FAT_FINGER
+        assert ipc.engine.book_snapshot(LOCATE)["bids"] == [(1_100_000, [(1, 100, 1, 2)])]
+    finally:
+        ipc.close()
+
+
+def by_kind(rows: np.ndarray) -> dict[str, list[int]]:
+    """The UserRefNums of ``rows`` by response kind; every Rejected must be for the order rate."""
+    assert (rows[rows["kind"] == ord("J")]["reason"] == ouch.REJECT_RISK_SYMBOL_MESSAGE_RATE).all()
+    return {kind: sorted(int(r["user_ref_num"]) for r in rows if chr(r["kind"]) == kind) for kind in set(kinds(rows))}
+
+
+def test_orders_past_the_rate_are_rejected_until_the_bucket_refills(driver: EmbeddedDriver) -> None:
+    ipc = Exchange(driver, (IPC_CHANNEL, IPC_CHANNEL), (IPC_CHANNEL, IPC_CHANNEL), max_orders_per_s=5.0)
+    try:
+        ipc.login(ipc.alice, ipc.bob)
+        for urn in range(1, 8):  # a burst of 7 at one instant: one second's worth (5) passes
+            enter(ipc.alice, urn, ouch.SIDE_BUY, 10, price=PRICE - urn * TICK)
+        assert by_kind(ipc.responses(ipc.alice, 7)) == {"A": [1, 2, 3, 4, 5], "J": [6, 7]}
+        assert len(ipc.engine.book_snapshot(LOCATE)["bids"]) == 5
+        assert ipc.alice.replace(1, 8, 10, PRICE - 20 * TICK)  # a replace counts as an order
+        assert ipc.alice.cancel(2)  # a cancel never waits
+        rows = ipc.responses(ipc.alice, 2)
+        assert kinds(rows) == "JC" and rows[0]["reason"] == ouch.REJECT_RISK_SYMBOL_MESSAGE_RATE
+        enter(ipc.bob, 1, ouch.SIDE_SELL, 10, price=PRICE + TICK)  # another user has a bucket of its own
+        assert kinds(ipc.responses(ipc.bob, 1)) == "A"
+        ipc.clock.now_ns += 200_000_000  # a fifth of a second later: one order's worth again
+        enter(ipc.alice, 9, ouch.SIDE_BUY, 10, price=PRICE - 9 * TICK)
+        enter(ipc.alice, 10, ouch.SIDE_BUY, 10, price=PRICE - 10 * TICK)
+        assert by_kind(ipc.responses(ipc.alice, 2)) == {"A": [9], "J": [10]}
+        for _ in range(5):  # a second later (in steps the heartbeats keep up with) the bucket is full again
+            ipc.clock.now_ns += 200_000_000
+            ipc.settle()
+        for urn in range(11, 17):
+            enter(ipc.alice, urn, ouch.SIDE_BUY, 10, price=PRICE - urn * TICK)
+        assert by_kind(ipc.responses(ipc.alice, 6)) == {"A": [11, 12, 13, 14, 15], "J": [16]}
+        assert ipc.server.is_logged_in("ALICE") and ipc.server.is_logged_in("BOB")
+    finally:
+        ipc.close()
+
+
+@pytest.mark.parametrize("limits", [{"price_band_pct": -1.0}, {"price_band_pct": float("nan")},
+                                    {"max_orders_per_s": float("inf")}, {"max_orders_per_s": -5.0}])  # fmt: skip
+def test_price_band_and_order_rate_must_be_finite_and_not_negative(limits: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(limits))):
         ServerConfig((Port(),), **limits)
