@@ -14,21 +14,17 @@ book, not of the disk:
 Before anything is timed, the compiled path and the pure-Python baseline process the same prefix and
 must end with identical books. Each figure is the best of ``repeats`` runs on one core; the baseline
 runs in the same process on the same bytes. Each case also reports the book it ends with: live orders,
-levels, the bytes of its tables and the resident memory it added, per million live orders.
+levels, and the memory of its tables (all resident) per million live orders.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
-import multiprocessing as mp
 import os
-import resource
 import statistics
 import struct
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +44,6 @@ REPO = Path(__file__).resolve().parents[1]
 ESM4_MBO = (REPO.parent / "shared" / "replay_data" / "dbn" / "esm4_mbo"
             / "orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst")  # fmt: skip
 CASES = ("shallow", "deep", "esm4x64")
-WARM_RECORDS = 10_000
 PATHS = ("decode", "book (pre-decoded)", "decode + book")
 
 
@@ -189,42 +184,20 @@ def _case_file(case: str, messages: int, symbols: int, seed: int, real: Path, co
     return path, {"symbols": symbols, "seed": seed, "depth": depth}
 
 
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _book_figures(path: Path) -> dict:
-    """The book a whole file leaves: live orders, levels, the bytes of its tables, and the most resident
-    memory building it took (growth copies included), measured in a fresh process whose peak is its own."""
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_book_figures_here, str(path)).result()
-
-
-def _book_figures_here(path: str) -> dict:
-    buf = np.fromfile(path, np.uint8)
-    end = 0
-    for _ in range(WARM_RECORDS):  # the kernels load on a prefix of whole records before the count starts
-        if end + 2 > len(buf):
-            break
-        end += 2 + (int(buf[end]) << 8 | int(buf[end + 1]))
-    decode_all(buf, min(end, len(buf)), None, np.zeros(256, np.int64), Book())
-    gc.collect()
-    before = _resident_bytes()
+def _book_figures(buf: np.ndarray) -> dict:
+    """The book a whole file leaves: live orders, levels, and the memory its tables hold, per million live
+    orders. Every page of the tables is written when they are allocated (free lists, empty hash slots),
+    so this is their resident size; a book sized for its peak at start never holds more."""
     book = Book()
     decode_all(buf, len(buf), None, np.zeros(256, np.int64), book)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     orders = book.total_orders
-    table_bytes = sum(a.nbytes for a in book.state)
-    per_million = 1e6 / orders if orders else 0.0
+    table_mib = sum(a.nbytes for a in book.state) / 2**20
     return {
         "live_orders": orders,
         "levels": int(book.state.meta[BL.M_LEVELS]),
         "instruments": len(book.instruments()),
-        "table_mib": round(table_bytes / 2**20, 1),
-        "peak_rss_added_mib": round(peak / 2**20, 1),
-        "table_mib_per_million_live_orders": round(table_bytes / 2**20 * per_million, 1),
-        "peak_rss_mib_per_million_live_orders": round(peak / 2**20 * per_million, 1),
+        "table_mib": round(table_mib, 1),
+        "mib_per_million_live_orders": round(table_mib * 1e6 / orders, 1) if orders else None,
     }
 
 
@@ -253,7 +226,7 @@ def run_case(path: Path, repeats: int) -> dict:
             }
             for name, times in rows.items()
         },
-        "book": _book_figures(path),
+        "book": _book_figures(buf),
         "baseline_python_msgs_per_s": round(baseline),
         "speedup_vs_python": round(n_msgs / min(rows["decode + book"]) / baseline, 1),
     }
@@ -315,13 +288,11 @@ def _write(result: dict, out_dir: str) -> None:
         for name, r in c["results"].items():
             lines.append(f"| {case} | {c['input']['messages']:,} | {c['book']['live_orders']:,} | {name} | "
                          f"{r['msgs_per_s']:,} | {r['ns_per_msg']} | {r['median_msgs_per_s']:,} |")  # fmt: skip
-    lines += ["", "| case | levels | book tables (MiB) | peak resident added (MiB) | MiB per million live orders "
-              "(tables / peak) | pure-Python baseline msgs/s | decode + book vs baseline |",
-              "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines += ["", "| case | levels | book tables (MiB) | MiB per million live orders | pure-Python baseline msgs/s "
+              "| decode + book vs baseline |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for case, c in result["cases"].items():
         b = c["book"]
-        lines.append(f"| {case} | {b['levels']:,} | {b['table_mib']} | {b['peak_rss_added_mib']} | "
-                     f"{b['table_mib_per_million_live_orders']} / {b['peak_rss_mib_per_million_live_orders']} | "
+        lines.append(f"| {case} | {b['levels']:,} | {b['table_mib']} | {b['mib_per_million_live_orders']} | "
                      f"{c['baseline_python_msgs_per_s']:,} | {c['speedup_vs_python']}x |")  # fmt: skip
     for case, reason in result["skipped"].items():
         lines.append(f"\n{case}: skipped, {reason}.")

@@ -614,7 +614,7 @@ def _check_bench_output(out_dir: Path, messages: dict[str, int]) -> None:
         for row in ("decode", "book (pre-decoded)", "decode + book"):
             assert figures["results"][row]["msgs_per_s"] > 0, (case, row)
         book = figures["book"]
-        assert book["live_orders"] > 0 and book["levels"] > 0 and book["table_mib_per_million_live_orders"] > 0
+        assert book["live_orders"] > 0 and book["levels"] > 0 and book["mib_per_million_live_orders"] > 0
     assert result["machine"]
     md = (jsons[0].parent / "feed.md").read_text()
     assert all(f"| {case} |" in md for case in result["cases"]) and "| decode + book |" in md
