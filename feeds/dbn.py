@@ -200,11 +200,12 @@ def decode_mbo_nb(
 
 
 @njit(cache=True, nogil=True)
-def resync_dbn_nb(words: np.ndarray, pos: int, end: int, mbo_bytes: int, known_rtypes: np.ndarray, at_eof: bool):
+def resync_dbn_nb(words: np.ndarray, pos: int, end: int, mbo_bytes: int, at_eof: bool):
     """Where DBN records go on after a record of a bad length: the first 4-byte step from ``pos`` where
-    ``RESYNC_RUN`` right records (a known rtype, a length of at least a header, an MBO record ``mbo_bytes`` long)
-    follow each other, or fewer reach the end of the file. Returns ``(1, offset)`` when found, ``(0, offset)`` when
-    the bytes end before the records at ``offset`` can be judged (call again with more), ``(0, end)`` when none.
+    ``RESYNC_RUN`` MBO records ``mbo_bytes`` long follow each other, or fewer reach the end of the file (headers
+    of other rtypes are short enough to be read into the zeros inside a record). Returns ``(1, offset)`` when
+    found, ``(0, offset)`` when the bytes end before the records at ``offset`` can be judged (call again with
+    more), ``(0, end)`` when none.
     """
     for p in range(pos, end, WORD_BYTES):
         q = p
@@ -218,7 +219,7 @@ def resync_dbn_nb(words: np.ndarray, pos: int, end: int, mbo_bytes: int, known_r
             head = np.int64(words[q >> 2])
             rec_len = (head & 0xFF) * WORD_BYTES
             rtype = (head >> 8) & 0xFF
-            if rec_len < MIN_RECORD_BYTES or not known_rtypes[rtype] or (rtype == RTYPE_MBO and rec_len != mbo_bytes):
+            if rtype != RTYPE_MBO or rec_len != mbo_bytes:
                 verdict = 0
                 break
             if q + rec_len > end:
@@ -451,7 +452,7 @@ class DbnReader(FeedReader):
         pos = 0
         while True:
             if self._skipping is not None:
-                found, pos = resync_dbn_nb(words, pos, end, self.mbo_bytes, KNOWN_RTYPES, at_eof)
+                found, pos = resync_dbn_nb(words, pos, end, self.mbo_bytes, at_eof)
                 if not found and not at_eof:
                     return pos
                 self._end_skip(base + (pos if found else end))

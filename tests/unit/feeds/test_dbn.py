@@ -268,6 +268,9 @@ def test_zero_record_length_is_a_feed_error(tmp_path: Path) -> None:
         read_all(DbnReader(str(path)))
 
 
+RECORDS, DAMAGED = 200, 100  # enough records for the zeros inside them to offer false starts
+
+
 @pytest.mark.parametrize(
     ("words", "reason"), [(0, "record length 0"), (2, "record length 8"), (32, "MBO record length 128")]
 )
@@ -275,18 +278,18 @@ def test_zero_record_length_is_a_feed_error(tmp_path: Path) -> None:
 def test_skip_bad_goes_on_at_the_record_after_a_bad_length(
     tmp_path: Path, words: int, reason: str, chunk_bytes: int
 ) -> None:
-    records = [mbo("A", "B", order_id=k, seq=k) for k in range(8)]
-    damaged = bytearray(records[3])
+    records = [mbo("A", "B", order_id=k, seq=k) for k in range(RECORDS)]
+    damaged = bytearray(records[DAMAGED])
     damaged[0] = words  # the length byte counts 4-byte words
-    data = stream([*records[:3], bytes(damaged), *records[4:]])
+    data = stream([*records[:DAMAGED], bytes(damaged), *records[DAMAGED + 1 :]])
     path = tmp_path / "bad_length.dbn"
     path.write_bytes(data)
-    offset = len(data) - 5 * 56
-    with pytest.raises(FeedError, match=f"record 3: bad {reason}") as info:
+    offset = len(data) - (RECORDS - DAMAGED) * 56
+    with pytest.raises(FeedError, match=f"record {DAMAGED}: bad {reason}") as info:
         read_all(DbnReader(str(path), chunk_bytes=chunk_bytes))
     assert info.value.offset == offset
     skipping = DbnReader(str(path), skip_bad=True, chunk_bytes=chunk_bytes)
-    assert read_all(skipping)["seq"].tolist() == [0, 1, 2, 4, 5, 6, 7]
+    assert read_all(skipping)["seq"].tolist() == [k for k in range(RECORDS) if k != DAMAGED]
     assert (skipping.stats.skipped_records, skipping.stats.skipped_bytes) == (1, 56)
     assert skipping.stats.errors == [str(info.value)]
 
