@@ -129,12 +129,13 @@ def plot_percentiles(curves: dict[str, HdrHistogram], path: Path, title: str) ->
 
 @dataclass(frozen=True)
 class Change:
-    """One numeric figure found in both of two results; ``regression`` when it got worse beyond the threshold."""
+    """One figure of two results; ``regression`` when it got worse beyond the threshold. A figure one of the runs
+    lacks (an empty histogram has no percentiles) is None there, and so is its ratio."""
 
     path: str
-    old: float
-    new: float
-    ratio: float  # new / old
+    old: float | None
+    new: float | None
+    ratio: float | None  # new / old
     regression: bool
 
 
@@ -195,40 +196,65 @@ def _pairs(old: list, new: list) -> Iterator[tuple[str, object, object]]:
         yield f"[{index}]", old_item, new_item
 
 
-def _leaves(old: object, new: object, parts: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], float, float]]:
-    """Every numeric leaf (bools excluded) found at the same place in both trees, with its path."""
+def _number(value: object) -> float | None:
+    """``value`` as a figure: a float for a number (bools are not), else None."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _leaves(
+    old: object, new: object, parts: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], float | None, float | None]]:
+    """Every numeric leaf (bools excluded) of either tree, with its path, where the other tree has the same leaf
+    or lacks it (None there: missing, or None as an empty histogram's percentiles are). Subtrees only one tree
+    has (a transport one run did not measure) are left out."""
     if isinstance(old, dict) and isinstance(new, dict):
-        for key in old:
-            if key in new and not _SKIPPED.fullmatch(str(key).lower()):
+        for key in {**old, **new}:
+            if _SKIPPED.fullmatch(str(key).lower()):
+                continue
+            if key in old and key in new:
                 yield from _leaves(old[key], new[key], (*parts, str(key)))
+            elif _number(old.get(key)) is not None or _number(new.get(key)) is not None:
+                yield (*parts, str(key)), _number(old.get(key)), _number(new.get(key))
     elif isinstance(old, list) and isinstance(new, list):
         for label, old_item, new_item in _pairs(old, new):
             yield from _leaves(old_item, new_item, (*parts, label))
-    elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new)):
-        yield parts, float(old), float(new)
+    else:
+        old_value, new_value = _number(old), _number(new)
+        figures = (old is None or old_value is not None) and (new is None or new_value is not None)
+        if figures and (old_value is not None or new_value is not None):
+            yield parts, old_value, new_value
 
 
 def compare(old: dict, new: dict, threshold: float = 0.10) -> list[Change]:
-    """Every numeric figure present in both results, flagged when it worsened by more than ``threshold``.
+    """Every numeric figure of the results, flagged when it worsened by more than ``threshold``.
 
     Latencies (lower is better) regress when ``new > old * (1 + threshold)``, rates and ratios (higher is better)
     when ``new < old * (1 - threshold)``; counts, sizes and other leaves are listed but never flagged (see
-    ``_direction``). ``machine``, ``date`` and parameter subtrees (``config``, ``settings``, ``*_params``) are
-    skipped. Lists of dicts are matched by their ``name``, ``label`` or ``strategy`` key when every item has a
-    distinct one, otherwise by index; paths read like ``results.decode.msgs_per_s`` or ``runs[fast].p99``.
+    ``_direction``), and so is a figure one result lacks (None on its side). ``machine``, ``date`` and parameter
+    subtrees (``config``, ``settings``, ``*_params``) are skipped. Lists of dicts are matched by their ``name``,
+    ``label`` or ``strategy`` key when every item has a distinct one, otherwise by index; paths read like
+    ``results.decode.msgs_per_s`` or ``runs[fast].p99``.
     """
     changes = []
     for parts, old_value, new_value in _leaves(old, new, ()):
+        path = "".join(part if part.startswith("[") else f".{part}" for part in parts).lstrip(".")
+        if old_value is None or new_value is None:
+            changes.append(Change(path, old_value, new_value, None, False))
+            continue
         ratio = new_value / old_value if old_value else 1.0 if new_value == old_value else math.inf
         direction = _direction(parts)
         regression = (direction == _LOWER and ratio > 1 + threshold) or (direction == _HIGHER and ratio < 1 - threshold)
-        path = "".join(part if part.startswith("[") else f".{part}" for part in parts).lstrip(".")
         changes.append(Change(path, old_value, new_value, ratio, regression))
     return changes
 
 
-def _figure(value: float) -> str:
+NOT_AVAILABLE = "n/a"  # a figure one of the compared runs lacks
+
+
+def _figure(value: float | None) -> str:
     """A figure as written in the result: whole numbers with thousands separators, others to six digits."""
+    if value is None:
+        return NOT_AVAILABLE
     return f"{int(value):,}" if value.is_integer() else f"{value:.6g}"
 
 
@@ -239,7 +265,10 @@ def compare_lines(changes: list[Change], old_label: str, new_label: str, thresho
     """
     lines = [f"| figure | {old_label} | {new_label} | change | |", "|---|---:|---:|---:|---|"]
     for change in changes:
-        percent = f"{(change.ratio - 1) * 100:+.1f}%" if math.isfinite(change.ratio) else _DASH
+        if change.ratio is None:
+            percent = NOT_AVAILABLE
+        else:
+            percent = f"{(change.ratio - 1) * 100:+.1f}%" if math.isfinite(change.ratio) else _DASH
         flag = "REGRESSION" if change.regression else ""
         lines.append(f"| {change.path} | {_figure(change.old)} | {_figure(change.new)} | {percent} | {flag} |")
     regressions = sum(change.regression for change in changes)

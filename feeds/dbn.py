@@ -40,7 +40,7 @@ multiple of 4, so the kernel reads the stream as u32 words (a u8 field pair as t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import databento_dbn as dbn
 import numpy as np
@@ -63,6 +63,8 @@ RTYPE_MBO = 0xA0
 MBO_RECORD_BYTES = 56
 MIN_RECORD_BYTES = 16  # the record header every record carries
 MAX_RECORD_BYTES = 255 * 4  # the length byte counts 4-byte words
+TS_OUT_BYTES = 8  # what metadata ``ts_out`` adds to every record
+RESYNC_RUN = 3  # after a bad record length, records go on where this many right records follow each other
 WORD_BYTES = 4
 
 # u32 word index of each MBO field (byte offset / 4); see the layout in the module docstring.
@@ -84,7 +86,7 @@ DBN_F_SNAPSHOT = dbn.F_SNAPSHOT
 STATUS_NEED_MORE = 0  # the rest of the buffer is not a whole record (or is empty)
 STATUS_OUT_FULL = 1  # the output array is full; call again from the returned position
 STATUS_BAD_LENGTH = 2  # a record claims fewer bytes than a record header
-STATUS_SHORT_MBO = 3  # an MBO record shorter than the MBO layout
+STATUS_BAD_MBO_LENGTH = 3  # an MBO record whose length is not the MBO layout's
 STATUS_UNKNOWN_RTYPE = 4  # a record of an rtype DBN does not define
 
 RTYPE_NAMES = {int(r.value): r.name for r in dbn.RType.variants()}
@@ -135,12 +137,14 @@ def decode_mbo_nb(
     skipped_rtypes: np.ndarray,
     skipped_rtype_bytes: np.ndarray,
     known_rtypes: np.ndarray,
+    mbo_bytes: int,
 ) -> tuple[int, int, int]:
     """Frame DBN records in bytes ``[start, end)`` of ``words`` and write the MBO ones to ``out``.
 
     Records of other rtypes DBN defines are counted in ``skipped_rtypes`` (and their bytes in
-    ``skipped_rtype_bytes``); a record of an rtype it does not define stops the call. Returns ``(rows written, byte
-    position reached, status)``; the position is the start of the first record not consumed.
+    ``skipped_rtype_bytes``); a record of an rtype it does not define, or an MBO record not ``mbo_bytes`` long,
+    stops the call. Returns ``(rows written, byte position reached, status)``; the position is the start of the
+    first record not consumed.
     """
     pos = start
     n = 0
@@ -161,8 +165,8 @@ def decode_mbo_nb(
             skipped_rtype_bytes[rtype] += rec_len
             pos += rec_len
             continue
-        if rec_len < MBO_RECORD_BYTES:
-            return n, pos, STATUS_SHORT_MBO
+        if rec_len != mbo_bytes:
+            return n, pos, STATUS_BAD_MBO_LENGTH
         if n == cap:
             return n, pos, STATUS_OUT_FULL
         packed = np.int64(words[w + FLAGS_ACTION_SIDE_WORD])
@@ -193,6 +197,40 @@ def decode_mbo_nb(
         n += 1
         pos += rec_len
     return n, pos, STATUS_NEED_MORE
+
+
+@njit(cache=True, nogil=True)
+def resync_dbn_nb(words: np.ndarray, pos: int, end: int, mbo_bytes: int, at_eof: bool):
+    """Where DBN records go on after a record of a bad length: the first 4-byte step from ``pos`` where
+    ``RESYNC_RUN`` MBO records ``mbo_bytes`` long follow each other, or fewer reach the end of the file (headers
+    of other rtypes are short enough to be read into the zeros inside a record). Returns ``(1, offset)`` when
+    found, ``(0, offset)`` when the bytes end before the records at ``offset`` can be judged (call again with
+    more), ``(0, end)`` when none.
+    """
+    for p in range(pos, end, WORD_BYTES):
+        q = p
+        verdict = 1
+        for _ in range(RESYNC_RUN):
+            if q == end and at_eof and q > p:
+                break
+            if end - q < MIN_RECORD_BYTES:
+                verdict = 0 if at_eof else -1
+                break
+            head = np.int64(words[q >> 2])
+            rec_len = (head & 0xFF) * WORD_BYTES
+            rtype = (head >> 8) & 0xFF
+            if rtype != RTYPE_MBO or rec_len != mbo_bytes:
+                verdict = 0
+                break
+            if q + rec_len > end:
+                verdict = 0 if at_eof else -1
+                break
+            q += rec_len
+        if verdict == 1:
+            return 1, p
+        if verdict < 0:
+            return 0, p
+    return 0, end
 
 
 def _open_stream(path: str) -> tuple[pa.NativeFile, pa.NativeFile]:
@@ -302,11 +340,14 @@ class DbnReader(FeedReader):
         self.batch_rows = batch_rows
         self.skipped_rtypes = np.zeros(256, np.int64)
         self.skipped_rtype_bytes = np.zeros(256, np.int64)
+        self._records = 0  # records framed so far, bad ones included (errors name a record by its index)
+        self._skipping: tuple[FeedError, int] | None = None  # a skip under way: its reason, where it began
         stream, raw = _open_stream(path)
         try:
             self.dbn_version, self.metadata, self.header_bytes = read_metadata(stream, path)
         finally:
             raw.close()
+        self.mbo_bytes = MBO_RECORD_BYTES + (TS_OUT_BYTES if self.metadata.ts_out else 0)
         schema = self.metadata.schema
         self.definitions_only = schema is not None and str(schema) == DEFINITION_SCHEMA
         if schema is not None and str(schema) != SUPPORTED_SCHEMA and not self.definitions_only:
@@ -364,65 +405,88 @@ class DbnReader(FeedReader):
             raise error
         self.stats.record_skip(error, records=1, nbytes=remaining)
 
+    def _end_skip(self, offset: int) -> None:
+        """A skip under way (after a record of a bad length) ends at stream ``offset``: count it."""
+        if self._skipping is not None:
+            error, start = self._skipping
+            self._skipping = None
+            self.stats.record_skip(error, records=1, nbytes=offset - start)
+
     def batches(self) -> Iterator[np.ndarray]:
         """Yield event arrays (views into one reused buffer) until the file ends."""
         if self.definitions_only:
             self.bytes_done = self.total_bytes
             return
-        work = np.empty(self.chunk_bytes + MAX_RECORD_BYTES + WORD_BYTES, np.uint8)
-        words = work.view(np.uint32)
+        work = np.empty(self.chunk_bytes + RESYNC_RUN * MAX_RECORD_BYTES + WORD_BYTES, np.uint8)
         out = np.empty(self.batch_rows, E.EVENT_DTYPE)
         stream, raw = _open_stream(self.path)
         try:
             stream.read(self.header_bytes)
             base = self.header_bytes  # decompressed offset of work[0]
-            records = 0  # records consumed before work[0]
             tail = 0
             while True:
                 try:
                     got = stream.readinto(memoryview(work)[tail : tail + self.chunk_bytes])
                 except OSError as exc:
+                    self._end_skip(base + tail)
                     self._bad_input(f"corrupt zstd stream ({exc})", base + tail, 0)
                     return
                 self.bytes_done = raw.tell()
-                if got == 0:
-                    break
                 end = tail + got
-                pos = 0
-                while True:
-                    counts, sizes = self.skipped_rtypes.copy(), self.skipped_rtype_bytes.copy()
-                    n, new_pos, status = decode_mbo_nb(
-                        words, pos, end, out, KIND_BY_ACTION, SIDE_BY_CHAR, self.skipped_rtypes,
-                        self.skipped_rtype_bytes, KNOWN_RTYPES,
-                    )  # fmt: skip
-                    records += n + self._note_other_rtypes(
-                        self.skipped_rtypes - counts, self.skipped_rtype_bytes - sizes
-                    )
-                    pos = new_pos
-                    if n:
-                        self._note_batch(out[:n])
-                        yield out[:n]
-                    if status == STATUS_OUT_FULL:
-                        continue
-                    if status == STATUS_UNKNOWN_RTYPE:  # its length frames it: skip that record alone
-                        rec_len = int(work[pos]) * WORD_BYTES
-                        self._bad_record(
-                            f"record {records}: unknown rtype 0x{int(work[pos + 1]):02x}", base + pos, rec_len
-                        )
-                        records += 1
-                        pos += rec_len
-                        continue
-                    if status != STATUS_NEED_MORE:
-                        rec_len = int(work[pos]) * WORD_BYTES
-                        reason = "record length" if status == STATUS_BAD_LENGTH else "MBO record length"
-                        self._bad_input(f"record {records}: bad {reason} {rec_len}", base + pos, end - pos)
-                        return
+                pos = yield from self._decode(work, out, end, base, at_eof=got == 0)
+                if got == 0:
                     break
                 tail = end - pos
                 work[:tail] = work[pos:end]
                 base += pos
-            if tail:
-                want = int(work[0]) * WORD_BYTES
-                self._bad_input(f"record {records}: truncated ({tail} of {want} bytes)", base, tail)
         finally:
             raw.close()
+
+    def _decode(
+        self, work: np.ndarray, out: np.ndarray, end: int, base: int, at_eof: bool
+    ) -> Generator[np.ndarray, None, int]:
+        """Decode the records of ``work[:end]`` into ``out``, yielding full batches; returns where the bytes not
+        consumed begin. A record of an unknown rtype is skipped alone (its length frames it); after one of a bad
+        length the skip goes on to where right records follow each other again (:func:`resync_dbn_nb`)."""
+        words = work.view(np.uint32)
+        pos = 0
+        while True:
+            if self._skipping is not None:
+                found, pos = resync_dbn_nb(words, pos, end, self.mbo_bytes, at_eof)
+                if not found and not at_eof:
+                    return pos
+                self._end_skip(base + (pos if found else end))
+                if not found:
+                    return end
+            counts, sizes = self.skipped_rtypes.copy(), self.skipped_rtype_bytes.copy()
+            n, pos, status = decode_mbo_nb(
+                words, pos, end, out, KIND_BY_ACTION, SIDE_BY_CHAR, self.skipped_rtypes, self.skipped_rtype_bytes,
+                KNOWN_RTYPES, self.mbo_bytes,
+            )  # fmt: skip
+            self._records += n + self._note_other_rtypes(self.skipped_rtypes - counts, self.skipped_rtype_bytes - sizes)
+            if n:
+                self._note_batch(out[:n])
+                yield out[:n]
+            if status == STATUS_OUT_FULL:
+                continue
+            rec_len = int(work[pos]) * WORD_BYTES if pos < end else 0
+            if status == STATUS_UNKNOWN_RTYPE:  # its length frames it: skip that record alone
+                what = f"record {self._records}: unknown rtype 0x{int(work[pos + 1]):02x}"
+                self._bad_record(what, base + pos, rec_len)
+                self._records += 1
+                pos += rec_len
+                continue
+            if status != STATUS_NEED_MORE:
+                reason = "record length" if status == STATUS_BAD_LENGTH else "MBO record length"
+                error = FeedError(f"record {self._records}: bad {reason} {rec_len}", path=self.path, offset=base + pos)
+                if not self.skip_bad:
+                    raise error
+                self._skipping = (error, base + pos)
+                self._records += 1
+                pos += WORD_BYTES
+                continue
+            if at_eof and pos < end:
+                tail = end - pos
+                self._bad_input(f"record {self._records}: truncated ({tail} of {rec_len} bytes)", base + pos, tail)
+                return end
+            return pos

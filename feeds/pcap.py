@@ -25,7 +25,7 @@ errors count capture records from 1, as Wireshark numbers frames.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import numpy as np
 from numba import njit
@@ -51,6 +51,7 @@ PCAPNG_OPT_END = 0
 PCAPNG_OPT_TSRESOL = 9
 PCAPNG_OPT_TSOFFSET = 14
 MAX_RECORD_BYTES = 0x40000  # libpcap's largest snapshot length
+RESYNC_WINDOW_NS = 3600 * NS_PER_S  # after a bad record header, the next record is looked for this close in time
 MAX_BLOCK_BYTES = 1 << 24
 MAX_INTERFACES = 64
 
@@ -87,8 +88,8 @@ ERR_BAD_UDP = -12
 ERR_LINKTYPE = -13
 ERR_INTERFACE = -14
 ERR_CAPTURE_LENGTH = -15
+ERR_RECORD_LENGTH = -16  # a record header whose lengths cannot be right: the records after it are looked for
 # a broken container: nothing after it can be framed
-ERR_RECORD_LENGTH = -20
 ERR_BLOCK_LENGTH = -21
 ERR_BYTE_ORDER_MAGIC = -22
 ERR_TOO_MANY_INTERFACES = -23
@@ -102,7 +103,6 @@ SCAN_TEXT = {
     ERR_LINKTYPE: "unsupported link type",
     ERR_INTERFACE: "packet names an interface the section did not describe",
     ERR_CAPTURE_LENGTH: "captured length runs past the end of its block",
-    ERR_RECORD_LENGTH: f"record length beyond {MAX_RECORD_BYTES} bytes",
     ERR_BLOCK_LENGTH: "bad pcapng block length",
     ERR_BYTE_ORDER_MAGIC: "bad pcapng byte-order magic",
     ERR_TOO_MANY_INTERFACES: f"more than {MAX_INTERFACES} pcapng interfaces",
@@ -113,7 +113,8 @@ SCAN_TEXT = {
 C_FRAMES = 0
 C_OTHER = 1  # not IPv4/UDP
 C_FRAGMENTS = 2
-N_COUNTERS = 3
+C_LAST_TS = 3  # capture timestamp (ns) of the last record framed
+N_COUNTERS = 4
 
 # pcapng section state and per-interface table
 SEC_BIG_ENDIAN = 0
@@ -237,12 +238,67 @@ def _take_frame_nb(buf, pos, caplen, linktype, ts_ns, n, offsets, lengths, stamp
 
 
 @njit(cache=True, nogil=True)
-def scan_pcap_nb(buf, pos, end, big, frac_ns, linktype, offsets, lengths, stamps, frames, counters):
+def _record_ts_nb(buf, pos, big, frac_ns):
+    """Capture timestamp (ns since the epoch) of the classic pcap record header at buf[pos]."""
+    return _u32_nb(buf, pos, big) * NS_PER_S + _u32_nb(buf, pos + 4, big) * frac_ns
+
+
+@njit(cache=True, nogil=True)
+def _lengths_fit_nb(buf, pos, big, limit):
+    """Whether the record header at buf[pos] has lengths a capture can hold: captured <= ``limit`` (the
+    snapshot length) and <= original."""
+    caplen = _u32_nb(buf, pos + 8, big)
+    return caplen <= limit and caplen <= _u32_nb(buf, pos + 12, big)
+
+
+@njit(cache=True, nogil=True)
+def _header_verdict_nb(buf, pos, end, big, frac_ns, limit, after_ns, at_eof):
+    """Whether a right record header starts at buf[pos]: 1 (lengths that fit, a fraction below one second, a
+    timestamp within RESYNC_WINDOW_NS of ``after_ns`` unless that is negative), 0 when not, -1 when buf ends
+    first (never at the end of the file)."""
+    if end - pos < PCAP_RECORD_HEADER_LENGTH:
+        return 0 if at_eof else -1
+    fraction_ns = _u32_nb(buf, pos + 4, big) * frac_ns
+    ts_ns = _record_ts_nb(buf, pos, big, frac_ns)
+    near = after_ns < 0 or abs(ts_ns - after_ns) <= RESYNC_WINDOW_NS
+    return 1 if near and fraction_ns < NS_PER_S and _lengths_fit_nb(buf, pos, big, limit) else 0
+
+
+@njit(cache=True, nogil=True)
+def resync_pcap_nb(buf, pos, end, big, frac_ns, limit, after_ns, at_eof):
+    """Where classic pcap records go on after a bad record header: the first offset from ``pos`` where a right
+    record header starts (see :func:`_header_verdict_nb`) and the record it frames is followed by another right
+    header or by the end of the file. Returns ``(1, offset)`` when found; ``(0, offset)`` when buf ends before
+    the record at ``offset`` can be judged (call again from there with more bytes); ``(0, end)`` when none.
+    """
+    for p in range(pos, end):
+        verdict = _header_verdict_nb(buf, p, end, big, frac_ns, limit, after_ns, at_eof)
+        if verdict == 0:
+            continue
+        if verdict < 0:
+            return 0, p
+        following = p + PCAP_RECORD_HEADER_LENGTH + _u32_nb(buf, p + 8, big)
+        if following >= end:
+            if not at_eof:
+                return 0, p
+            if following == end:
+                return 1, p
+            continue
+        ts_ns = _record_ts_nb(buf, p, big, frac_ns)
+        verdict = _header_verdict_nb(buf, following, end, big, frac_ns, limit, ts_ns, at_eof)
+        if verdict != 0:
+            return max(verdict, 0), p
+    return 0, end
+
+
+@njit(cache=True, nogil=True)
+def scan_pcap_nb(buf, pos, end, big, frac_ns, limit, linktype, offsets, lengths, stamps, frames, counters):
     """Scan classic pcap records in ``buf[pos:end]`` for UDP payloads.
 
     Returns ``(status, n, pos, record)``: ``n`` payloads written, ``pos`` where to resume (past a
-    bad frame; at the record for a fatal error) and ``record`` the position of the last record
-    examined (the bad one on an error). ``frac_ns`` is 1000 for microsecond files, 1 for nanosecond.
+    bad frame; at the record for a bad record header or a fatal error) and ``record`` the position of
+    the last record examined (the bad one on an error). ``frac_ns`` is 1000 for microsecond files, 1
+    for nanosecond; a record may capture at most ``limit`` bytes (the file's snapshot length).
     """
     n = 0
     while True:
@@ -250,15 +306,16 @@ def scan_pcap_nb(buf, pos, end, big, frac_ns, linktype, offsets, lengths, stamps
             return SCAN_FULL, n, pos, pos
         if end - pos < PCAP_RECORD_HEADER_LENGTH:
             return NEED_MORE, n, pos, pos
-        caplen = _u32_nb(buf, pos + 8, big)
-        if caplen > MAX_RECORD_BYTES:
+        if not _lengths_fit_nb(buf, pos, big, limit):
             return ERR_RECORD_LENGTH, n, pos, pos
+        caplen = _u32_nb(buf, pos + 8, big)
         if end - pos - PCAP_RECORD_HEADER_LENGTH < caplen:
             return NEED_MORE, n, pos, pos
         record = pos
         pos += PCAP_RECORD_HEADER_LENGTH + caplen
         counters[C_FRAMES] += 1
-        ts_ns = _u32_nb(buf, record, big) * NS_PER_S + _u32_nb(buf, record + 4, big) * frac_ns
+        ts_ns = _record_ts_nb(buf, record, big, frac_ns)
+        counters[C_LAST_TS] = ts_ns
         status, n = _take_frame_nb(
             buf,
             record + PCAP_RECORD_HEADER_LENGTH,
@@ -439,6 +496,10 @@ class PcapReader(FeedReader):
         self._section = np.zeros(2, np.int64)
         self._interfaces = np.zeros((MAX_INTERFACES, IF_WORDS), np.int64)
         self._duplicates_reported = 0
+        self._skipping: tuple[FeedError, int] | None = None  # a skip under way: its reason, where it began
+        self._resync = _nothing_resumes  # where records go on after a bad one (set by the file header)
+        self._order = "<"
+        self._limit = MAX_RECORD_BYTES
 
     @property
     def directory(self) -> np.ndarray:
@@ -510,53 +571,74 @@ class PcapReader(FeedReader):
         """Yield ``(buffer, stream offset of buffer[0], payloads)`` after every scan call.
 
         The payload arrays describe ``buffer`` until the next iteration. Partial records are carried
-        into the next chunk, so memory stays at a chunk plus one record.
+        into the next chunk, so memory stays at a chunk plus one record (two while looking for where
+        records go on after a bad record header).
         """
         buf = np.zeros(0, np.uint8)
         pos = end = base = 0
         scan = None
-        broken: FeedError | None = None  # a fatal error skipped under skip_bad
-        skipped_bytes = 0
         for offset, data, raw_position in read_chunks(self.path, self.chunk_bytes):
             self.bytes_done = raw_position
-            if broken is not None:
-                skipped_bytes += len(data)
-                continue
             buf, pos, end, base = _refill(buf, pos, end, data, offset)
             if scan is None:
                 scan, pos = self._open(buf, end)
                 if scan is None:
                     continue
-            while True:
-                status, count, pos, record = scan(buf, pos, end)
-                if count:
-                    yield buf, base, count
-                if status == NEED_MORE:
-                    break
-                if status == SCAN_FULL:
-                    continue
-                fatal = status <= FATAL_BELOW
-                packet = self.frames + 1 if fatal else self.frames
-                error = FeedError(SCAN_TEXT[status], path=self.path, offset=base + record, packet=packet)
-                if not self.skip_bad:
-                    raise error
-                if not fatal:
-                    self.stats.record_skip(error, 1, pos - record)
-                    continue
-                broken = error
-                skipped_bytes = end - record
-                break
-        if broken is not None:
-            self.stats.record_skip(broken, 1, skipped_bytes)
-            return
+            pos = yield from self._scan(scan, buf, pos, end, base, at_eof=False)
         if scan is None:
             self._open(buf, end, at_eof=True)
-        elif pos < end:
-            what = "truncated record at the end of the capture"
-            error = FeedError(what, path=self.path, offset=base + pos, packet=self.frames + 1)
+            return
+        yield from self._scan(scan, buf, pos, end, base, at_eof=True)
+
+    def _scan(
+        self, scan, buf: np.ndarray, pos: int, end: int, base: int, at_eof: bool
+    ) -> Generator[tuple[np.ndarray, int, int], None, int]:
+        """Scan ``buf[pos:end]``, yielding payloads; returns where the bytes still to scan begin.
+
+        A bad frame is skipped alone. After a bad record header (or a record running past the end of the
+        file) the skip goes on to where right records start again (:func:`resync_pcap_nb`); after a broken
+        pcapng block, to the end of the file. Without ``skip_bad`` the first of them is raised.
+        """
+        while True:
+            if self._skipping is not None:
+                found, pos = self._resync(buf, pos, end, at_eof)
+                if not found and not at_eof:
+                    return pos  # the skip goes on in the next chunk, from the first record it cannot judge yet
+                error, start = self._skipping
+                stop = base + (pos if found else end)
+                self._skipping = None
+                self.stats.record_skip(error, 1, stop - start)
+                if not found:
+                    return end
+            status, count, pos, record = scan(buf, pos, end)
+            if count:
+                yield buf, base, count
+            if status == SCAN_FULL:
+                continue
+            if status == NEED_MORE and (not at_eof or pos == end):
+                return pos
+            bad_frame = FATAL_BELOW < status < NEED_MORE and status != ERR_RECORD_LENGTH  # in a record that frames
+            packet = self.frames if bad_frame else self.frames + 1
+            error = FeedError(self._what(status, buf, record), path=self.path, offset=base + record, packet=packet)
             if not self.skip_bad:
                 raise error
-            self.stats.record_skip(error, 1, end - pos)
+            if bad_frame:
+                self.stats.record_skip(error, 1, pos - record)
+                continue
+            self._skipping = (error, base + record)
+            if status <= FATAL_BELOW:  # a broken pcapng block: nothing after it can be framed
+                self._resync = _nothing_resumes
+            else:  # a record header that cannot be right, or the file ends inside the record
+                pos = record + 1
+
+    def _what(self, status: int, buf: np.ndarray, record: int) -> str:
+        """What is wrong with the record at buf[record] that the scan stopped at with ``status``."""
+        if status == NEED_MORE:
+            return "truncated record at the end of the capture"
+        if status != ERR_RECORD_LENGTH:
+            return SCAN_TEXT[status]
+        caplen, origlen = struct.unpack_from(self._order + "II", buf, record + 8)
+        return f"impossible record length: captured {caplen}, original {origlen}, snapshot length {self._limit}"
 
     def _open(self, buf: np.ndarray, end: int, at_eof: bool = False):
         """Parse the file header; returns ``(scan function, first record position)``.
@@ -573,10 +655,13 @@ class PcapReader(FeedReader):
                 raise FeedError("capture shorter than its file header", path=self.path, offset=0)
             return None, 0
         order, frac_ns = _PCAP_MAGICS[head[:4]]
-        linktype = struct.unpack_from(order + "I", head, 20)[0] & 0xFFFF
+        snaplen, linktype = struct.unpack_from(order + "II", head, 16)
+        linktype &= 0xFFFF
         if linktype not in SUPPORTED_LINKTYPES:
             raise FeedError(f"unsupported link type {linktype}", path=self.path, offset=20)
         big = order == ">"
+        self._order = order
+        self._limit = limit = snaplen if 0 < snaplen <= MAX_RECORD_BYTES else MAX_RECORD_BYTES
 
         def scan(buf: np.ndarray, pos: int, end: int) -> tuple[int, int, int, int]:
             return scan_pcap_nb(
@@ -585,6 +670,7 @@ class PcapReader(FeedReader):
                 end,
                 big,
                 frac_ns,
+                limit,
                 linktype,
                 self._offsets,
                 self._lengths,
@@ -593,6 +679,11 @@ class PcapReader(FeedReader):
                 self._counters,
             )
 
+        def resync(buf: np.ndarray, pos: int, end: int, at_eof: bool) -> tuple[int, int]:
+            after_ns = int(self._counters[C_LAST_TS]) if self.frames else -1
+            return resync_pcap_nb(buf, pos, end, big, frac_ns, limit, after_ns, at_eof)
+
+        self._resync = resync
         return scan, PCAP_HEADER_LENGTH
 
     def _scan_pcapng(self, buf: np.ndarray, pos: int, end: int) -> tuple[int, int, int, int]:
@@ -637,6 +728,11 @@ class PcapReader(FeedReader):
         duplicates = self.tracker.duplicate_packets
         self.stats.duplicate_packets += duplicates - self._duplicates_reported
         self._duplicates_reported = duplicates
+
+
+def _nothing_resumes(buf: np.ndarray, pos: int, end: int, at_eof: bool) -> tuple[int, int]:
+    """The resync of a broken pcapng container: nothing after it can be framed, so the skip runs to the end."""
+    return 0, end
 
 
 def _refill(buf: np.ndarray, pos: int, end: int, data: bytes, offset: int) -> tuple[np.ndarray, int, int, int]:

@@ -56,11 +56,24 @@ class FeedStats:
             self.first_missing_seq = first_missing
 
     def record_skip(self, error: FeedError, records: int = 1, nbytes: int = 0) -> None:
-        """Count input skipped under ``skip_bad`` and keep the first few reasons."""
+        """Count input skipped under ``skip_bad`` and keep the first few reasons.
+
+        Every skip names its reason (what, file, offset), so a report of skips always has a first one.
+        """
+        if not error.what:
+            raise ValueError("a skip must say what was skipped")
         self.skipped_records += records
         self.skipped_bytes += nbytes
         if len(self.errors) < MAX_KEPT_ERRORS:
             self.errors.append(str(error))
+
+    def skip_report(self) -> list[str]:
+        """``skipped N bad records (B bytes); first: <reason>``, then the other reasons kept; [] when none."""
+        if not self.errors:
+            return []
+        first, *rest = self.errors
+        head = f"skipped {self.skipped_records} bad records ({self.skipped_bytes} bytes); first: {first}"
+        return [head, *(f"  {reason}" for reason in rest)]
 
 
 class FeedReader(ABC):

@@ -20,10 +20,12 @@ def warn(message: str) -> None:
 
 
 def report_skips(stats) -> None:
-    if stats.skipped_records or stats.skipped_bytes:
-        warn(f"skipped {stats.skipped_records} bad records ({stats.skipped_bytes} bytes); first:")
-        for line in stats.errors:
-            print(f"  {line}", file=sys.stderr)
+    """What ``--skip-bad`` skipped (a ``feeds.FeedStats``): a warning naming the first reason, then the others."""
+    lines = stats.skip_report()
+    if lines:
+        warn(lines[0])
+    for line in lines[1:]:
+        print(line, file=sys.stderr)
 
 
 def strategy_params(args: argparse.Namespace) -> dict[str, float]:

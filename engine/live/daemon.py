@@ -35,6 +35,7 @@ node cancels everything and quotes no more while the daemon keeps running; the r
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -52,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine.core.units import SHM_DIR
+from engine.core.units import LOOPBACK, SHM_DIR
 from engine.live.builder import NodeBlocks, NodeSpec, fresh_tables
 from engine.live.capture import capture_path
 from engine.live.config import LiveConfig, NodeConfig
@@ -78,7 +79,6 @@ from engine.runtime.localray import start_local_ray
 from engine.runtime.metrics import DaemonMetrics, MetricsExporter
 from engine.trading import layout as TL
 from engine.trading.oms import working_count_nb
-from feeds.udp import bind_udp
 
 log = logging.getLogger("hftmm.live")
 
@@ -155,7 +155,7 @@ class LiveDaemon:
             previous = self._previous_run(crashed) if crashed else None
             if previous is not None:
                 self._fence(previous[0])
-            self._check_market_data_port()
+            self._check_ports()
             aeron_dir = self._start_exchange() if self.config.exchange.embedded else self._start_driver()
             self.exporter = MetricsExporter.from_config(self.config.metrics, self.daemon_metrics)
             self.exporter.start()
@@ -294,16 +294,21 @@ class LiveDaemon:
         spec = self.config.node_spec(k, aeron_dir, blocks, first_order_id(), self._capture_path(node.name, started, 0))
         return NodeHandle(node, spec, blocks, writer, journals=[writer.path])
 
-    def _check_market_data_port(self) -> None:
-        """Fail the start, naming the port, when the nodes could not bind the unicast market-data port."""
-        ex = self.config.exchange
-        if ex.multicast_group:
-            return  # the nodes share a group's port
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                bind_udp(probe, (ex.md_host, ex.md_port))
-            except OSError as exc:
-                raise LiveError(f"market-data port: {exc.strerror}") from None
+    def _check_ports(self) -> None:
+        """Fail the start before anything runs, naming the config key and the port, when a port the daemon or its
+        nodes will listen on cannot be bound: the metrics endpoint's, the unicast market-data port the nodes
+        share (a multicast group's is shared by design), the embedded exchange's re-request port."""
+        ex, metrics = self.config.exchange, self.config.metrics
+        wanted = [("metrics.port", socket.SOCK_STREAM, metrics.host, metrics.port)]
+        if not ex.multicast_group:
+            wanted.append(("exchange.md_port", socket.SOCK_DGRAM, ex.md_host, ex.md_port))
+        if ex.embedded:
+            wanted.append(("exchange.retransmission_port", socket.SOCK_DGRAM, LOOPBACK, ex.retransmission_port))
+        for key, kind, host, port in wanted:
+            problem = port and _bind_problem(kind, host, port)  # port 0: any free port
+            if problem:
+                proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
+                raise LiveError(f"{key} {port} ({proto} {host}:{port}) {problem}")
 
     def _capture_path(self, node: str, started: str, restart: int) -> str:
         """Where a node process records its session ("" without ``[capture] enabled``)."""
@@ -548,6 +553,19 @@ class LiveDaemon:
             "recovery": self.recovery,
             "nodes": nodes,
         }
+
+
+def _bind_problem(kind: int, host: str, port: int) -> str:
+    """Why a socket of ``kind`` could not bind ``host:port`` now ("" when it could). A TCP probe binds as an
+    HTTP server does (SO_REUSEADDR), so a port left in TIME_WAIT counts as free."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        if kind == socket.SOCK_STREAM:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc.strerror}"
+    return ""
 
 
 def kill_daemon(runtime_dir: str) -> int:

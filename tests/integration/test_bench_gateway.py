@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_cli import assert_verdict, comparison_rows, expected_row
+
 HFTMM = str(Path(sys.executable).parent / "hftmm")
 LABELS = {"aeron-ipc-compiled", "aeron-ipc", "aeron-udp", "kernel-udp"}
 SHORT_RUN = ("--duration", "0.5", "--warmup", "0.2", "--json")
@@ -67,21 +69,23 @@ def test_bench_gateway_reports_every_transport_and_writes_json_md_png(first_run:
 def test_bench_gateway_compare_lists_each_transport_against_the_earlier_run(
     first_run: tuple[dict, Path], tmp_path: Path
 ) -> None:
-    old_json = first_run[1] / "gateway.json"
+    earlier = json.loads((first_run[1] / "gateway.json").read_text())
+    for label in ("aeron-ipc", "kernel-udp"):  # an earlier p50 no run can match, whether it measured or not
+        earlier["rtt_ns"][label]["p50"] = 1
+    old_json = tmp_path / "earlier.json"
+    old_json.write_text(json.dumps(earlier))
     result = gateway_json("--transports", "ipc,kernel-udp", "--out", str(tmp_path), "--compare", str(old_json))
 
     assert set(result["rtt_ns"]) == {"aeron-ipc", "kernel-udp"}
     comparison = result["comparison"]
     assert comparison["against"] == str(old_json)
     lines = comparison["lines"]
-    # a transport starved of every sample after its warm-up (a loaded CI machine) has no p50 to compare
-    measured = [label for label in ("aeron-ipc", "kernel-udp")
-                if result["rtt_ns"][label]["count"] and first_run[0]["rtt_ns"][label]["count"]]  # fmt: skip
-    assert measured, result["rtt_ns"]
-    for label in measured:
-        assert any(line.startswith(f"| rtt_ns.{label}.p50 |") for line in lines), (label, result["rtt_ns"][label])
-    assert not any("aeron-udp" in line for line in lines)  # only figures found in both runs
-    assert lines[-1] == "no regressions" or "regression" in lines[-1]
+    rows = comparison_rows("\n".join(lines))
+    for label in ("aeron-ipc", "kernel-udp"):  # "n/a" for a transport starved of samples (a loaded machine)
+        assert rows[f"rtt_ns.{label}.p50"] == expected_row(1, result["rtt_ns"][label]["p50"], "REGRESSION"), label
+    assert not any("aeron-udp" in line for line in lines)  # a transport this run did not measure is left out
+    if any(result["rtt_ns"][label]["p50"] is not None for label in ("aeron-ipc", "kernel-udp")):
+        assert_verdict("\n".join(lines), rows)
     md = next(tmp_path.glob("*-gateway/gateway.md")).read_text()
     assert lines[0] in md
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.t2t import STAGES
-from tests.integration.test_cli import CLI
+from tests.integration.test_cli import CLI, assert_verdict, comparison_rows, expected_row
 
 RUN_TIMEOUT_S = 900  # a cold Numba cache compiles the node's kernels in the node process first
 SHORT = ("--duration", "1", "--warmup", "0.5", "--rate", "400")
@@ -79,12 +79,26 @@ def test_report_files_are_written(first_run: tuple[dict, Path]) -> None:
 
 
 def test_compare_prints_every_figure_against_an_earlier_run(first_run: tuple[dict, Path], tmp_path: Path) -> None:
-    _, out = first_run
-    [old] = list(out.glob("*-t2t/t2t.json"))
-    proc = _run(tmp_path, "--compare", str(old))
-    assert "internal_ns.p50" in proc.stdout and "wire_to_wire_ns.p99" in proc.stdout
-    assert "stages.decode.p50" in proc.stdout
-    assert "regression" in proc.stdout.lower()
+    earlier, _ = first_run
+    earlier = json.loads(json.dumps(earlier))
+    earlier["internal_ns"]["p50"] = 1  # an earlier run this one cannot match: a regression
+    earlier["wire_to_wire_ns"]["p99"] = 10**12  # one it must beat: never flagged
+    for name in STAGES:  # a known figure for every stage, however many samples either run had
+        earlier["stages"][name]["p50"] = 1000
+    del earlier["stages"]["decode"]["p50"]  # a figure the earlier run lacks
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    proc = _run(tmp_path / "out", "--compare", str(path))
+    [written] = list((tmp_path / "out").glob("*-t2t/t2t.json"))
+    result = json.loads(written.read_text())
+    rows = comparison_rows(proc.stdout)
+    assert rows["internal_ns.p50"] == expected_row(1, result["internal_ns"]["p50"], "REGRESSION")
+    assert rows["wire_to_wire_ns.p99"] == expected_row(10**12, result["wire_to_wire_ns"]["p99"], "")
+    for name in STAGES:
+        new = result["stages"][name]["p50"]
+        old = None if name == "decode" else 1000
+        assert rows[f"stages.{name}.p50"] == expected_row(old, new, "REGRESSION" if new and new > 1100 else ""), name
+    assert_verdict(proc.stdout, rows)
 
 
 def test_a_bad_compare_file_is_a_clear_error_before_the_run(tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ temporary folder, and reads only what the process printed and wrote. Real market
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import random
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -490,7 +492,7 @@ def make_bad_input(name: str, folder: Path, body: bytes, request: pytest.Fixture
             offset = len(header) + len(records[0]) + payload
             patterns = [rf"offset {offset}\b", r"packet 2\b", rf"seq {seq}\b", "unknown message type 'z'"]
             messages = None
-        elif name == "pcap_bad_record_length":  # 2nd record claims a 2 GB frame: nothing after it frames
+        elif name == "pcap_bad_record_length":  # 2nd record claims a 2 GB frame
             bad = bytearray(records[1])
             bad[8:12] = (0x7FFFFFFF).to_bytes(4, "little")
             data = header + records[0] + bytes(bad) + b"".join(records[2:])
@@ -592,8 +594,78 @@ def test_dbn_record_of_unknown_rtype_exits_2_and_skip_bad_names_it(tmp_path: Pat
     assert_one_line_error(proc, path, r"offset \d+", "record 1: unknown rtype 0xee")
     assert skipped.returncode == 0 and json.loads(skipped.stdout)["skipped_records"] == 1
     warning = skipped.stderr.strip().splitlines()
-    assert warning[0] == "hftmm: warning: skipped 1 bad records (56 bytes); first:"
-    assert "unknown rtype 0xee" in warning[1]
+    assert warning == [
+        f"hftmm: warning: skipped 1 bad records (56 bytes); first: {proc.stderr.strip().removeprefix('hftmm: error: ')}"
+    ]
+    assert "unknown rtype 0xee" in warning[0]
+
+
+MOLD_PER_PACKET = 20  # ITCH messages per MoldUDP64 packet of the capture made from the generated day
+DAMAGED_PACKET = 700  # the packet (0-based) whose record or message length gets corrupted
+DAMAGED_RECORD = 100  # the flat ITCH record (and the DBN record) whose length gets corrupted
+
+
+def _day_capture(body: bytes) -> tuple[bytes, list[int]]:
+    """The generated day sent as MoldUDP64 packets of MOLD_PER_PACKET messages, captured in a classic pcap; the
+    capture and the offset of every record."""
+    from feeds.moldudp64 import encode_packet
+    from tests.unit.feeds.test_pcap import BASE_TS_NS, ethernet, ipv4_udp
+
+    starts = record_starts(body)
+    messages = [body[a + 2 : b] for a, b in itertools.pairwise(starts)]
+    packets = [
+        encode_packet("GENERATED", 1 + k, messages[k : k + MOLD_PER_PACKET])
+        for k in range(0, len(messages), MOLD_PER_PACKET)
+    ]
+    data = bytearray(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1))
+    offsets = []
+    for i, packet in enumerate(packets):
+        frame = ethernet(ipv4_udp(packet))
+        offsets.append(len(data))
+        data += struct.pack("<IIII", *divmod(BASE_TS_NS + 1000 * i, 10**9), len(frame), len(frame)) + frame
+    return bytes(data), offsets
+
+
+def damaged_file(kind: str, body: bytes, folder: Path) -> tuple[Path, int, int]:
+    """A valid file made from the generated day with one length corrupted in the middle: its path, the offset
+    of the damaged record or packet, and how many messages are in it (lost to ``--skip-bad``)."""
+    if kind == "itch":
+        offset = record_starts(body)[DAMAGED_RECORD]
+        data, lost = body[:offset] + b"\x68\x65" + body[offset + 2 :], 1  # a length of 26,725
+    elif kind == "dbn":
+        from tests.unit.feeds.test_dbn import mbo, stream
+
+        records = [mbo("A", "B", order_id=k + 1, seq=k) for k in range(2 * DAMAGED_RECORD)]
+        records[DAMAGED_RECORD] = b"\x02" + records[DAMAGED_RECORD][1:]  # 8 bytes: shorter than a record header
+        data, lost = stream(records), 1
+        offset = len(data) - 56 * DAMAGED_RECORD
+    else:
+        data, offsets = _day_capture(body)
+        data, lost, offset = bytearray(data), MOLD_PER_PACKET, offsets[DAMAGED_PACKET]
+        if kind == "pcap_record":
+            data[offset + 8 : offset + 12] = struct.pack("<I", 300_000)  # beyond the snapshot length
+        else:  # a MoldUDP64 message length running past the packet: the payload starts after 42 bytes of headers
+            offset += PCAP_RECORD_HEADER + 14 + 20 + 8
+            first_message = offset + MOLD_HEADER
+            data[first_message : first_message + 2] = b"\xff\xf0"
+    path = folder / f"damaged_{kind}.{'pcap' if kind.startswith('pcap') else kind}"
+    path.write_bytes(bytes(data))
+    return path, offset, lost
+
+
+@pytest.mark.parametrize("kind", ["itch", "dbn", "pcap_record", "pcap_mold_message"])
+def test_skip_bad_reads_on_after_one_corrupt_length_and_names_its_offset(
+    kind: str, generated: dict, generated_replay: dict, tmp_path: Path
+) -> None:
+    path, offset, lost = damaged_file(kind, generated["body"], tmp_path)
+    proc, skipped = run_many(("replay", path, "--json"), ("replay", path, "--json", "--skip-bad"), cwd=tmp_path)
+    assert_one_line_error(proc, path, rf"offset {offset}\b")
+    assert skipped.returncode == 0 and "Traceback" not in skipped.stderr, skipped.stderr
+    messages = 2 * DAMAGED_RECORD if kind == "dbn" else generated_replay["messages"]
+    assert json.loads(skipped.stdout)["messages"] == messages - lost
+    warning = skipped.stderr.strip().splitlines()[0]
+    assert re.fullmatch(rf"hftmm: warning: skipped 1 bad records \(\d+ bytes\); first: {path}: offset {offset}\b.+",
+                        warning), warning  # fmt: skip
 
 
 def test_missing_file_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
@@ -603,6 +675,33 @@ def test_missing_file_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
 
 
 # --- bench ---------------------------------------------------------------------------------------
+def comparison_rows(output: str) -> dict[str, list[str]]:
+    """The ``--compare`` table a benchmark printed: figure -> [earlier, this run, change, flag]."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| figure |")) + 2
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines[start:] if line.startswith("| ")]
+    return {row[0]: row[1:] for row in rows}
+
+
+def _figure_text(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:.6g}"
+
+
+def expected_row(old: float | None, new: float | None, flag: str) -> list[str]:
+    """A figure's row: both values, the change in % and ``flag``; "n/a" where a run lacks the figure."""
+    change = "n/a" if old is None or new is None else f"{(new / old - 1) * 100:+.1f}%"
+    return [_figure_text(old), _figure_text(new), change, flag if change != "n/a" else ""]
+
+
+def assert_verdict(output: str, rows: dict[str, list[str]]) -> None:
+    """The last line under the table counts the rows flagged as regressions (at least one here)."""
+    flagged = sum(row[-1] == "REGRESSION" for row in rows.values())
+    assert flagged >= 1
+    assert f"{flagged} regression{'' if flagged == 1 else 's'} beyond 10%" in output.splitlines()
+
+
 def _check_bench_output(out_dir: Path, messages: dict[str, int]) -> None:
     jsons = list(out_dir.glob("*/feed.json"))
     assert len(jsons) == 1, list(out_dir.rglob("*"))
@@ -625,10 +724,23 @@ def test_bench_feed_with_tiny_sizes_writes_json_and_markdown(tmp_path: Path) -> 
     run_ok("bench", "feed", "--messages", "30000", "--repeats", "1", "--cases", "shallow", "--out", out, cwd=tmp_path)
     _check_bench_output(out, {"shallow": 30_000})
     [first] = out.glob("*-feed/feed.json")
+    earlier = json.loads(first.read_text())
+    figures = earlier["cases"]["shallow"]["results"]
+    figures["decode + book"]["msgs_per_s"] = 10**15  # a rate this run cannot reach: a regression
+    figures["decode"]["ns_per_msg"] = 10**9  # a time it must beat: never flagged
+    del figures["decode"]["msgs_per_s"]  # a figure the earlier run lacks
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
     again = run_ok("bench", "feed", "--messages", "30000", "--repeats", "1", "--cases", "shallow", "--out",
-                   tmp_path / "again", "--compare", first, cwd=tmp_path)  # fmt: skip
-    assert "cases.shallow.results.decode + book.msgs_per_s" in again
-    assert "regression" in again.lower()
+                   tmp_path / "again", "--compare", tmp_path / "earlier.json", cwd=tmp_path)  # fmt: skip
+    [written] = (tmp_path / "again").glob("*-feed/feed.json")
+    now = json.loads(written.read_text())["cases"]["shallow"]["results"]
+    rows = comparison_rows(again)
+    row = "cases.shallow.results."
+    assert rows[f"{row}decode + book.msgs_per_s"] == expected_row(10**15, now["decode + book"]["msgs_per_s"],
+                                                                  "REGRESSION")  # fmt: skip
+    assert rows[f"{row}decode.ns_per_msg"] == expected_row(10**9, now["decode"]["ns_per_msg"], "")
+    assert rows[f"{row}decode.msgs_per_s"] == expected_row(None, now["decode"]["msgs_per_s"], "")
+    assert_verdict(again, rows)
 
 
 def test_bench_feed_deep_and_real_flow_cases_report_their_books(replay_data: Path, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """``hftmm live`` refuses what it cannot run with one line on stderr and exit status 2, before any node
-starts: strategy parameters out of range, a CPU the process may not use, a market-data port in use."""
+starts: strategy parameters out of range, a CPU the process may not use, a port in use (metrics, market data,
+the embedded exchange's re-requests)."""
 
 from __future__ import annotations
 
@@ -40,13 +41,24 @@ def test_values_out_of_range_are_refused(tmp_path: Path, old: str, new: str, rea
     assert reason in refused(tmp_path, text.replace(old, new))
 
 
-def test_a_market_data_port_in_use_is_refused_naming_the_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        ("metrics.port", socket.SOCK_STREAM),
+        ("exchange.md_port", socket.SOCK_DGRAM),
+        ("exchange.retransmission_port", socket.SOCK_DGRAM),
+    ],
+)
+def test_a_port_in_use_is_refused_naming_its_config_key_and_the_port(tmp_path: Path, key: str, kind: int) -> None:
     text = config_text(tmp_path)
-    port = int(re.search(r"md_port = (\d+)", text).group(1))
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+    section, name = key.split(".")
+    port = int(re.search(rf"\[{section}\][^\[]*?\b{name} = (\d+)", text).group(1))
+    with socket.socket(socket.AF_INET, kind) as holder:
         holder.bind(("127.0.0.1", port))
+        if kind == socket.SOCK_STREAM:
+            holder.listen()
         line = refused(tmp_path, text)
-    assert f"127.0.0.1:{port}" in line and "in use" in line
+    assert f"{key} {port} " in line and f"127.0.0.1:{port}) is already in use" in line, line
 
 
 def test_a_daemon_whose_node_cannot_start_exits_non_zero_with_the_nodes_error(tmp_path: Path) -> None:

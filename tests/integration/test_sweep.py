@@ -17,6 +17,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from engine.backtest.sweep import STAT_COLUMNS
+
 CLI = [sys.executable, "-m", "engine.cli.main"]
 TIMEOUT_S = 240  # a cold Numba cache compiles the backtest kernel first
 GRID = {"order_qty": [1.0, 2.0], "max_position": [4.0, 8.0]}
@@ -108,6 +110,24 @@ def test_summary_ranks_the_parameter_sets_by_mean_pnl(swept: Swept) -> None:
     for row in summary:
         assert row["runs"] == 2 and row["ok"] == 1
         assert row["mean_pnl"] == pytest.approx(by_set[row["order_qty"], row["max_position"]])
+
+
+def test_a_sweep_row_equals_a_direct_backtest_of_its_parameters(swept: Swept) -> None:
+    qty, position = GRID["order_qty"][-1], GRID["max_position"][-1]
+    proc = run(
+        "backtest", "--data", swept.good, "--strategy", "touch", "--param", f"order_qty={qty:g}",
+        "--param", f"max_position={position:g}", "--param", "interval_ns=1e9", "--symbol", only_symbol(
+            swept.folder / swept.good), "--json", "-q",
+        cwd=swept.folder,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    direct = json.loads(proc.stdout)
+    [row] = [r for r in swept.runs if (r["file"], r["order_qty"], r["max_position"]) == (swept.good, qty, position)]
+    figures = [name for name in STAT_COLUMNS if name != "elapsed_s"]  # the only figure a rerun may change
+    assert {name: row[name] for name in figures} == pytest.approx({name: direct[name] for name in figures}, nan_ok=True)
+    assert direct["orders"] > 0 and direct["fills"] > 0, direct  # runs that did something, so the figures tell
+    [ranked] = [r for r in swept.summary if (r["order_qty"], r["max_position"]) == (qty, position)]
+    assert (ranked["mean_pnl"], ranked["total_fills"]) == (pytest.approx(direct["pnl"]), direct["fills"])
 
 
 def test_parquet_records_the_sweep_settings(swept: Swept) -> None:

@@ -167,6 +167,25 @@ def test_compare_by_index_without_names_and_with_raw_runs_never_flagged() -> Non
     assert [path for path, change in changes.items() if change.regression] == ["stages[1].p99", "zero_ns"]
 
 
+def test_a_figure_one_run_lacks_is_listed_as_not_available_and_never_flagged() -> None:
+    old = {"stages": {"decode": {"p50": 900, "count": 3}, "book": {"p50": 100}}, "gone_ns": 5, "rtt": {"ipc": {}}}
+    new = {
+        "stages": {"decode": {"p50": None, "count": 0}, "book": {"p50": 120}},
+        "new_ns": 7,
+        "rtt": {"udp": {"p50": 1}},
+    }
+    changes = {change.path: change for change in compare(old, new)}
+    assert set(changes) == {"stages.decode.p50", "stages.decode.count", "stages.book.p50", "gone_ns", "new_ns"}
+    assert changes["stages.decode.p50"] == Change("stages.decode.p50", 900.0, None, None, False)
+    assert changes["gone_ns"] == Change("gone_ns", 5.0, None, None, False)
+    assert changes["new_ns"] == Change("new_ns", None, 7.0, None, False)
+    lines = compare_lines(list(changes.values()), "before", "after")
+    assert "| stages.decode.p50 | 900 | n/a | n/a |  |" in lines
+    assert "| new_ns | n/a | 7 | n/a |  |" in lines
+    assert "| stages.book.p50 | 100 | 120 | +20.0% | REGRESSION |" in lines
+    assert lines[-1] == "1 regression beyond 10%"
+
+
 @pytest.mark.parametrize("path", [FEED, BACKTEST], ids=["feed", "backtest"])
 def test_a_real_result_compared_with_itself_has_no_regressions(path: Path) -> None:
     result = load_result(path)

@@ -268,6 +268,32 @@ def test_zero_record_length_is_a_feed_error(tmp_path: Path) -> None:
         read_all(DbnReader(str(path)))
 
 
+RECORDS, DAMAGED = 200, 100  # enough records for the zeros inside them to offer false starts
+
+
+@pytest.mark.parametrize(
+    ("words", "reason"), [(0, "record length 0"), (2, "record length 8"), (32, "MBO record length 128")]
+)
+@pytest.mark.parametrize("chunk_bytes", [64, 1 << 20])
+def test_skip_bad_goes_on_at_the_record_after_a_bad_length(
+    tmp_path: Path, words: int, reason: str, chunk_bytes: int
+) -> None:
+    records = [mbo("A", "B", order_id=k, seq=k) for k in range(RECORDS)]
+    damaged = bytearray(records[DAMAGED])
+    damaged[0] = words  # the length byte counts 4-byte words
+    data = stream([*records[:DAMAGED], bytes(damaged), *records[DAMAGED + 1 :]])
+    path = tmp_path / "bad_length.dbn"
+    path.write_bytes(data)
+    offset = len(data) - (RECORDS - DAMAGED) * 56
+    with pytest.raises(FeedError, match=f"record {DAMAGED}: bad {reason}") as info:
+        read_all(DbnReader(str(path), chunk_bytes=chunk_bytes))
+    assert info.value.offset == offset
+    skipping = DbnReader(str(path), skip_bad=True, chunk_bytes=chunk_bytes)
+    assert read_all(skipping)["seq"].tolist() == [k for k in range(RECORDS) if k != DAMAGED]
+    assert (skipping.stats.skipped_records, skipping.stats.skipped_bytes) == (1, 56)
+    assert skipping.stats.errors == [str(info.value)]
+
+
 def test_truncated_zstd_is_a_feed_error(replay_data: Path, tmp_path: Path) -> None:
     raw = real_file(replay_data, ESM4).read_bytes()
     path = tmp_path / "cut.dbn.zst"

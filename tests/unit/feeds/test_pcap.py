@@ -356,18 +356,37 @@ def test_truncated_last_record_raises_or_is_skipped(tmp_path: Path) -> None:
     assert (reader.stats.skipped_records, reader.stats.skipped_bytes) == (1, len(data) - 5 - last_record)
 
 
-def test_record_length_beyond_the_limit_stops_the_file(tmp_path: Path) -> None:
+DAMAGED_LENGTHS = {  # (captured, original) lengths written into a record header
+    "beyond_the_limit": (0x7FFFFFFF, 0x7FFFFFFF),
+    "beyond_the_snapshot_length": (262_145, 262_145),
+    "above_the_original_length": (60, 59),
+    "past_the_end_of_the_file": (5000, 5000),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_LENGTHS))
+@pytest.mark.parametrize("chunk_bytes", [7, 100, 1 << 20])
+@pytest.mark.parametrize("damaged", [0, 1], ids=["first_record", "second_record"])
+def test_skip_bad_goes_on_at_the_record_after_an_impossible_record_length(
+    tmp_path: Path, damage: str, chunk_bytes: int, damaged: int
+) -> None:
+    frames = [_eth(p) for p in feed_packets()]
     data = bytearray(good_capture(tmp_path).read_bytes())
-    second = 24 + 16 + len(_eth(feed_packets()[0]))
-    data[second + 8 : second + 12] = struct.pack("<I", 0x7FFFFFFF)
-    path = tmp_path / "huge.pcap"
+    offset = 24 + sum(16 + len(f) for f in frames[:damaged])
+    data[offset + 8 : offset + 16] = struct.pack("<II", *DAMAGED_LENGTHS[damage])
+    path = tmp_path / "damaged.pcap"
     path.write_bytes(bytes(data))
-    with pytest.raises(FeedError, match="record length") as info:
-        read_all(PcapReader(str(path)))
-    assert (info.value.offset, info.value.packet) == (second, 2)
-    reader = PcapReader(str(path), skip_bad=True, chunk_bytes=100)
-    assert len(read_all(reader)) == 1  # the R message row is not an event; H is
-    assert (reader.stats.skipped_records, reader.stats.skipped_bytes) == (1, len(data) - second)
+    what = "truncated record" if damage == "past_the_end_of_the_file" else "impossible record length"
+    with pytest.raises(FeedError, match=what) as info:
+        read_all(PcapReader(str(path), chunk_bytes=chunk_bytes))
+    assert (info.value.offset, info.value.packet) == (offset, damaged + 1)
+    reader = PcapReader(str(path), skip_bad=True, chunk_bytes=chunk_bytes)
+    events = read_all(reader)
+    lost = [[2], [3, 4, 5]][damaged]  # the events of the damaged packet (its R message makes none)
+    assert events["seq"].tolist() == [s for s in [2, 3, 4, 5, 6, 7, 8, 9, 10] if s not in lost]
+    assert (reader.stats.skipped_records, reader.stats.skipped_bytes) == (1, 16 + len(frames[damaged]))
+    assert reader.stats.errors == [str(info.value)]
+    assert reader.frames == 5 and reader.bytes_done == reader.total_bytes
 
 
 def test_bad_moldudp64_framing_names_packet_offset_and_seq(tmp_path: Path) -> None:
