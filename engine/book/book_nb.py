@@ -645,6 +645,23 @@ def _rehash_nb(table, rows, col, new_table):
 
 
 @njit(cache=True, nogil=True)
+def _rehash_orders_nb(orders, new_table):
+    """Fill ``new_table`` with every live order row, reading the order table in row order (a walk of the old
+    hash would miss the cache twice an entry on a big book); the slots of rows ahead are prefetched."""
+    mask = new_table.shape[0] - 1
+    n = orders.shape[0]
+    for r in range(n):
+        ahead = r + PREFETCH_AHEAD
+        if ahead < n and orders[ahead, L.OR_LEVEL] != L.EMPTY:
+            prefetch(new_table, _slot_of(orders[ahead, L.OR_ID], mask))
+        if orders[r, L.OR_LEVEL] != L.EMPTY:
+            i = _slot_of(orders[r, L.OR_ID], mask)
+            while new_table[i] != L.EMPTY:
+                i = (i + 1) & mask
+            new_table[i] = r
+
+
+@njit(cache=True, nogil=True)
 def _rehash_levels_nb(levels, table, new_table):
     mask = new_table.shape[0] - 1
     for i in range(table.shape[0]):
@@ -686,7 +703,7 @@ def grow_state(st: BookState) -> BookState:
     meta = st.meta
     if meta[L.M_ORDER_FREE] == L.EMPTY:
         old = len(st.orders)
-        st = st._replace(orders=np.concatenate([st.orders, free_list(old, 8, L.OR_NEXT, old)]))
+        st = st._replace(orders=np.concatenate([st.orders, L.order_rows(old, old)]))
         meta[L.M_ORDER_FREE] = old
     if meta[L.M_LEVEL_FREE] == L.EMPTY:
         old = len(st.levels)
@@ -696,7 +713,9 @@ def grow_state(st: BookState) -> BookState:
         _rehash_levels_nb(st.levels, st.l_hash, l_hash)
         st = st._replace(l_hash=l_hash)
     if meta[L.M_ORDERS] * L.MAX_LOAD_DEN >= len(st.o_hash) * L.MAX_LOAD_NUM:
-        st = st._replace(o_hash=_rehashed(st.o_hash, st.orders, L.OR_ID))
+        o_hash = empty_hash(2 * len(st.o_hash))
+        _rehash_orders_nb(st.orders, o_hash)
+        st = st._replace(o_hash=o_hash)
     if meta[L.M_BOOKS] >= len(st.books):
         st = st._replace(books=_grown_rows(st.books, 2 * len(st.books)), sides=_grown_rows(st.sides, 2 * len(st.sides)))
     if (meta[L.M_BOOKS] + 1) * L.MAX_LOAD_DEN > len(st.i_hash) * L.MAX_LOAD_NUM:

@@ -115,12 +115,20 @@ def free_list(rows: int, cols: int, link: int, start: int = 0) -> np.ndarray:
     return table
 
 
+def order_rows(rows: int, start: int = 0) -> np.ndarray:
+    """``rows`` free order rows numbered from ``start``: chained through OR_NEXT, at no level (a row is live
+    exactly when its OR_LEVEL is not EMPTY, which lets a rehash read the table in order)."""
+    table = free_list(rows, 8, OR_NEXT, start)
+    table[:, OR_LEVEL] = EMPTY
+    return table
+
+
 def new_state(orders: int = 1 << 16, levels: int = 1 << 12, books: int = 16) -> BookState:
     """A fresh, empty book store sized for the given numbers of orders, levels and instruments."""
     meta = np.zeros(N_META, np.int64)
     meta[M_MAX_SEG_CAP] = INITIAL_SEGMENT
     return BookState(
-        orders=free_list(orders, 8, OR_NEXT),
+        orders=order_rows(orders),
         levels=free_list(levels, LEVEL_COLUMNS, LV_HEAD),
         sides=np.zeros((2 * books, 3), np.int64),
         books=np.zeros((books, 3), np.int64),
