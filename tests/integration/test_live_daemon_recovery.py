@@ -22,7 +22,7 @@ import pyarrow as pa
 import pytest
 
 from engine.live.config import ExchangeConfig, LiveConfig
-from engine.live.daemon import LiveDaemon
+from engine.live.daemon import LiveDaemon, LiveError
 from engine.live.journal import (
     KIND_RESPONSE,
     KIND_SENT,
@@ -120,7 +120,7 @@ def failing_start(tmp_path: Path) -> None:
             metrics=MetricsConfig(port=busy.getsockname()[1]),
         )
         daemon = LiveDaemon(config, out=lambda _: None)
-        with pytest.raises(OSError):
+        with pytest.raises(LiveError, match=rf"metrics.port {config.metrics.port} .* is already in use"):
             daemon.start()
 
 
