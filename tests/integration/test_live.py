@@ -329,18 +329,16 @@ def test_the_session_capture_replays_to_the_same_decisions(session: Session) -> 
     assert out["orders"] == report["orders"]["AAA"]
 
 
-def test_a_capture_that_disagrees_with_its_replay_is_reported(session: Session, tmp_path: Path) -> None:
-    """The same capture with one recorded order altered (its last byte): the replay must say the decisions
-    differ, at that step, and exit 1."""
+def replay_altered_capture(session: Session, tmp_path: Path, kind: int) -> tuple[dict, int]:
+    """The session's capture with the first record of ``kind`` altered (its last byte flipped), replayed: the
+    parity figures, and the step of the altered record. The replay must exit 1."""
     import pyarrow as pa
-
-    from engine.live.capture import K_ORDER
 
     (capture,) = session.runtime.glob("capture/mm-1-*.capture.arrow")
     with pa.ipc.open_stream(pa.memory_map(str(capture))) as reader:
         table = reader.read_all()
     data = table.column("data").to_pylist()
-    first = table.column("kind").to_pylist().index(K_ORDER)
+    first = table.column("kind").to_pylist().index(kind)
     data[first] = data[first][:-1] + bytes([data[first][-1] ^ 1])
     table = table.set_column(table.schema.get_field_index("data"), "data", pa.array(data, pa.binary()))
     altered = tmp_path / "altered.capture.arrow"
@@ -348,10 +346,25 @@ def test_a_capture_that_disagrees_with_its_replay_is_reported(session: Session, 
         writer.write_table(table)
     done, out = replay_capture(altered)
     assert done.returncode == 1, done.stderr[-2000:]
-    parity = out["parity"]
+    return out["parity"], table.column("step")[first].as_py()
+
+
+def test_a_capture_whose_orders_disagree_with_its_replay_is_reported(session: Session, tmp_path: Path) -> None:
+    """One recorded order altered: the replay must say the decisions differ, at that step, and exit 1."""
+    from engine.live.capture import K_ORDER
+
+    parity, step = replay_altered_capture(session, tmp_path, K_ORDER)
     assert not parity["same_decisions"] and parity["order_mismatches"] >= 1
-    assert parity["first_mismatch"]["what"] == "orders"
-    assert parity["first_mismatch"]["step"] == table.column("step")[first].as_py()
+    assert parity["first_mismatch"]["what"] == "orders" and parity["first_mismatch"]["step"] == step
+
+
+def test_a_capture_whose_book_disagrees_with_its_replay_is_reported(session: Session, tmp_path: Path) -> None:
+    """One step's recorded top of book altered: the book side of the comparison must catch it, at that step."""
+    from engine.live.capture import K_STEP
+
+    parity, step = replay_altered_capture(session, tmp_path, K_STEP)
+    assert not parity["same_decisions"] and parity["book_mismatches"] == 1 and parity["order_mismatches"] == 0
+    assert parity["first_mismatch"]["what"] == "book" and parity["first_mismatch"]["step"] == step
 
 
 def test_a_node_killed_mid_session_is_restarted_from_its_journal(tmp_path: Path) -> None:
@@ -363,7 +376,9 @@ def test_a_node_killed_mid_session_is_restarted_from_its_journal(tmp_path: Path)
         os.kill(first_pid, signal.SIGKILL)
         daemon.wait_for(lambda b: metric(b, "hftmm_node_restarts_total") == 1 and control[CB.CT_STATE] == CB.ST_RUNNING
                         and int(control[CB.CT_PID]) not in (0, first_pid), START_S)  # fmt: skip
-        daemon.wait_for(lambda b: metric(b, "hftmm_orders_sent_total") >= 1, START_S)  # the new life's orders
+        time.sleep(SETTLE_S)  # the new life has published the counters it rebuilt from the journal ...
+        rebuilt = metric(daemon.scrape(), "hftmm_orders_sent_total")
+        daemon.wait_for(lambda b: metric(b, "hftmm_orders_sent_total") > rebuilt, START_S)  # ... and quotes again
         session = daemon.stop({})
     finally:
         daemon.kill()

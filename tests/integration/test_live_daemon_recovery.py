@@ -204,6 +204,7 @@ class LiveRun:
 
     def __init__(self, tmp: Path, config: Path, name: str, duration_s: float) -> None:
         self.report_path = tmp / f"{name}.json"
+        self.journal_dir = tmp / "run" / "journal"
         self.stdout_path = tmp / f"{name}.out"
         self.stderr_path = tmp / f"{name}.err"
         self.port = int(config.read_text().split("[metrics]\nport = ")[1].split()[0])
@@ -233,13 +234,15 @@ class LiveRun:
         return np.fromfile(f"/dev/shm/hftmm-control-{self.proc.pid}-{NODE}", np.int64, CB.CT_SLOTS)
 
     def running(self) -> bool:
-        """The node is logged in, reads market data and has sent an order in this life."""
+        """The node runs and has sent an order in this life: this daemon's own journal file holds one (its
+        metrics would not tell: the order counters are rebuilt from the dead run's journal)."""
         path = f"/dev/shm/hftmm-control-{self.proc.pid}-{NODE}"
-        return (
-            os.path.exists(path)
-            and self.control()[CB.CT_STATE] == CB.ST_RUNNING
-            and metric(self.scrape(), "hftmm_orders_sent_total") >= 1
-        )
+        return os.path.exists(path) and self.control()[CB.CT_STATE] == CB.ST_RUNNING and self.sent() >= 1
+
+    def sent(self) -> int:
+        """OUCH messages this daemon's node journaled as sent so far."""
+        files = run_files(self.journal_dir, NODE, self.proc.pid)
+        return sum(int((read_journal(f).column("kind").to_numpy() == KIND_SENT).sum()) for f in files)
 
     def finish(self, sig: int | None = signal.SIGTERM) -> dict:
         """Stop it (``sig``; None: wait for its duration) and return its report ({} without one)."""
