@@ -452,7 +452,8 @@ def _prefetch_ahead_nb(t, events, i):
     slot of message i + AHEAD; the order row that slot names (for an add, its level-hash slot) of message
     i + AHEAD / 2; the level row of the order (of the add's price) of message i + AHEAD / 4. Each stage
     reads what an earlier one fetched, so by the time a message is applied its rows are on their way or
-    in cache. Measured on a deep book (870,000 live orders): about 1.5x the messages per second."""
+    in cache. Measured in one process on books presized for their file: 1.4x the events per second on the
+    deep synthetic day, 2x on ESM4 x 64 (870,000 live orders)."""
     mask = t.o_hash.shape[0] - 1
     prefetch(t.o_hash, _slot_of(events[i + PREFETCH_AHEAD].order_id, mask))
     ev = events[i + PREFETCH_AHEAD // 2]
