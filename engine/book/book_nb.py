@@ -69,12 +69,17 @@ def _hash_free_nb(table, rows, col, i):
         j = (j + 1) & mask
         if table[j] == L.EMPTY:
             break
-        home = _slot_of(rows[table[j], col], mask)
-        # move j back into the hole at i unless its home lies cyclically in (i, j]
-        if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
+        if _fills_hole(i, j, _slot_of(rows[table[j], col], mask)):
             table[i] = table[j]
             i = j
     table[i] = L.EMPTY
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fills_hole(i, j, home):
+    """Backward-shift deletion: whether the entry at slot ``j`` (home slot ``home``) moves back into the hole
+    at ``i``, which it does unless its home lies cyclically in (i, j]."""
+    return (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -116,8 +121,7 @@ def _level_unhash_nb(t, s, price):
         if table[j] == L.EMPTY:
             break
         row = table[j]
-        home = _level_home_nb(t.levels[row, L.LV_SEG], t.levels[row, L.LV_PRICE], mask)
-        if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
+        if _fills_hole(i, j, _level_home_nb(t.levels[row, L.LV_SEG], t.levels[row, L.LV_PRICE], mask)):
             table[i] = row
             i = j
     table[i] = L.EMPTY
@@ -178,6 +182,7 @@ def level_for_nb(t, b, side, price, create):
     n = t.sides[s, L.SD_LEN]
     stop = max(-1, n - 1 - TOUCH_SCAN)
     pos = -1  # where the level goes when it is absent
+    slot = -1  # its free slot in the level hash, once probed
     j = n - 1
     while j > stop:  # the touch first: most activity is there, and the arena's end is in cache
         k = t.arena[start + j, L.AR_KEY]
@@ -190,13 +195,14 @@ def level_for_nb(t, b, side, price, create):
     if pos < 0 and stop < 0:
         pos = 0  # the whole side was scanned: the price is beyond its deepest level
     elif pos < 0:  # deeper than the scan: one hash probe, a bisection only to add a level
-        found = t.l_hash[_level_slot_nb(t, s, price)]
-        if found != L.EMPTY:
-            return found
+        slot = _level_slot_nb(t, s, price)
+        if t.l_hash[slot] != L.EMPTY:
+            return t.l_hash[slot]
         pos = _find_pos_nb(t, s, key)
     if not create:
         return L.EMPTY
-    slot = _level_slot_nb(t, s, price)
+    if slot < 0:
+        slot = _level_slot_nb(t, s, price)
     if n == t.sides[s, L.SD_CAP]:
         _relocate_nb(t, s)
     start = t.sides[s, L.SD_START]

@@ -32,7 +32,7 @@ INITIAL_SEGMENT = 8  # levels per side before the first relocation
 # --- columns of the tables --------------------------------------------------------------------
 OR_ID, OR_BOOK, OR_SIDE, OR_PRICE, OR_QTY, OR_PREV, OR_NEXT, OR_LEVEL = range(8)
 LV_PRICE, LV_QTY, LV_COUNT, LV_HEAD, LV_TAIL, LV_SEG = range(6)
-LEVEL_COLUMNS = 6
+LEVEL_COLUMNS = LV_SEG + 1
 SD_START, SD_LEN, SD_CAP = range(3)
 BK_INSTR, BK_ORDERS, BK_CROSSED = range(3)
 AR_KEY, AR_LEVEL = range(2)
