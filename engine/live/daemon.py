@@ -213,21 +213,27 @@ class LiveDaemon:
         """Make sure no node process of the dead daemon ``pid`` still runs (it would quote beside ours).
 
         Its local Ray (raylet, GCS) shares the fate of the daemon and takes the workers with it; a node
-        process still alive (its pid is in its control block) is killed here and awaited."""
+        process still alive (its pid is in its control block) is killed here, and one still exiting (its first
+        thread a zombie, the others closing its sockets) awaited."""
         for node in self.config.nodes:
             path = os.path.join(SHM_DIR, f"{CONTROL_PREFIX}{pid}-{node.name}")
             if not os.path.exists(path):
                 continue
             node_pid = int(np.fromfile(path, np.int64, CB.CT_SLOTS)[CB.CT_PID])
-            if not node_pid or not process_alive(node_pid) or b"NodeProcess" not in process_cmdline(node_pid):
+            if not node_pid or process_gone(node_pid):
                 continue
-            os.kill(node_pid, signal.SIGKILL)
+            running = process_alive(node_pid)  # else dying already: a zombie whose other threads still hold sockets
+            if running and b"NodeProcess" not in process_cmdline(node_pid):
+                continue  # the pid was reused
+            if running:
+                os.kill(node_pid, signal.SIGKILL)
             deadline = time.monotonic() + FENCE_WAIT_S
             while not process_gone(node_pid) and time.monotonic() < deadline:  # its sockets closed too
                 time.sleep(POLL_S)
             if not process_gone(node_pid):
                 raise LiveError(f"node {node.name} of the dead daemon (pid {pid}) still runs as pid {node_pid}")
-            self.out(f"hftmm: node {node.name} of the dead daemon (pid {pid}) was still running: killed")
+            what = "was still running: killed" if running else "was still exiting: waited for it"
+            self.out(f"hftmm: node {node.name} of the dead daemon (pid {pid}) {what}")
 
     def _recover_run(self, pid: int, files: dict[str, list[Path]]) -> None:
         """Each node starts from the dead run's journals: its files, then what its ring still held (put in
