@@ -28,7 +28,8 @@ OW_SENT_NS = N_OWN_COMMON + 3
 OW_LAST_MATCH = N_OWN_COMMON + 4  # match number of the latest execution (duplicate detection)
 OW_REPLACES = N_OWN_COMMON + 5  # row this order replaces (pending replace), -1 otherwise
 OW_CANCEL_REJECTS = N_OWN_COMMON + 6  # cancels of this order the exchange refused
-N_OW = N_OWN_COMMON + 7
+OW_DONE_SEQ = N_OWN_COMMON + 7  # when it finished, in finishes counted by OC_FINISHED (the oldest is reused first)
+N_OW = N_OWN_COMMON + 8
 (
     OS_NONE,
     OS_PENDING_NEW,
@@ -53,7 +54,8 @@ N_MN = 8
 
 # --- oc: node counters ---------------------------------------------------------------------------
 OC_NEXT_ID, OC_UNKNOWN, OC_DUPLICATE, OC_RESPONSES, OC_BROKEN, OC_FULL_TABLE, OC_WRITTEN_OFF = range(7)
-N_OC = 7
+OC_FINISHED = 7  # orders finished so far (stamps OW_DONE_SEQ)
+N_OC = 8
 
 # --- flow since the strategy's previous call ------------------------------------------------------
 FS_TRADES, FS_BUY_VOL, FS_SELL_VOL, FS_BUY_HIGH, FS_SELL_LOW, FS_LAST_TRADE = range(6)

@@ -76,14 +76,16 @@ def working_nb(row):
 
 @njit(cache=True, nogil=True)
 def free_row_nb(table):
-    """A row for a new order (a free one, else a finished one), or -1 when every row is working."""
-    done = -1
+    """A row for a new order: a free one, else the one that finished longest ago (an answer to a message
+    that crossed its end, such as the refusal of a cancel sent as it filled, still finds it); -1 when every
+    row is working."""
+    oldest = -1
     for r in range(table.shape[0]):
         if table[r, L.OW_STATE] == L.LS_FREE:
             return r
-        if done < 0 and table[r, L.OW_STATE] == L.LS_DONE:
-            done = r
-    return done
+        if table[r, L.OW_STATE] == L.LS_DONE and (oldest < 0 or table[r, L.OW_DONE_SEQ] < table[oldest, L.OW_DONE_SEQ]):
+            oldest = r
+    return oldest
 
 
 @njit(cache=True, nogil=True)
@@ -148,7 +150,9 @@ def find_order_nb(own, order_id):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _finish(row, order_state):
+def _finish(row, oc, order_state):
+    oc[L.OC_FINISHED] += 1
+    row[L.OW_DONE_SEQ] = oc[L.OC_FINISHED]
     row[L.OW_STATE] = L.LS_DONE
     row[L.OW_ORDER_STATE] = order_state
     row[L.OW_OPEN] = 0
@@ -209,12 +213,12 @@ def _restore_replaced(own, i, r):
 
 
 @njit(cache=True, nogil=True)
-def _drop_replacement(own, i, old):
+def _drop_replacement(own, oc, i, old):
     """Row ``old`` finished while being replaced: its replacement can no longer happen, close its row."""
     for r in range(own.shape[1]):
         if own[i, r, L.OW_REPLACES] == old and own[i, r, L.OW_STATE] != L.LS_DONE and own[i, r, L.OW_EXCH_REF] == 0:
             own[i, r, L.OW_REPLACES] = -1
-            _finish(own[i, r], L.OS_CANCELED)
+            _finish(own[i, r], oc, L.OS_CANCELED)
 
 
 @njit(cache=True, nogil=True)
@@ -224,12 +228,12 @@ def _on_reject(own, oc, inst, i, r):
     if state == L.OS_PENDING_NEW or (state == L.OS_PENDING_CANCEL and row[L.OW_EXCH_REF] == 0):
         # the order (or replace) itself was refused; a cancel sent before any accept is answered after it
         _restore_replaced(own, i, r)
-        _finish(row, L.OS_REJECTED)
+        _finish(row, oc, L.OS_REJECTED)
         inst[i, L.IN_REJECTS] += 1
     elif state == L.OS_PENDING_CANCEL:  # the cancel was refused: the order lives on, if anything is left
         row[L.OW_CANCEL_REJECTS] += 1
         if row[L.OW_CANCEL_REJECTS] >= MAX_CANCEL_REJECTS:  # the exchange keeps saying it has no such order
-            _finish(row, L.OS_CANCELED)
+            _finish(row, oc, L.OS_CANCELED)
             oc[L.OC_WRITTEN_OFF] += 1
             return
         row[L.OW_STATE] = L.LS_LIVE
@@ -266,7 +270,7 @@ def apply_response_nb(own, oc, inst, money, rsp):
             row[L.OW_REPLACES] = -1
             row[L.OW_OPEN] = np.int64(rsp.qty) // lot  # the replacement's open size is what the exchange says
             if own[i, old, L.OW_ORDER_STATE] == L.OS_PENDING_REPLACE:
-                _finish(own[i, old], L.OS_REPLACED)
+                _finish(own[i, old], oc, L.OS_REPLACED)
     elif kind == K_EXECUTED:
         match = np.int64(rsp.match_number)
         if row[L.OW_STATE] == L.LS_DONE or match == row[L.OW_LAST_MATCH]:
@@ -280,9 +284,9 @@ def apply_response_nb(own, oc, inst, money, rsp):
         row[L.OW_FILLED] += lots
         row[L.OW_OPEN] -= lots
         if row[L.OW_OPEN] <= 0:
-            _finish(row, L.OS_FILLED)
+            _finish(row, oc, L.OS_FILLED)
             if state == L.OS_PENDING_REPLACE:
-                _drop_replacement(own, i, r)
+                _drop_replacement(own, oc, i, r)
         elif state in (L.OS_PENDING_NEW, L.OS_LIVE):
             row[L.OW_STATE] = L.LS_LIVE
             row[L.OW_ORDER_STATE] = L.OS_PARTIAL
@@ -292,10 +296,10 @@ def apply_response_nb(own, oc, inst, money, rsp):
             return i
         row[L.OW_OPEN] -= min(np.int64(rsp.qty) // lot, row[L.OW_OPEN])
         if row[L.OW_OPEN] <= 0:
-            _finish(row, L.OS_CANCELED)
+            _finish(row, oc, L.OS_CANCELED)
             inst[i, L.IN_CANCELED] += 1
             if state == L.OS_PENDING_REPLACE:
-                _drop_replacement(own, i, r)
+                _drop_replacement(own, oc, i, r)
     elif kind == K_BROKEN:
         oc[L.OC_BROKEN] += 1  # a broken trade: counted for the operator; positions are not rewound
     elif row[L.OW_ORDER_STATE] == L.OS_REJECTED:

@@ -162,6 +162,24 @@ def test_replace_moves_the_order_to_its_new_row() -> None:
     assert desk.state(new) == (TL.LS_LIVE, TL.OS_LIVE) and desk.state(again) == (TL.LS_DONE, TL.OS_REJECTED)
 
 
+def test_a_new_order_reuses_the_row_that_finished_longest_ago() -> None:
+    """A Replace crossing the fill of its order is refused after the fill; the next order must not have
+    taken the replacement's row meanwhile, or the refusal reads as an unknown response."""
+    desk = Desk(rows=3)
+    gone, filled, other = desk.new(), desk.new(), desk.new()
+    for row in (gone, filled, other):
+        desk.respond("A", desk.id(row), 3 * LOT)
+    desk.respond("C", desk.id(gone), 3 * LOT)  # finished first
+    replacement = replace_order_nb(desk.own, desk.oc, 0, filled, PRICE - 100, 3, 0)
+    assert replacement == gone  # the only row left
+    desk.respond("C", desk.id(other), 3 * LOT)
+    desk.respond("E", desk.id(filled), 3 * LOT)  # filled before the exchange saw the replace
+    assert desk.state(replacement) == (TL.LS_DONE, TL.OS_CANCELED)
+    assert desk.new() == other  # finished before the replacement did
+    assert desk.respond("J", desk.id(replacement)) == 0  # the replace refused (its order was gone): expected
+    assert desk.oc[TL.OC_UNKNOWN] == 0 and desk.state(replacement) == (TL.LS_DONE, TL.OS_CANCELED)
+
+
 def test_unknown_and_duplicate_responses_are_counted_never_fatal() -> None:
     desk = Desk()
     row = desk.new()
