@@ -62,6 +62,7 @@ STAT_COLUMNS: dict[str, pa.DataType] = {
     "fees": pa.float64(),
     "sharpe": pa.float64(),
     "sortino": pa.float64(),
+    "ratio_period": pa.string(),  # what sharpe and sortino are per: "year" or "second" (BacktestResult.stats)
     "max_drawdown": pa.float64(),
     "fill_ratio": pa.float64(),
 }
@@ -173,9 +174,9 @@ def runs_table(rows: list[dict[str, Any]], param_names: Sequence[str]) -> pa.Tab
 
 
 def summarize(runs: pa.Table, grid_names: Sequence[str], rank_by: str) -> pa.Table:
-    """Per parameter set over its files: runs, ok runs, mean pnl/sharpe/sortino, worst drawdown,
-    total fills (failed runs count in ``runs`` only), ranked by ``rank_by``, best first; a set
-    without a successful run comes last."""
+    """Per parameter set over its files: runs, ok runs, mean pnl/sharpe/sortino and the period of those
+    ratios, worst drawdown, total fills (failed runs count in ``runs`` only), ranked by ``rank_by``, best
+    first; a set without a successful run comes last."""
     column, descending = RANK_KEYS[rank_by]
     ok = pc.cast(pc.equal(runs["status"], STATUS_OK), pa.int64())
     grouped = (
@@ -188,23 +189,40 @@ def summarize(runs: pa.Table, grid_names: Sequence[str], rank_by: str) -> pa.Tab
                 ("pnl", "mean"),
                 ("sharpe", "mean"),
                 ("sortino", "mean"),
+                ("ratio_period", "min"),
+                ("ratio_period", "max"),
                 ("max_drawdown", "max"),
                 ("fills", "sum"),
             ]
         )
     )
+    grouped = _one_ratio_period(grouped)
     names = {
         "status_count": "runs",
         "ok_sum": "ok",
         "pnl_mean": "mean_pnl",
         "sharpe_mean": "mean_sharpe",
         "sortino_mean": "mean_sortino",
+        "ratio_period": "ratio_period",
         "max_drawdown_max": "worst_drawdown",
         "fills_sum": "total_fills",
     }
     summary = grouped.select([*grid_names, *names]).rename_columns([*grid_names, *names.values()])
     ranked = summary.sort_by([(column, "descending" if descending else "ascending")])  # nulls last
     return ranked.add_column(0, "rank", pa.array(np.arange(1, len(ranked) + 1), pa.int64()))
+
+
+def _one_ratio_period(grouped: pa.Table) -> pa.Table:
+    """``ratio_period`` per set: the period its runs' ratios share, or "mixed" when some files were long
+    enough to annualise and others not; a mean over mixed periods means nothing, so it is left out (null)."""
+    low, high = grouped["ratio_period_min"], grouped["ratio_period_max"]
+    mixed = pc.fill_null(pc.not_equal(low, high), False)
+    grouped = grouped.append_column("ratio_period", pc.if_else(mixed, pa.scalar("mixed"), low))
+    for name in ("sharpe_mean", "sortino_mean"):
+        column = grouped[name]
+        grouped = grouped.set_column(grouped.column_names.index(name), name,
+                                     pc.if_else(mixed, pa.scalar(None, column.type), column))  # fmt: skip
+    return grouped
 
 
 # --- the sweep ----------------------------------------------------------------------------------

@@ -210,7 +210,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def print_sweep_summary(rows: list[dict], grid_names: list[str]) -> None:
     """The ranked summary as a table: rank, the grid's parameters, runs that succeeded, the aggregates."""
     stats = (("mean_pnl", "mean pnl", ",.2f"), ("mean_sharpe", "mean sharpe", ".2f"),
-             ("mean_sortino", "mean sortino", ".2f"), ("worst_drawdown", "worst dd", ",.2f"),
+             ("mean_sortino", "mean sortino", ".2f"), ("ratio_period", "ratios per", ""),
+             ("worst_drawdown", "worst dd", ",.2f"),
              ("total_fills", "fills", ","))  # fmt: skip
     widths = [max(len(n), 8) for n in grid_names]
     print(f"{'rank':>4}  " + "  ".join(f"{n:>{w}}" for n, w in zip(grid_names, widths, strict=True))

@@ -124,7 +124,8 @@ def _runs() -> pa.Table:
     def row(a: float, file: str, pnl: float | None, sharpe: float | None, dd: float | None, fills: int | None):
         if pnl is None:
             return {"file": file, "a": a, "status": STATUS_ERROR, "error": "FeedError: bad"}
-        stats = {"pnl": pnl, "sharpe": sharpe, "sortino": sharpe, "max_drawdown": dd, "fills": fills}
+        stats = {"pnl": pnl, "sharpe": sharpe, "sortino": sharpe, "ratio_period": "second", "max_drawdown": dd,
+                 "fills": fills}  # fmt: skip
         return {"file": file, "a": a, "status": STATUS_OK, "error": None, **stats}
 
     rows = [
@@ -154,6 +155,20 @@ def test_summary_aggregates_each_set_over_its_successful_runs() -> None:
     assert summary[1.0]["total_fills"] == 7
     assert summary[2.0]["ok"] == 1 and summary[2.0]["mean_pnl"] == pytest.approx(1.0)
     assert summary[3.0]["ok"] == 0 and summary[3.0]["mean_pnl"] is None
+    assert [summary[a]["ratio_period"] for a in (1.0, 2.0, 3.0)] == ["second", "second", None]
+
+
+def test_summary_does_not_average_ratios_over_different_periods() -> None:
+    """A set whose files were long enough to annualise on one file and not on another has no mean ratio."""
+    runs = _runs()
+    periods = runs["ratio_period"].to_pylist()
+    periods[1] = "year"  # a=1 on file y
+    runs = runs.set_column(runs.column_names.index("ratio_period"), "ratio_period", pa.array(periods, pa.string()))
+    summary = {r["a"]: r for r in summarize(runs, ["a"], "sharpe").to_pylist()}
+    assert summary[1.0]["ratio_period"] == "mixed"
+    assert summary[1.0]["mean_sharpe"] is None and summary[1.0]["mean_sortino"] is None
+    assert summary[1.0]["mean_pnl"] == pytest.approx(3.0)  # the rest is still averaged
+    assert summary[2.0]["ratio_period"] == "second" and summary[2.0]["mean_sharpe"] == pytest.approx(5.0)
 
 
 @pytest.mark.parametrize(
@@ -178,5 +193,5 @@ def test_cli_prints_the_ranked_summary_one_line_per_set(capsys: pytest.CaptureFi
     header, *lines = capsys.readouterr().out.splitlines()
     assert header.split()[:3] == ["rank", "a", "ok"]
     assert [line.split()[:3] for line in lines] == [["1", "1", "2/2"], ["2", "2", "1/2"], ["3", "3", "0/2"]]
-    assert lines[0].split()[3:] == ["3.00", "2.00", "2.00", "9.00", "7"]
-    assert lines[2].split()[3:] == ["-"] * 5
+    assert lines[0].split()[3:] == ["3.00", "2.00", "2.00", "second", "9.00", "7"]
+    assert lines[2].split()[3:] == ["-"] * 6
