@@ -257,6 +257,8 @@ def _result(bt, events, inst, spec, fp, times, load_s, compile_s, l2) -> Backtes
             "mid": eq[:, L.EQ_MID],
             "fees": eq[:, L.EQ_FEES],
             "cash": eq[:, L.EQ_CASH],
+            "our_bid": eq[:, L.EQ_BID],
+            "our_ask": eq[:, L.EQ_ASK],
         }
     )
     stats = {

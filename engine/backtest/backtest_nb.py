@@ -599,6 +599,22 @@ def _act_nb(bt, now, wanted):
         _send_nb(bt, now, L.RQ_NEW, slot)
 
 
+@njit(cache=True, nogil=True)
+def _resting_quotes_nb(bt):
+    """Our quotes in currency: the best buy and sell price among our orders resting at the exchange, NaN for a
+    side without one (a plain call: it runs once per equity sample)."""
+    own = bt.own
+    bid, ask = -np.inf, np.inf
+    for s in range(own.shape[0]):
+        if own[s, L.OW_EXCH] == L.EX_RESTING:
+            if own[s, TL.OW_SIDE] == E.SIDE_BID:
+                bid = max(bid, np.float64(own[s, TL.OW_PRICE]))
+            else:
+                ask = min(ask, np.float64(own[s, TL.OW_PRICE]))
+    unit = bt.cff[L.CFF_UNIT]
+    return (bid * unit if bid > -np.inf else np.nan), (ask * unit if ask < np.inf else np.nan)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _sample_nb(bt, lt, b, now):
     mi, mf = bt.mi, bt.mf
@@ -611,6 +627,7 @@ def _sample_nb(bt, lt, b, now):
     bt.eq[n, L.EQ_MID] = mid
     bt.eq[n, L.EQ_FEES] = mf[L.MF_FEES]
     bt.eq[n, L.EQ_CASH] = mf[L.MF_CASH]
+    bt.eq[n, L.EQ_BID], bt.eq[n, L.EQ_ASK] = _resting_quotes_nb(bt)
     mi[L.MI_NEQ] = n + 1
     mi[L.MI_LAST_SAMPLE] = now
 

@@ -35,7 +35,8 @@ N_FL = 7
 
 # --- equity samples: float64 columns (the time is in BacktestState.eq_ts) ---------------------
 EQ_EQUITY, EQ_POSITION, EQ_MID, EQ_FEES, EQ_CASH = range(5)
-N_EQ = 5
+EQ_BID, EQ_ASK = 5, 6  # our quotes: the best buy and sell price we have resting at the exchange (NaN: none)
+N_EQ = 7
 
 # --- configuration ----------------------------------------------------------------------------
 (

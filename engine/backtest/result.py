@@ -72,7 +72,8 @@ class BacktestResult:
         return pd.DataFrame({title: values}, index=pd.Index([name for name, _, _ in SUMMARY_ROWS], name="figure"))
 
     def to_pandas(self, table: str = "equity"):
-        """``equity`` (the curve: equity net of fees, position, mid, fees, cash) or ``fills`` as a pandas
+        """``equity`` (the curve: equity net of fees, position, mid, fees, cash, and our quotes ``our_bid`` /
+        ``our_ask``: the best prices we had resting, NaN for none) or ``fills`` as a pandas
         DataFrame indexed by time (``ts``: the local timestamp, datetime64[ns])."""
         tables = {"equity": (self.equity, "ts_ns"), "fills": (self.fills, "ts_local_ns")}
         if table not in tables:
@@ -91,7 +92,7 @@ class BacktestResult:
         return out / "fills.parquet", out / "equity.parquet"
 
     def plot(self, path: str | Path | None = None):
-        """Price with our fills, equity before and after fees, and position, over time: a matplotlib Figure
+        """Price with our quotes and fills, equity before and after fees, and position, over time: a matplotlib Figure
         (saved as PNG when ``path`` is given). Drawn on a Figure of its own, without pyplot: it never
         changes matplotlib's backend or a notebook's current figure."""
         from matplotlib.figure import Figure
@@ -102,6 +103,10 @@ class BacktestResult:
         fig = Figure(figsize=(10, 8), layout="constrained")
         price, equity, position = fig.subplots(3, 1, sharex=True, height_ratios=(2, 2, 1))
         price.plot(t, self.equity["mid"].to_numpy(), lw=0.8, color="tab:gray", label="mid")
+        price.step(t, self.equity["our_bid"].to_numpy(), where="post", lw=0.8, color="tab:green", alpha=0.6,
+                   label="our bid")  # fmt: skip
+        price.step(t, self.equity["our_ask"].to_numpy(), where="post", lw=0.8, color="tab:red", alpha=0.6,
+                   label="our ask")  # fmt: skip
         fills = self.fills
         fill_t = (fills["ts_local_ns"].to_numpy() - t0) / 1e9
         buys = np.asarray(fills["side"].to_pylist()) == "buy"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -54,8 +55,11 @@ def test_summary_is_a_table_of_the_figures_with_their_units(result) -> None:
 def test_to_pandas_gives_the_equity_curve_and_the_fills_indexed_by_time(result) -> None:
     equity = result.to_pandas()
     assert equity.index.name == "ts" and str(equity.index.dtype) == "datetime64[ns]"
-    assert {"equity", "position", "mid", "fees", "cash"} <= set(equity.columns)
+    assert {"equity", "position", "mid", "fees", "cash", "our_bid", "our_ask"} <= set(equity.columns)
     assert equity["equity"].iloc[-1] == pytest.approx(result.stats["pnl"])
+    quoted = equity.dropna(subset=["our_bid", "our_ask"])  # touch quotes both sides of the mid, a tick apart
+    assert len(quoted) > 0 and (quoted["our_bid"] < quoted["mid"]).all() and (quoted["mid"] < quoted["our_ask"]).all()
+    assert set(quoted["our_bid"]) <= {10.0} and set(quoted["our_ask"]) <= {10.01}
     fills = result.to_pandas("fills")
     assert fills["side"].tolist() == ["buy", "sell"] and fills["price"].tolist() == [10.0, 10.01]
     assert fills.index.astype("int64").tolist() == result.fills["ts_local_ns"].to_pylist()
@@ -63,11 +67,13 @@ def test_to_pandas_gives_the_equity_curve_and_the_fills_indexed_by_time(result) 
         result.to_pandas("orders")
 
 
-def test_plot_draws_price_and_fills_equity_before_and_after_fees_and_position(result, tmp_path: Path) -> None:
+def test_plot_draws_price_quotes_and_fills_equity_before_and_after_fees_and_position(result, tmp_path: Path) -> None:
     fig = result.plot(tmp_path / "plot.png")
     price, equity, position = fig.axes
     assert price.get_ylabel() == "price" and position.get_ylabel() == "position"
     assert [line.get_label() for line in equity.get_lines()] == ["before fees", "after fees"]
+    assert [line.get_label() for line in price.get_lines()] == ["mid", "our bid", "our ask"]
+    np.testing.assert_array_equal(price.get_lines()[1].get_ydata(), result.equity["our_bid"].to_numpy())
     assert sum(len(c.get_offsets()) for c in price.collections) == result.stats["fills"]
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
