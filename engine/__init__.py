@@ -13,5 +13,7 @@ core         events, instruments, units, config base, owner-less views, the kern
 """
 
 from engine.core.kernel_cache import use_kernel_cache
+from engine.core.numba_inline import install_on_import
 
 use_kernel_cache()  # before any kernel module: every entry point (CLI, notebook, Ray worker) shares one cache
+install_on_import()  # Numba's inliner without its redundant IR copies: half the cold compile time
