@@ -14,6 +14,8 @@ from engine.book.layout import new_state
 from engine.core import events as E
 from engine.core.events import empty_events
 
+ORDERS_PER_LEVEL = 4  # real deep books hold 5 (the deep synthetic day) to 9 (ESM4 MBO) orders a level: margin
+
 
 class Book:
     """Order books of many instruments, updated in batches of events.
@@ -26,6 +28,13 @@ class Book:
     def __init__(self, orders: int = 1 << 12, levels: int = 1 << 10, instruments: int = 16) -> None:
         self.state = new_state(orders, levels, instruments)
         apply_nb(self.state, empty_events(0), 0)  # load (or compile) the kernel now, not on the first tick
+
+    @classmethod
+    def sized(cls, orders: int) -> Book:
+        """A Book that holds ``orders`` live orders (and a level for every ORDERS_PER_LEVEL of them) without
+        growing: sized at start for the day's peak, as a production feed handler allocates its tables once,
+        so that no message pays for a doubling (copying the tables, faulting in fresh pages)."""
+        return cls(orders=orders, levels=max(1 << 10, orders // ORDERS_PER_LEVEL))
 
     def apply(self, events: np.ndarray) -> None:
         """Apply a batch of ``EVENT_DTYPE`` rows in order, growing capacity as needed."""

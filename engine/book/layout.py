@@ -28,6 +28,7 @@ BID = 0  # side index inside the book (events use SIDE_BID / SIDE_ASK)
 ASK = 1
 MAX_LOAD_NUM, MAX_LOAD_DEN = 1, 2  # hash tables are kept at most half full
 INITIAL_SEGMENT = 8  # levels per side before the first relocation
+ARENA_PER_LEVEL = 4  # a side's segment is at most twice its levels, and relocations leave as much behind
 
 # --- columns of the tables --------------------------------------------------------------------
 OR_ID, OR_BOOK, OR_SIDE, OR_PRICE, OR_QTY, OR_PREV, OR_NEXT, OR_LEVEL = range(8)
@@ -132,7 +133,7 @@ def new_state(orders: int = 1 << 16, levels: int = 1 << 12, books: int = 16) -> 
         levels=free_list(levels, LEVEL_COLUMNS, LV_HEAD),
         sides=np.zeros((2 * books, 3), np.int64),
         books=np.zeros((books, 3), np.int64),
-        arena=np.zeros((max(levels, 4 * INITIAL_SEGMENT * books), 2), np.int64),
+        arena=np.zeros((max(ARENA_PER_LEVEL * levels, 4 * INITIAL_SEGMENT * books), 2), np.int64),
         o_hash=empty_hash(pow2_at_least(orders * MAX_LOAD_DEN // MAX_LOAD_NUM)),
         l_hash=empty_hash(pow2_at_least(levels * MAX_LOAD_DEN // MAX_LOAD_NUM)),
         i_hash=empty_hash(pow2_at_least(books * MAX_LOAD_DEN // MAX_LOAD_NUM)),

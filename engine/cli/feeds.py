@@ -18,7 +18,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from engine.book.replay import replay
 
     result = replay(
-        args.files, symbols=symbol_set(args.symbols), skip_bad=args.skip_bad, progress=progress_wanted(args)
+        args.files,
+        symbols=symbol_set(args.symbols),
+        skip_bad=args.skip_bad,
+        progress=progress_wanted(args),
+        orders=args.orders,
     )
     report_skips(result.feed.stats)
     for symbol in result.feed.missing_symbols:
@@ -65,7 +69,9 @@ def cmd_book(args: argparse.Namespace) -> int:
     from engine.core import events as E
 
     wanted = symbol_set(args.symbol)
-    result = replay(args.files, symbols=wanted, skip_bad=args.skip_bad, progress=progress_wanted(args))
+    result = replay(
+        args.files, symbols=wanted, skip_bad=args.skip_bad, progress=progress_wanted(args), orders=args.orders
+    )
     report_skips(result.feed.stats)
     if result.feed.missing_symbols:
         raise FeedError(f"symbol {', '.join(result.feed.missing_symbols)} does not appear in the input")
@@ -150,12 +156,24 @@ def cmd_gen_itch(args: argparse.Namespace) -> int:
     return 0
 
 
+def orders_arg(p: argparse.ArgumentParser) -> None:
+    """``--orders N``: the books sized at start for the day's peak of live orders."""
+    p.add_argument(
+        "--orders",
+        type=positive,
+        metavar="N",
+        help="size the books for N live orders before the clock starts, as a feed handler sized for the day's "
+        "peak (about 100 MiB per million); default: start small and double the tables as they fill",
+    )
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """``replay``, ``book``, ``convert`` and ``gen-itch``."""
     p = sub.add_parser("replay", help="decode feed files into books and count what they hold")
     input_args(p)
     p.add_argument("--symbols", metavar="S,...", help="keep only these symbols (comma separated)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    orders_arg(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("book", help="print the final order book of each symbol")
@@ -163,6 +181,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbol", metavar="SYM", help="only this symbol (or a comma-separated list)")
     p.add_argument("--depth", type=positive, default=DEFAULT_DEPTH, metavar="N", help="levels per side (10)")
     p.add_argument("--json", action="store_true", help="print {symbol: {bid_levels, ask_levels, orders, bids, asks}}")
+    orders_arg(p)
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("convert", help="convert ITCH or DBN MBO files to event Parquet")

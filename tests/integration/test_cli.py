@@ -313,6 +313,24 @@ def test_replay_of_gen_itch_gz_equals_replay_of_flat_file(
         assert summary[key] == generated_replay[key], key
 
 
+def test_replay_and_book_sized_at_start_end_with_the_same_books_as_grown_ones(
+    generated: dict, generated_replay: dict, generated_book: dict, tmp_path: Path
+) -> None:
+    path = generated["path"]
+    roomy, tight, book = json_many(
+        ("replay", path, "--orders", 1_000_000),  # never grows
+        ("replay", path, "--orders", 16),  # grows from a tiny start
+        ("book", path, "--depth", DEEP, "--orders", 1_000_000),
+        cwd=tmp_path,
+    )
+    for summary in (roomy, tight):
+        for key in ("messages", "counts", "instruments", "events", "unknown_order_refs", "resting_orders"):
+            assert summary[key] == generated_replay[key], key
+    assert book == generated_book
+    bad = run("replay", path, "--orders", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "--orders: must be at least 1" in bad.stderr, bad.stderr
+
+
 def test_gen_itch_deep_writes_books_far_deeper_than_the_shallow_day(generated_book: dict, tmp_path: Path) -> None:
     sizes = ["--messages", GEN_MESSAGES * 4, "--symbols", 2, "--seed", GEN_SEED]
     out = run_ok("gen-itch", "-o", "deep.itch", *sizes, "--depth", "deep", cwd=tmp_path)
@@ -710,7 +728,7 @@ def _check_bench_output(out_dir: Path, messages: dict[str, int]) -> None:
     assert {"cases", "machine", "skipped"} <= set(result)
     for case, figures in result["cases"].items():
         assert figures["input"]["messages"] == messages[case], case
-        for row in ("decode", "book (pre-decoded)", "decode + book"):
+        for row in ("decode", "book (pre-decoded)", "decode + book", "decode + book, sized at start"):
             assert figures["results"][row]["msgs_per_s"] > 0, (case, row)
         book = figures["book"]
         assert book["live_orders"] > 0 and book["levels"] > 0 and book["mib_per_million_live_orders"] > 0
