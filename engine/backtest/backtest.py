@@ -41,6 +41,7 @@ from strategies.api import DEPTH, QUOTE_FN, Strategy, new_quotes, new_view
 SAMPLE_NS = 100_000_000  # equity curve resolution
 CHUNK_EVENTS = 1 << 20  # events per compiled call (the progress bar moves between calls)
 ORDER_SLOTS = 32
+MAX_PRESIZED_ORDERS = 1 << 22  # about 400 MiB a book: beyond it the books grow as they fill
 L3_KINDS = (E.KIND_ADD, E.KIND_EXECUTE, E.KIND_EXECUTE_PRICE, E.KIND_CANCEL, E.KIND_DELETE, E.KIND_REPLACE)
 
 
@@ -116,7 +117,8 @@ def backtest(
     bt.cff[:] = [unit, inst.lot_size, maker_fee, taker_fee, power_n, lat.sigma]
     k.seed_nb(lat.seed)
 
-    xs, ls = new_state(1 << 12, 1 << 10, 4), new_state(1 << 12, 1 << 10, 4)
+    orders, levels = (1 << 12, 1 << 10) if prices is not None else _book_rows(events, inst.instrument_id)
+    xs, ls = new_state(orders, levels, 4), new_state(orders, levels, 4)
     watch = CompileWatch(tell_compiling if progress else None)
     with watch.installed():
         _compile(bt, xs, ls, events)
@@ -133,6 +135,17 @@ def backtest(
     while k.final_sample_nb(bt, ls) != L.RC_DONE:
         bt, xs, ls = _grow(L.RC_EQUITY_FULL, bt, xs, ls)
     return _result(bt, events, inst, spec, fp, (elapsed, cpu_s), load_s, watch.seconds, l2)
+
+
+def _book_rows(events: np.ndarray, instrument: int) -> tuple[int, int]:
+    """Order and level rows for everything the data adds to the books of ``instrument``, and our own orders
+    (at most MAX_PRESIZED_ORDERS): the books then never grow mid-run, where a doubling costs a return to
+    Python, a copy of the tables and, the first time in a process, loading the growth kernels (12 ms of
+    a 15 ms backtest of the ESM4 MBO file)."""
+    mine = events[(events["instrument"] == instrument) & np.isin(events["kind"], (E.KIND_ADD, E.KIND_REPLACE))]
+    orders = min(len(mine) + ORDER_SLOTS, MAX_PRESIZED_ORDERS)
+    levels = min(len(np.unique(mine["price"])) + ORDER_SLOTS, orders)
+    return max(orders, 1 << 12), max(levels, 1 << 10)
 
 
 def _depth_prices(events: np.ndarray, instrument: int) -> np.ndarray | None:

@@ -600,10 +600,10 @@ def _act_nb(bt, now, wanted):
 
 
 @njit(cache=True, nogil=True)
-def _resting_quotes_nb(bt):
-    """Our quotes in currency: the best buy and sell price among our orders resting at the exchange, NaN for a
-    side without one (a plain call: it runs once per equity sample)."""
-    own = bt.own
+def _resting_quotes_nb(own, unit):
+    """Our quotes in currency: the best buy and sell price among our orders (``own``) resting at the exchange,
+    NaN for a side without one. A plain call, given only what it reads: it runs once per equity sample, and a
+    call passed the whole state pays for every array in it."""
     bid, ask = -np.inf, np.inf
     for s in range(own.shape[0]):
         if own[s, L.OW_EXCH] == L.EX_RESTING:
@@ -611,7 +611,6 @@ def _resting_quotes_nb(bt):
                 bid = max(bid, np.float64(own[s, TL.OW_PRICE]))
             else:
                 ask = min(ask, np.float64(own[s, TL.OW_PRICE]))
-    unit = bt.cff[L.CFF_UNIT]
     return (bid * unit if bid > -np.inf else np.nan), (ask * unit if ask < np.inf else np.nan)
 
 
@@ -627,7 +626,7 @@ def _sample_nb(bt, lt, b, now):
     bt.eq[n, L.EQ_MID] = mid
     bt.eq[n, L.EQ_FEES] = mf[L.MF_FEES]
     bt.eq[n, L.EQ_CASH] = mf[L.MF_CASH]
-    bt.eq[n, L.EQ_BID], bt.eq[n, L.EQ_ASK] = _resting_quotes_nb(bt)
+    bt.eq[n, L.EQ_BID], bt.eq[n, L.EQ_ASK] = _resting_quotes_nb(bt.own, bt.cff[L.CFF_UNIT])
     mi[L.MI_NEQ] = n + 1
     mi[L.MI_LAST_SAMPLE] = now
 
@@ -680,6 +679,7 @@ def run_nb(bt, xs, ls, events, quote):
     interval = np.int64(bt.params[P_INTERVAL_NS])
     instrument = cf[L.CF_INSTRUMENT]
     while True:
+        wake = False
         ie = mi[L.MI_IE]
         while ie < n and events[ie].flags & E.FLAG_LOCAL_ONLY:
             ie += 1
@@ -765,13 +765,15 @@ def run_nb(bt, xs, ls, events, quote):
                 if nxt >= n or _local_ts(events[nxt], cf) != t:
                     if mi[L.MI_NEQ] >= bt.eq.shape[0]:
                         return L.RC_EQUITY_FULL
-                    _wake_nb(bt, lt, t, quote)
+                    wake = True
         else:  # t == t_w
             if mi[L.MI_NEQ] >= bt.eq.shape[0]:
                 return L.RC_EQUITY_FULL
             mi[L.MI_NOW] = t
-            _wake_nb(bt, lt, t, quote)
             mi[L.MI_NEXT_WAKE] = t + interval
+            wake = True
+        if wake:  # one call site: the wake is inlined once
+            _wake_nb(bt, lt, t, quote)
 
 
 @njit(cache=True, nogil=True)
@@ -824,9 +826,11 @@ def final_sample_nb(bt, ls):
     return L.RC_DONE
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _wake_nb(bt, lt, now, quote):
-    """Call the strategy, act on its quotes, sample the equity curve."""
+    """Call the strategy, act on its quotes, sample the equity curve (inlined at run_nb's one call site: as a
+    call it cost 0.5 us a wake, more than the wake's own work, since nothing of the state it is passed is
+    known to the callee)."""
     mi = bt.mi
     b = _local_book_nb(bt, lt)
     _fill_view_nb(bt, lt, b, now)

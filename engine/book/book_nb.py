@@ -607,7 +607,7 @@ def set_level_nb(t, ev):
 
 
 # --- reads --------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def depth_nb(t, b, side, out):
     """Fill ``out[k] = (price, qty, orders)`` for the best ``len(out)`` levels; returns levels filled."""
     s = 2 * b + side

@@ -1,5 +1,9 @@
 """What a strategy sees (``strategies.api`` view), filled from an L3 book: one kernel for live and backtest.
 
+``mid_nb`` and ``fill_view_nb`` are inlined where they are called (once per wake): as calls, every array of
+the book tables they are passed costs reference-count calls at run time (measured: a wake as a call took
+0.6 us, inlined 0.2 us).
+
 The market flow since the strategy's previous call (trades, aggressive volumes, our fills) is kept
 in a small float64 ``flow`` array (``FS_*``) that :func:`trade_stats_nb` and :func:`own_fill_nb`
 add to and :func:`reset_flow_nb` clears after each call; :func:`fill_view_nb` writes the view from
@@ -54,7 +58,7 @@ def book_of_nb(tables, instrument):
     return hash_find_nb(tables.i_hash, tables.books, BL.BK_INSTR, np.int64(instrument))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def mid_nb(tables, b, unit):
     """Mid price in currency (NaN when a side is empty or there is no book)."""
     if b == BL.EMPTY:
@@ -117,7 +121,7 @@ def reset_flow_nb(flow):
     flow[L.FS_FILLED_SELL] = 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def fill_view_nb(view, tables, b, depth, tick, unit, lot, position, open_bid, open_ask, elapsed_ns, flow, equity):
     """Write the strategy's view: the book ``b`` of ``tables`` (prices x ``unit``, sizes x ``lot``), then
     position and working units, ``elapsed_ns`` since the previous call, ``flow`` and ``equity``.
