@@ -18,6 +18,10 @@ grow, the daemon's stop or kill, messages Aeron would not take, risk rejections 
 The state it works on is the node's (``NodeState``) and the receiver's and client's arrays
 (``LoopState``); Python reads and writes the same arrays, so either side can take over at any
 return. Entering costs one call per return, not per tick.
+
+Everything on the tick's path is inlined into ``run_nb`` (``_step``, ``node_nb.step_nb`` and its helpers):
+a call between Numba functions pays, at run time, a reference-count call for every array of the state it
+is passed (these states hold dozens), which cost more than the work of the step itself.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from engine.trading import layout as TL
 from feeds.udp import TAKE_SLOW, take_datagram_nb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _offer_all(ns, lp, count, now_ns):
     """Offer the step's ``count`` messages in order; RC_BACKLOG (with LS_BACKLOG/LS_COUNT) when Aeron
     or a session that is not logged in does not take one, else RC_NONE."""
@@ -63,7 +67,7 @@ def _offer_all(ns, lp, count, now_ns):
     return L.RC_NONE
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _step(ns, lp, book, rows, now_ns, quote):
     """Journal the responses, run the step over ``rows`` events, offer what it wrote; an RC_* or RC_NONE."""
     ls, cs, mi = lp.ls, lp.cs, ns.mi
@@ -91,39 +95,40 @@ def run_nb(ns, lp, book, quote):
     ns = borrow_all(ns)  # the caller holds the arrays: no reference counting in the helpers below
     lp = borrow_all(lp)
     ls, cs, mi, control = lp.ls, lp.cs, ns.mi, ns.control
-    if mi[L.NI_EV_DONE] != 0:  # the book grew: finish the step it interrupted
-        rc = _step(ns, lp, book, ls[L.LS_ROWS], monotonic_ns(), quote)
-        if rc != L.RC_NONE:
-            return rc
     slot_address = lp.slot.ctypes.data
+    resume = mi[L.NI_EV_DONE] != 0  # the book grew mid-step: the first cycle finishes that step, reading nothing
     idle = 0
     while True:
         now = monotonic_ns()
-        if now >= ls[L.LS_DUE_NS]:
-            return L.RC_HOUSEKEEPING
-        if (control[CB.CT_KILL] != 0 and ls[L.LS_KILL_SEEN] == 0) or (control[CB.CT_STOP] != 0 and mi[L.NI_STOP] == 0):
-            return L.RC_CONTROL
         work = 0
-        rows = 0
-        got = recv_dontwait(ls[L.LS_FD], slot_address, lp.slot.shape[0])
-        if got >= 0:
-            received = monotonic_ns()
-            rows = take_datagram_nb(lp.rx, lp.slot, got, received, lp.events, lp.counts, lp.directory, lp.tracker)
-            if rows < 0:
-                ls[L.LS_LENGTH] = got
-                ls[L.LS_TS_NS] = received
-                return L.RC_DATAGRAM if rows == TAKE_SLOW else L.RC_FEED_ERROR
+        rows = ls[L.LS_ROWS] if resume else 0
+        if not resume:
+            if now >= ls[L.LS_DUE_NS]:
+                return L.RC_HOUSEKEEPING
+            if (control[CB.CT_KILL] != 0 and ls[L.LS_KILL_SEEN] == 0) or (
+                control[CB.CT_STOP] != 0 and mi[L.NI_STOP] == 0
+            ):
+                return L.RC_CONTROL
+            got = recv_dontwait(ls[L.LS_FD], slot_address, lp.slot.shape[0])
+            if got >= 0:
+                received = monotonic_ns()
+                rows = take_datagram_nb(lp.rx, lp.slot, got, received, lp.events, lp.counts, lp.directory, lp.tracker)
+                if rows < 0:
+                    ls[L.LS_LENGTH] = got
+                    ls[L.LS_TS_NS] = received
+                    return L.RC_DATAGRAM if rows == TAKE_SLOW else L.RC_FEED_ERROR
+                work += 1
+                if rows > 0:
+                    mi[L.NI_DECODED_NS] = monotonic_ns()
+            work += poll_session_nb(cs, lp.inbox, ls[L.LS_HANDLER], lp.responses, ls[L.LS_FRAGMENT_LIMIT], now)
+            silent = cs[CS_LOGGED_IN] != 0 and now - cs[CS_LAST_RX_NS] > ls[L.LS_TIMEOUT_NS]
+            if silent or cs[CS_HANDLED] < inbox_count(lp.inbox):
+                return L.RC_SESSION
+            work += heartbeat_nb(cs, lp.heartbeat, ls[L.LS_HEARTBEAT_NS], now)
+        if resume or rows > 0 or cs[CS_N_RESPONSES] > 0 or now >= mi[L.NI_NEXT_WAKE]:
+            resume = False
             work += 1
-            if rows > 0:
-                mi[L.NI_DECODED_NS] = monotonic_ns()
-        work += poll_session_nb(cs, lp.inbox, ls[L.LS_HANDLER], lp.responses, ls[L.LS_FRAGMENT_LIMIT], now)
-        silent = cs[CS_LOGGED_IN] != 0 and now - cs[CS_LAST_RX_NS] > ls[L.LS_TIMEOUT_NS]
-        if silent or cs[CS_HANDLED] < inbox_count(lp.inbox):
-            return L.RC_SESSION
-        work += heartbeat_nb(cs, lp.heartbeat, ls[L.LS_HEARTBEAT_NS], now)
-        if rows > 0 or cs[CS_N_RESPONSES] > 0 or now >= mi[L.NI_NEXT_WAKE]:
-            work += 1
-            rc = _step(ns, lp, book, rows, now, quote)
+            rc = _step(ns, lp, book, rows, now, quote)  # the one call site: the whole step is inlined here
             if rc != L.RC_NONE:
                 return rc
         ls[L.LS_CYCLES] += 1

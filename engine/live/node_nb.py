@@ -25,6 +25,10 @@ out. A batch of market data that made the step send leaves a *probe* row (``PR_*
 its way through the node (CLOCK_MONOTONIC, ``engine.core.clock``), completed with that offer time on
 the next call, when tick-to-trade and its ``STAGES`` are observed into the metrics block. The
 latency harness (``bench/t2t.py``) joins the probes with the exchange's own stamps.
+
+``step_nb`` and its helpers are ``inline="always"``: the compiled loop (``engine.live.loop_nb``) splices the
+whole step into its duty cycle, and the Python path and the parity replay call ``step_nb`` on its own.
+As calls, each helper paid reference-count calls for the node state's arrays on every tick.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ _APPLEN_FROM_END = 2  # AppendageLength is the last field of the fixed part
 _K_EXECUTED = ord("E")
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _begin(ns, k):
     """Start message ``k`` in ``out``: the session packet type; returns where the OUCH message goes."""
     pos = ns.out_off[k]
@@ -77,7 +81,7 @@ def _begin(ns, k):
     return pos + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _can_write(ns, k):
     """Whether message ``k`` fits in ``out`` and in the journal (a full journal stops orders, counted)."""
     if k + 1 >= ns.out_off.shape[0]:
@@ -88,7 +92,7 @@ def _can_write(ns, k):
     return False
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _written(ns, k, end):
     """Close message ``k`` at ``end`` and journal it (write-ahead: before Python offers it)."""
     ns.out_off[k + 1] = end
@@ -97,13 +101,13 @@ def _written(ns, k, end):
     return k + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _encode_cancel(ns, k, order_id):
     pos = _begin(ns, k)
     return _written(ns, k, pos + ouch.encode_cancel_nb(ns.out, pos, order_id, 0))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _post_only(ns, end):
     """Append the PostOnly appendage to the message ending at ``end`` when the node posts only; its new end."""
     if not ns.mi[L.NI_POST_ONLY]:
@@ -115,7 +119,7 @@ def _post_only(ns, end):
     return end + 3
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _encode_enter(ns, k, i, order_id, side, shares, price):
     pos = _begin(ns, k)
     n = ouch.encode_enter_order_nb(
@@ -125,14 +129,14 @@ def _encode_enter(ns, k, i, order_id, side, shares, price):
     return _written(ns, k, _post_only(ns, pos + n))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _encode_replace(ns, k, old_id, order_id, shares, price):
     pos = _begin(ns, k)
     n = ouch.encode_replace_nb(ns.out, pos, old_id, order_id, shares, price, _TIF_DAY, _DISPLAY, _ISO, ns.cl_ord_id)
     return _written(ns, k, _post_only(ns, pos + n))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _cancel_all(ns, i, k):
     """Cancel every working order of instrument ``i`` not already being canceled."""
     for r in range(ns.own.shape[1]):
@@ -141,7 +145,7 @@ def _cancel_all(ns, i, k):
     return k
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _quote(ns, tables, i, now_ns, k, quote):
     """Call the strategy of instrument ``i`` and encode the cancels and the risk-checked new orders."""
     inst, money, own, scratch = ns.inst, ns.money, ns.own, ns.scratch
@@ -224,7 +228,7 @@ def _quote(ns, tables, i, now_ns, k, quote):
     return k
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _cancel(ns, i, k, r):
     """Encode a Cancel Order for row ``r`` of instrument ``i`` unless it is not working or already canceling."""
     if cancel_order_nb(ns.own, i, r):
@@ -233,7 +237,7 @@ def _cancel(ns, i, k, r):
     return k
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _requote(ns, i, count, side):
     """(cancel, new) action indices when the plan for ``side`` cancels exactly one order the exchange has
     accepted and enters exactly one (a requote one Replace Order does), the node replacing; else (-1, -1)."""
@@ -255,7 +259,7 @@ def _requote(ns, i, count, side):
     return cancel, new
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _lap(ns, slot, since_ns):
     """Add the time since ``since_ns`` to ``mi[slot]``; returns now."""
     now = monotonic_ns()
@@ -299,7 +303,7 @@ def publish_nb(ns):
         g[M.G_QUOTED_SPREAD_TICKS] = _spread_ticks(ns.own, i, inst[i, TL.IN_TICK])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _observe(ns):
     """Complete the open probe with the offer time Python passed back; observe tick-to-trade and its stages."""
     mi = ns.mi
@@ -320,13 +324,13 @@ def _observe(ns):
     mi[L.NI_OFFER_NS] = 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _observe_stage(ns, stage, value):
     if 1 + stage < ns.hist.shape[0]:
         observe_nb(ns.hist[1 + stage], value)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _close_step(ns, booked_ns, first_message, messages):
     """Record the probe of a step whose market data made it send ``messages`` (offer time comes next call)."""
     mi = ns.mi
@@ -345,7 +349,7 @@ def _close_step(ns, booked_ns, first_message, messages):
     mi[L.NI_PROBE_OPEN] = 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
     """One step (see the module doc); returns the messages written to ``out``, or -1 when the book must grow
     (grow it and call again with the same events and no responses: the step resumes where it stopped)."""
@@ -416,7 +420,7 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
     return k
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _bought(ns, i, rsp):
     """Whether the execution ``rsp`` of instrument ``i`` was a buy of ours (looked up by client id)."""
     own = ns.own
