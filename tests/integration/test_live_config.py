@@ -71,3 +71,22 @@ def test_a_daemon_whose_node_cannot_start_exits_non_zero_with_the_nodes_error(tm
     assert done.returncode == 1, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("hftmm: error: node mm-1") and "/proc/hftmm" in last and "Traceback" not in last
+
+
+def test_without_a_config_the_default_node_quotes_a_market_as_busy_as_the_examples() -> None:
+    """``hftmm live`` alone: the default node quotes on every book change, with the example's size, on the
+    example's busy flow, not on the quiet default (on which a 60 s session measured 1 to 10 tick-to-trade)."""
+    from engine.cli.live import BUSY_FLOW, DEFAULT_PARAMS, DEFAULT_SYMBOLS, _live_config
+    from engine.core.config import load_toml
+    from engine.live.config import LiveConfig
+
+    config = _live_config(None)
+    [node] = config.nodes
+    listed = {i.symbol: i for i in config.listed_instruments()}
+    assert set(listed) == set(node.symbols) == set(DEFAULT_SYMBOLS) and len(DEFAULT_SYMBOLS) == 2
+    example = load_toml(str(REPO / "examples" / "live.toml"), LiveConfig)
+    flow = example.listed_instruments()[0]
+    for symbol in node.symbols:
+        for key, value in BUSY_FLOW.items():
+            assert getattr(listed[symbol], key) == value == getattr(flow, key), key
+    assert node.params == DEFAULT_PARAMS == example.nodes[0].params
