@@ -62,28 +62,12 @@ def cmd_sim_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
-# Without --config the session is examples/live.toml's with its own symbols: node mm-1 quotes two symbols
-# with touch on every book change, on embedded flows as busy as the example's (the touch moves several times
-# a second), so a minute re-quotes and measures tick-to-trade throughout. On the quiet default flow, quoting
-# every 100 ms, a 60 s session measured 1 to 10 tick-to-trade samples.
-DEFAULT_SYMBOLS = ("HFTA", "HFTB")
-BUSY_FLOW = {"limit_rate": 1500.0, "market_rate": 60.0, "cancel_rate": 2.0, "volatility_ticks": 4.0}
-DEFAULT_PARAMS = {"order_qty": 100.0, "max_position": 1000.0, "interval_ns": 0.0}
-
-
 def _live_config(path: str | None):
-    """The live config of ``--config``, else the default session (``DEFAULT_SYMBOLS`` on ``BUSY_FLOW``, quoted
-    with ``DEFAULT_PARAMS``); raises ConfigError in one line."""
+    """The live config of ``--config``, else ``LiveConfig.default_session()``; raises ConfigError in one line."""
     from engine.core.config import load_toml
-    from engine.live.config import LiveConfig, NodeConfig
-    from engine.simexchange.config import SimInstrument
+    from engine.live.config import LiveConfig
 
-    if path:
-        return load_toml(path, LiveConfig)
-    return LiveConfig(
-        instruments=tuple(SimInstrument(symbol=s, **BUSY_FLOW) for s in DEFAULT_SYMBOLS),
-        nodes=(NodeConfig(name="mm-1", symbols=DEFAULT_SYMBOLS, params=DEFAULT_PARAMS),),
-    )
+    return load_toml(path, LiveConfig) if path else LiveConfig.default_session()
 
 
 def cmd_live(args: argparse.Namespace) -> int:

@@ -76,9 +76,9 @@ def test_a_daemon_whose_node_cannot_start_exits_non_zero_with_the_nodes_error(tm
 def test_without_a_config_the_default_node_quotes_a_market_as_busy_as_the_examples() -> None:
     """``hftmm live`` alone: the default node quotes on every book change, with the example's size, on the
     example's busy flow, not on the quiet default (on which a 60 s session measured 1 to 10 tick-to-trade)."""
-    from engine.cli.live import BUSY_FLOW, DEFAULT_PARAMS, DEFAULT_SYMBOLS, _live_config
+    from engine.cli.live import _live_config
     from engine.core.config import load_toml
-    from engine.live.config import LiveConfig
+    from engine.live.config import BUSY_FLOW, DEFAULT_PARAMS, DEFAULT_SYMBOLS, LiveConfig
 
     config = _live_config(None)
     [node] = config.nodes
