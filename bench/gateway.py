@@ -578,7 +578,9 @@ def _round_trip(link: Link, replies: _Replies, request: bytearray, seq: int, idl
 
 
 def _measure(link: Link, replies: _Replies, config: GatewayBenchConfig, idle: IdleStrategy) -> np.ndarray:
-    """Round trips for ``warmup_s + duration_s``; the int64 ns samples after the warm-up."""
+    """Round trips for ``warmup_s + duration_s``; the int64 ns samples after the warm-up. On a machine busy
+    enough to stall one round trip through the whole window, it goes on until one sample is measured (at
+    most STALL_TIMEOUT_S more): a leg never reports an empty histogram."""
     clock = time.perf_counter_ns
     payload = replies.payload
     request = bytearray(payload.request)
@@ -595,7 +597,7 @@ def _measure(link: Link, replies: _Replies, config: GatewayBenchConfig, idle: Id
     next_send = start
     while True:
         now = clock()
-        if now >= end:
+        if now >= end and (n or now >= end + int(STALL_TIMEOUT_S * NS_PER_S)):
             return samples[:n]
         if period_ns:
             if now < next_send:
