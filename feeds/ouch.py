@@ -1,4 +1,9 @@
-"""NASDAQ OUCH 5.0 order entry: message layouts, a Python codec, and the Numba codec of the gateway.
+"""NASDAQ OUCH 5.0 order entry: message layouts, a Python codec, and the Numba codecs of both ends.
+
+The Numba codec has a client side (the gateway: encode Enter/Replace/Cancel, decode the outbound
+answers into :data:`RESPONSE_DTYPE` rows) and an exchange side (a simulated venue's compiled loop:
+decode inbound orders into :data:`ORDER_MESSAGE_DTYPE` rows, encode Accepted, Replaced, Canceled,
+Executed and Rejected).
 
 All integers are big-endian (network order); alpha fields are left-justified ASCII padded with
 spaces; ``Price`` fields are 8 bytes with 4 implied decimals (integer 1e-4 dollar units, the
@@ -329,6 +334,7 @@ def _appendage_by_type_byte(dtypes: dict[str, np.dtype]) -> np.ndarray:
 
 INBOUND_FIXED_LENGTHS = _lengths_by_type_byte(INBOUND_DTYPES)
 OUTBOUND_FIXED_LENGTHS = _lengths_by_type_byte(OUTBOUND_DTYPES)
+INBOUND_HAS_APPENDAGE = _appendage_by_type_byte(INBOUND_DTYPES)
 OUTBOUND_HAS_APPENDAGE = _appendage_by_type_byte(OUTBOUND_DTYPES)
 
 # --- Python codec (tests, tools, the simulated exchange; not the hot path) ------------------------
@@ -462,8 +468,8 @@ def alpha(text: str, width: int) -> np.ndarray:
 
 
 # --- Numba codec (the gateway's hot path) ---------------------------------------------------------
-# Return codes of decode_outbound_nb; the encoders return 0 when the buffer has no room.
-ERR_UNKNOWN_TYPE = -1  # the type byte is not an OUCH 5.0 outbound message type
+# Return codes of decode_outbound_nb and decode_inbound_nb; the encoders return 0 when the buffer has no room.
+ERR_UNKNOWN_TYPE = -1  # the type byte is not a message type of the direction (that the decoder reads)
 ERR_TRUNCATED = -2  # length is shorter than the fixed part plus the declared appendage
 ERR_BAD_APPENDAGE = -3  # a TagValue element has length 0 or runs past the appendage
 ERR_OUT_OF_BUFFER = -4  # pos + length runs past the end of the buffer
@@ -497,6 +503,36 @@ RESPONSE_DTYPE = np.dtype(
 def empty_responses(n: int) -> np.ndarray:
     """A zeroed array of ``n`` response records."""
     return np.zeros(n, RESPONSE_DTYPE)
+
+
+# One decoded inbound message (Enter, Replace, Cancel or Modify), as the exchange's loop reads it.
+# `kind` is the type byte; character fields hold their ASCII code and alpha fields their raw bytes;
+# `iso` is the InterMarketSweepEligibility; `post_only` is 1 when the appendage's (last) PostOnly
+# element is "P"; fields the type does not carry are 0. Native-endian, 8-byte fields first.
+ORDER_MESSAGE_DTYPE = np.dtype(
+    [
+        ("quantity", "i8"),
+        ("price", "i8"),
+        ("appendage_length", "i8"),
+        ("user_ref_num", "u4"),
+        ("orig_user_ref_num", "u4"),
+        ("kind", "u1"),
+        ("side", "u1"),
+        ("time_in_force", "u1"),
+        ("display", "u1"),
+        ("capacity", "u1"),
+        ("iso", "u1"),
+        ("cross_type", "u1"),
+        ("post_only", "u1"),
+        ("symbol", "u1", (8,)),
+        ("cl_ord_id", "u1", (14,)),
+    ]
+)
+
+
+def new_order_messages(n: int) -> np.ndarray:
+    """A zeroed array of ``n`` inbound order message records, for :func:`decode_inbound_nb`."""
+    return np.zeros(n, ORDER_MESSAGE_DTYPE)
 
 
 def _off(dtypes: dict[str, np.dtype], msg_type: str, name: str) -> int:
@@ -534,6 +570,18 @@ _X_LEN = INBOUND_DTYPES["X"].itemsize
 _X_URN = _off(INBOUND_DTYPES, "X", "user_ref_num")
 _X_QTY = _off(INBOUND_DTYPES, "X", "quantity")
 
+_M_URN = _off(INBOUND_DTYPES, "M", "user_ref_num")
+_M_SIDE = _off(INBOUND_DTYPES, "M", "side")
+_M_QTY = _off(INBOUND_DTYPES, "M", "quantity")
+assert ORDER_MESSAGE_DTYPE["symbol"].itemsize == _SYMBOL_LEN
+assert ORDER_MESSAGE_DTYPE["cl_ord_id"].itemsize == _CLORDID_LEN
+
+# The inbound types decode_inbound_nb reads: all but Mass Cancel, whose Firm has no place in a row
+# (and a mass cancel read without it would cancel more than asked).
+_DECODED_INBOUND_LENGTHS = INBOUND_FIXED_LENGTHS.copy()
+_DECODED_INBOUND_LENGTHS[ord("C")] = 0
+_K_ENTER, _K_REPLACE, _K_CANCEL, _K_MODIFY = (ord(t) for t in "OUXM")
+
 _TS = _off(OUTBOUND_DTYPES, "A", "timestamp")
 _URN = _off(OUTBOUND_DTYPES, "A", "user_ref_num")  # every outbound type but S and U
 _S_EVENT = _off(OUTBOUND_DTYPES, "S", "event_code")
@@ -564,6 +612,37 @@ _E_MATCH = _off(OUTBOUND_DTYPES, "E", "match_number")
 _B_MATCH = _off(OUTBOUND_DTYPES, "B", "match_number")
 _B_REASON = _off(OUTBOUND_DTYPES, "B", "reason")
 _J_REASON = _off(OUTBOUND_DTYPES, "J", "reason")
+_J_CLORDID = _off(OUTBOUND_DTYPES, "J", "cl_ord_id")
+_A_LEN = OUTBOUND_DTYPES["A"].itemsize
+_U_LEN = OUTBOUND_DTYPES["U"].itemsize
+_C_LEN = OUTBOUND_DTYPES["C"].itemsize
+_E_LEN = OUTBOUND_DTYPES["E"].itemsize
+_J_LEN = OUTBOUND_DTYPES["J"].itemsize
+_E_APPLEN = _off(OUTBOUND_DTYPES, "E", "appendage_length")
+
+
+def _tail_offsets(msg_type: str) -> dict[str, int]:
+    """Offsets from Side of the fields from Side on (to AppendageLength) of Order Accepted or Replaced."""
+    names = OUTBOUND_DTYPES[msg_type].names
+    side = _off(OUTBOUND_DTYPES, msg_type, "side")
+    return {name: _off(OUTBOUND_DTYPES, msg_type, name) - side for name in names[names.index("side") :]}
+
+
+_TAIL = _tail_offsets("A")  # _put_order_tail_nb writes both messages' tails with these
+assert _tail_offsets("U") == _TAIL
+_T_SIDE = _TAIL["side"]
+_T_QTY = _TAIL["quantity"]
+_T_SYMBOL = _TAIL["symbol"]
+_T_PRICE = _TAIL["price"]
+_T_TIF = _TAIL["time_in_force"]
+_T_DISPLAY = _TAIL["display"]
+_T_ORDER_REF = _TAIL["order_reference_number"]
+_T_CAPACITY = _TAIL["capacity"]
+_T_ISO = _TAIL["intermarket_sweep_eligibility"]
+_T_CROSS = _TAIL["cross_type"]
+_T_STATE = _TAIL["order_state"]
+_T_CLORDID = _TAIL["cl_ord_id"]
+_T_APPLEN = _TAIL["appendage_length"]
 assert {_off(OUTBOUND_DTYPES, t, "timestamp") for t in OUTBOUND_DTYPES} == {_TS}
 assert {_off(OUTBOUND_DTYPES, t, "user_ref_num") for t in "ACDEBJ"} == {_URN}
 
@@ -659,6 +738,53 @@ def encode_cancel_nb(buf, pos, user_ref_num, quantity):
     return _X_LEN
 
 
+@njit(cache=True, nogil=True, inline=_INLINE)
+def _frame_nb(buf, pos, length, fixed_lengths, has_appendage, tag):
+    """Check the framing of the message at buf[pos:pos+length], for both directions' decoders.
+
+    ``fixed_lengths`` / ``has_appendage`` are a direction's tables by type byte (0 length: a type the
+    decoder does not read). ``length`` must be the fixed part plus the declared appendage (for a type
+    the spec gives no appendage: the fixed part alone, or the fixed part, an AppendageLength and its
+    block), and the TagValue walk must end exactly at the end of the block. One walk also finds the
+    last element with tag ``tag`` (-1: none wanted). Returns ``(code, appendage_length, tag_at)``:
+    code 0 or a negative ERR_*, tag_at the offset in buf of that element's length byte or -1.
+    """
+    if pos + length > buf.shape[0]:
+        return ERR_OUT_OF_BUFFER, 0, -1
+    if length < 1:
+        return ERR_TRUNCATED, 0, -1
+    kind = np.int64(buf[pos])
+    fixed = fixed_lengths[kind]
+    if fixed == 0:
+        return ERR_UNKNOWN_TYPE, 0, -1
+    if length < fixed:
+        return ERR_TRUNCATED, 0, -1
+    start = pos + fixed  # where the appendage block starts
+    applen = np.int64(0)
+    if has_appendage[kind]:
+        applen = u16_nb(buf, start - 2)
+    elif length >= fixed + 2:
+        start += 2
+        applen = u16_nb(buf, start - 2)
+    elif length > fixed:
+        return ERR_BAD_LENGTH, 0, -1
+    end = start + applen
+    if pos + length < end:
+        return ERR_TRUNCATED, 0, -1
+    if pos + length > end:
+        return ERR_BAD_LENGTH, 0, -1
+    tag_at = np.int64(-1)
+    p = start
+    while p < end:  # walk the TagValue elements: each must have a tag and end inside the block
+        element = np.int64(buf[p])
+        if element == 0 or p + 1 + element > end:
+            return ERR_BAD_APPENDAGE, 0, -1
+        if np.int64(buf[p + 1]) == tag:
+            tag_at = p
+        p += 1 + element
+    return 0, applen, tag_at
+
+
 @njit(cache=True, nogil=True)
 def decode_outbound_nb(buf, pos, length, out, i):
     """Decode the outbound message at buf[pos:pos+length] into out[i] (a RESPONSE_DTYPE row).
@@ -668,36 +794,10 @@ def decode_outbound_nb(buf, pos, length, out, i):
     fixed part, an AppendageLength and its block). Returns ``length``, or a negative ERR_* code
     leaving out[i] as it was.
     """
-    if pos + length > buf.shape[0]:
-        return ERR_OUT_OF_BUFFER
-    if length < 1:
-        return ERR_TRUNCATED
+    code, applen, _ = _frame_nb(buf, pos, length, OUTBOUND_FIXED_LENGTHS, OUTBOUND_HAS_APPENDAGE, -1)
+    if code != 0:
+        return code
     kind = np.int64(buf[pos])
-    fixed = OUTBOUND_FIXED_LENGTHS[kind]
-    if fixed == 0:
-        return ERR_UNKNOWN_TYPE
-    if length < fixed:
-        return ERR_TRUNCATED
-    start = pos + fixed  # where the appendage block starts
-    applen = 0
-    if OUTBOUND_HAS_APPENDAGE[kind]:
-        applen = u16_nb(buf, start - 2)
-    elif length >= fixed + 2:
-        start += 2
-        applen = u16_nb(buf, start - 2)
-    elif length > fixed:
-        return ERR_BAD_LENGTH
-    end = start + applen
-    if pos + length < end:
-        return ERR_TRUNCATED
-    if pos + length > end:
-        return ERR_BAD_LENGTH
-    p = start
-    while p < end:  # walk the TagValue elements: each must have a tag and end inside the block
-        element = np.int64(buf[p])
-        if element == 0 or p + 1 + element > end:
-            return ERR_BAD_APPENDAGE
-        p += 1 + element
     row = out[i]
     row.timestamp_ns = _i64_nb(buf, pos + _TS)
     row.price = 0
@@ -757,3 +857,253 @@ def decode_outbound_nb(buf, pos, length, out, i):
         row.user_ref_num = u32_nb(buf, pos + _URN)
         row.reason = u16_nb(buf, pos + _J_REASON)
     return length
+
+
+# --- exchange side: decode what a client sends, encode the answers --------------------------------
+@njit(cache=True, nogil=True)
+def decode_inbound_nb(buf, pos, length, out, i):
+    """Decode the inbound message at buf[pos:pos+length] into out[i] (an ORDER_MESSAGE_DTYPE row).
+
+    For the exchange's compiled loop. Reads Enter Order (O), Replace Order (U), Cancel Order (X) and
+    Modify Order (M: user_ref_num, side, quantity); refuses Mass Cancel (C) with ERR_UNKNOWN_TYPE, as
+    its Firm has no place in the row. Framing rules are those of :func:`decode_outbound_nb` (shared
+    helper): ``length`` must equal the fixed part plus the declared appendage, the TagValue walk must
+    end exactly. ``post_only`` is 1 when the last PostOnly element of an O or U appendage has the
+    value "P"; other tags are checked and skipped. Returns ``length``, or a negative ERR_* code
+    leaving out[i] as it was.
+    """
+    code, applen, post_at = _frame_nb(buf, pos, length, _DECODED_INBOUND_LENGTHS, INBOUND_HAS_APPENDAGE, TAG_POST_ONLY)
+    if code != 0:
+        return code
+    kind = np.int64(buf[pos])
+    row = out[i]
+    row.quantity = 0
+    row.price = 0
+    row.appendage_length = applen
+    row.user_ref_num = 0
+    row.orig_user_ref_num = 0
+    row.kind = kind
+    row.side = 0
+    row.time_in_force = 0
+    row.display = 0
+    row.capacity = 0
+    row.iso = 0
+    row.cross_type = 0
+    row.post_only = 0
+    for k in range(_SYMBOL_LEN):
+        row.symbol[k] = 0
+    for k in range(_CLORDID_LEN):
+        row.cl_ord_id[k] = 0
+    if kind == _K_ENTER:
+        row.user_ref_num = u32_nb(buf, pos + _O_URN)
+        row.side = buf[pos + _O_SIDE]
+        row.quantity = u32_nb(buf, pos + _O_QTY)
+        for k in range(_SYMBOL_LEN):
+            row.symbol[k] = buf[pos + _O_SYMBOL + k]
+        row.price = _i64_nb(buf, pos + _O_PRICE)
+        row.time_in_force = buf[pos + _O_TIF]
+        row.display = buf[pos + _O_DISPLAY]
+        row.capacity = buf[pos + _O_CAPACITY]
+        row.iso = buf[pos + _O_ISO]
+        row.cross_type = buf[pos + _O_CROSS]
+        for k in range(_CLORDID_LEN):
+            row.cl_ord_id[k] = buf[pos + _O_CLORDID + k]
+    elif kind == _K_REPLACE:
+        row.orig_user_ref_num = u32_nb(buf, pos + _IU_ORIG_URN)
+        row.user_ref_num = u32_nb(buf, pos + _IU_URN)
+        row.quantity = u32_nb(buf, pos + _IU_QTY)
+        row.price = _i64_nb(buf, pos + _IU_PRICE)
+        row.time_in_force = buf[pos + _IU_TIF]
+        row.display = buf[pos + _IU_DISPLAY]
+        row.iso = buf[pos + _IU_ISO]
+        for k in range(_CLORDID_LEN):
+            row.cl_ord_id[k] = buf[pos + _IU_CLORDID + k]
+    elif kind == _K_CANCEL:
+        row.user_ref_num = u32_nb(buf, pos + _X_URN)
+        row.quantity = u32_nb(buf, pos + _X_QTY)
+    else:  # M
+        row.user_ref_num = u32_nb(buf, pos + _M_URN)
+        row.side = buf[pos + _M_SIDE]
+        row.quantity = u32_nb(buf, pos + _M_QTY)
+    if INBOUND_HAS_APPENDAGE[kind] and post_at >= 0 and buf[post_at] == 2 and buf[post_at + 2] == 80:  # "P"
+        row.post_only = 1
+    return length
+
+
+@njit(cache=True, nogil=True, inline=_INLINE)
+def _put_order_tail_nb(
+    buf,
+    p,
+    side,
+    quantity,
+    symbol8,
+    price,
+    time_in_force,
+    display,
+    order_reference_number,
+    capacity,
+    iso,
+    cross_type,
+    order_state,
+    cl_ord_id14,
+):
+    """Write the Side..AppendageLength part Order Accepted and Order Replaced share, from Side at buf[p]."""
+    buf[p + _T_SIDE] = side
+    put_be_nb(buf, p + _T_QTY, quantity, 4)
+    for k in range(_SYMBOL_LEN):
+        buf[p + _T_SYMBOL + k] = symbol8[k]
+    put_be_nb(buf, p + _T_PRICE, price, 8)
+    buf[p + _T_TIF] = time_in_force
+    buf[p + _T_DISPLAY] = display
+    put_be_nb(buf, p + _T_ORDER_REF, order_reference_number, 8)
+    buf[p + _T_CAPACITY] = capacity
+    buf[p + _T_ISO] = iso
+    buf[p + _T_CROSS] = cross_type
+    buf[p + _T_STATE] = order_state
+    for k in range(_CLORDID_LEN):
+        buf[p + _T_CLORDID + k] = cl_ord_id14[k]
+    put_be_nb(buf, p + _T_APPLEN, 0, 2)
+
+
+@njit(cache=True, nogil=True)
+def encode_accepted_nb(
+    buf,
+    pos,
+    timestamp,
+    user_ref_num,
+    side,
+    quantity,
+    symbol8,
+    price,
+    time_in_force,
+    display,
+    order_reference_number,
+    capacity,
+    iso,
+    cross_type,
+    order_state,
+    cl_ord_id14,
+):
+    """Write an Order Accepted with an empty appendage at buf[pos:]; bytes written (64), 0 if no room.
+
+    The exchange's answer to an Enter Order. Character fields are ASCII codes, symbol8 and
+    cl_ord_id14 space-padded uint8 arrays (see :func:`alpha`), price in 1e-4 units, ``iso`` the
+    InterMarketSweepEligibility.
+    """
+    if pos + _A_LEN > buf.shape[0]:
+        return 0
+    buf[pos] = _K_A
+    put_be_nb(buf, pos + _TS, timestamp, 8)
+    put_be_nb(buf, pos + _URN, user_ref_num, 4)
+    _put_order_tail_nb(
+        buf,
+        pos + _A_SIDE,
+        side,
+        quantity,
+        symbol8,
+        price,
+        time_in_force,
+        display,
+        order_reference_number,
+        capacity,
+        iso,
+        cross_type,
+        order_state,
+        cl_ord_id14,
+    )
+    return _A_LEN
+
+
+@njit(cache=True, nogil=True)
+def encode_replaced_nb(
+    buf,
+    pos,
+    timestamp,
+    orig_user_ref_num,
+    user_ref_num,
+    side,
+    quantity,
+    symbol8,
+    price,
+    time_in_force,
+    display,
+    order_reference_number,
+    capacity,
+    iso,
+    cross_type,
+    order_state,
+    cl_ord_id14,
+):
+    """Write an Order Replaced with an empty appendage at buf[pos:]; bytes written (68), 0 if no room.
+
+    The exchange's answer to a Replace Order; fields as in :func:`encode_accepted_nb`.
+    """
+    if pos + _U_LEN > buf.shape[0]:
+        return 0
+    buf[pos] = _K_U
+    put_be_nb(buf, pos + _TS, timestamp, 8)
+    put_be_nb(buf, pos + _U_ORIG_URN, orig_user_ref_num, 4)
+    put_be_nb(buf, pos + _U_URN, user_ref_num, 4)
+    _put_order_tail_nb(
+        buf,
+        pos + _U_SIDE,
+        side,
+        quantity,
+        symbol8,
+        price,
+        time_in_force,
+        display,
+        order_reference_number,
+        capacity,
+        iso,
+        cross_type,
+        order_state,
+        cl_ord_id14,
+    )
+    return _U_LEN
+
+
+@njit(cache=True, nogil=True)
+def encode_canceled_nb(buf, pos, timestamp, user_ref_num, quantity, reason):
+    """Write an Order Canceled (``quantity`` = shares decremented, ``reason`` a CANCEL_* code) at buf[pos:].
+
+    Bytes written (18, no appendage as in the spec), 0 if no room.
+    """
+    if pos + _C_LEN > buf.shape[0]:
+        return 0
+    buf[pos] = _K_C
+    put_be_nb(buf, pos + _TS, timestamp, 8)
+    put_be_nb(buf, pos + _URN, user_ref_num, 4)
+    put_be_nb(buf, pos + _C_QTY, quantity, 4)
+    buf[pos + _C_REASON] = reason
+    return _C_LEN
+
+
+@njit(cache=True, nogil=True)
+def encode_executed_nb(buf, pos, timestamp, user_ref_num, quantity, price, liquidity_flag, match_number):
+    """Write an Order Executed with an empty appendage at buf[pos:]; bytes written (36), 0 if no room."""
+    if pos + _E_LEN > buf.shape[0]:
+        return 0
+    buf[pos] = _K_E
+    put_be_nb(buf, pos + _TS, timestamp, 8)
+    put_be_nb(buf, pos + _URN, user_ref_num, 4)
+    put_be_nb(buf, pos + _E_QTY, quantity, 4)
+    put_be_nb(buf, pos + _E_PRICE, price, 8)
+    buf[pos + _E_LIQUIDITY] = liquidity_flag
+    put_be_nb(buf, pos + _E_MATCH, match_number, 8)
+    put_be_nb(buf, pos + _E_APPLEN, 0, 2)
+    return _E_LEN
+
+
+@njit(cache=True, nogil=True)
+def encode_rejected_nb(buf, pos, timestamp, user_ref_num, reason, cl_ord_id14):
+    """Write an Order Rejected (``reason`` the u16 REJECT_* code) at buf[pos:]; bytes written (29), 0 if no room."""
+    if pos + _J_LEN > buf.shape[0]:
+        return 0
+    buf[pos] = _K_J
+    put_be_nb(buf, pos + _TS, timestamp, 8)
+    put_be_nb(buf, pos + _URN, user_ref_num, 4)
+    put_be_nb(buf, pos + _J_REASON, reason, 2)
+    for k in range(_CLORDID_LEN):
+        buf[pos + _J_CLORDID + k] = cl_ord_id14[k]
+    return _J_LEN
