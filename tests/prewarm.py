@@ -1,5 +1,5 @@
-"""Compile the trading node's step and the simulated exchange's kernels into Numba's cache, on the CPU the
-suite leaves idle.
+"""Compile the trading node's step, the simulated exchange's and the t2t harness's kernels into Numba's
+cache, on the CPU the suite leaves idle.
 
 ``tests/conftest.py`` starts this in the background when the session starts. The suite runs one test at
 a time; its first integration tests compile the backtest loop on one CPU while this compiles what the
@@ -15,4 +15,4 @@ import sys
 from engine.cli.kernels import compile_kernels
 
 if __name__ == "__main__":
-    compile_kernels(["node", "exchange"], lambda line: print(line, file=sys.stderr))
+    compile_kernels(["node", "exchange", "harness"], lambda line: print(line, file=sys.stderr))

@@ -88,12 +88,31 @@ dir = "{work / "aeron"}"
         exchange.stop()
 
 
+def warm_harness(work: Path) -> None:
+    """The t2t harness's compiled exchange loop: opened, then ticking with background messages."""
+    import socket
+
+    from bench.t2t_exchange import HarnessExchange
+    from engine.gateway.session import Port
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        exchange = HarnessExchange(Port(), sink.getsockname()[1], "WARM", (1, "WARM", 100, 1), 1_000_000, 1)
+        try:
+            exchange.open()
+            exchange.schedule(4, 1000.0, 10_000.0, time.monotonic_ns())
+            exchange.pump(0.01, ticking=True)
+        finally:
+            exchange.close()
+
+
 GROUPS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "strategies": ("strategies' quote functions", warm_strategies),
     "feeds": ("ITCH decode and the L3 book", warm_feeds),
     "backtest": ("backtest loop", warm_backtest),
     "node": ("live trading node step", warm_node),
     "exchange": ("simulated exchange", warm_exchange),
+    "harness": ("tick-to-trade harness's exchange loop", warm_harness),
 }
 
 

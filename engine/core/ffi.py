@@ -46,3 +46,18 @@ def recv_dontwait(typingctx, fd, address, capacity):
         return builder.call(recv, [descriptor, builder.inttoptr(args[1], PTR), args[2], ir.Constant(I32, MSG_DONTWAIT)])
 
     return types.int64(types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def send_datagram(typingctx, fd, address, length):
+    """libc ``send(fd, address, length, 0)`` on a connected datagram socket: bytes sent, or -1.
+
+    Blocking (flags 0): a full socket buffer waits for room rather than dropping the datagram."""
+    check_integers(fd, address, length)
+
+    def codegen(context, builder, signature, args):
+        send = c_function(builder, "send", I64, [I32, PTR, I64, I32])
+        descriptor = builder.trunc(args[0], I32)
+        return builder.call(send, [descriptor, builder.inttoptr(args[1], PTR), args[2], ir.Constant(I32, 0)])
+
+    return types.int64(types.int64, types.int64, types.int64), codegen

@@ -802,7 +802,7 @@ def test_truncated_gzip_reports_where_it_broke_and_keeps_what_came_before(
 # --- help ----------------------------------------------------------------------------------------
 HELP = {
     (): ["replay", "book", "convert", "gen-itch", "bench", "compile", "--version"],
-    ("compile",): ["GROUP", "feeds", "strategies", "backtest", "node", "exchange"],
+    ("compile",): ["GROUP", "feeds", "strategies", "backtest", "node", "exchange", "harness"],
     ("replay",): ["--json", "--skip-bad", "--symbols", "--quiet", "FILE"],
     ("book",): ["--json", "--skip-bad", "--symbol", "--depth", "FILE"],
     ("convert",): ["--output", "--skip-bad", "FILE"],
