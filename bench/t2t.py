@@ -1,11 +1,13 @@
-"""``hftmm bench t2t``: tick-to-trade of a live trading node against the simulated exchange, stage by stage.
+"""``hftmm bench t2t``: tick-to-trade of a live trading node against a compiled exchange, stage by stage.
 
 Two processes, each busy-polling on its own CPU::
 
-    harness (CPU A)   SimExchange stepped on this thread; a scripted participant moves the market
-                      one tick up or down at a fixed rate; ITCH 5.0 in MoldUDP64 over UDP to 127.0.0.1
+    harness (CPU A)   the exchange's compiled loop (bench.t2t_exchange_nb): a scripted participant moves
+                      the market one tick at a fixed rate through the real matcher, optional background
+                      messages that never move the quotes; ITCH 5.0 in MoldUDP64 over UDP to 127.0.0.1
     node    (CPU B)   engine.live.node.TradingNode, exactly as the live daemon runs it (a Ray actor there,
-                      a plain process here: the actor is only its host); orders back over Aeron IPC
+                      a plain process here: the actor is only its host); orders back over Aeron IPC, read,
+                      stamped, matched and answered in OUCH by the same compiled loop
 
 Every tick moves the mid by one tick (the participant's bid and ask step together), so a strategy
 quoting around the mid re-quotes on every tick it sees. Coordinated omission: each tick has an
@@ -19,9 +21,9 @@ One tick, all on CLOCK_MONOTONIC (shared by the two processes)::
 
 ``internal_ns`` = offered - received (packet in hand to order offered); ``wire_to_wire_ns`` = at the
 exchange - intended; ``sent_to_exchange_ns`` = at the exchange - sent, the same without the
-exchange's own lateness (the ``send`` stage: it matches, publishes and answers the node's orders
-in Python, about 0.2 ms a tick here, which is what bounds the rate). The node keeps one probe row
-per market-data batch that made it send (``engine.live.node_nb.PR_*``); a probe counts for the tick
+exchange's own lateness (the ``send`` stage: matching the move and sending its datagram, plus any
+wait behind the node's orders the loop was answering). The node keeps one probe row per
+market-data batch that made it send (``engine.live.node_nb.PR_*``); a probe counts for the tick
 whose message was the batch's newest. Ticks seen together with a later one in the same batch (the
 node fell behind) or whose move cancelled out are reported as ticks without orders.
 """
@@ -38,13 +40,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from msgspec.structs import replace
 
 from bench.machine import machine_info
 from bench.report import compare, compare_lines, histogram, latency_table, load_result, summary, write_report
-from engine.core import events as E
-from engine.core.units import NS_PER_S
-from engine.gateway import session as SP
+from bench.t2t_exchange import HarnessError, HarnessExchange
 from engine.live import layout as NL
 from engine.live.builder import NodeBlocks, NodeSpec
 from engine.live.config import ExchangeConfig, LiveConfig, NodeConfig
@@ -53,9 +52,7 @@ from engine.live.node import NodeProcess
 from engine.runtime import control as CB
 from engine.runtime.affinity import affinity_restored, cpu_pair, pin_process, plan_placement
 from engine.runtime.agent import idle_strategy
-from engine.simexchange import layout as XL
 from engine.simexchange.config import SimInstrument
-from engine.simexchange.exchange import SimExchange
 from engine.trading.risk import RiskConfig
 from feeds import itch
 from feeds.udp import free_udp_port
@@ -65,21 +62,24 @@ SYMBOL, LOCATE, TICK, LOT = "BENCH", 1, 100, 1
 FILLER_LOCATE = 2  # messages that only make packets bigger (an instrument the node does not trade)
 FILLER_REF = 1 << 40  # their order references, far from the exchange's
 PRICE = 1_000_000  # $100.00 in 1e-4 units
-PARTICIPANT = -2  # owner id of the scripted participant (sessions are >= 1, the background flow -1)
 PARTICIPANT_LOTS = 100
+MAX_RATE = 100_000.0  # ticks per second
+MAX_BACKGROUND_RATE = 5_000_000.0  # background messages per second
 START_TIMEOUT_S = 600.0  # a cold Numba cache compiles the node's kernels first
-LATE_SLACK_NS = 10_000_000_000  # beyond twice the run's length: how far behind the schedule may fall
+LATE_SLACK_S = 10.0  # beyond twice the run's length: how far behind the schedule may fall
 PRIMING_MOVES = 4  # market moves (each answered by orders) before the schedule starts
-PRIMING_SETTLE_S = 0.05
+PRIMING_RATE = 20.0  # their rate (per second): each one's orders and acknowledgements settle before the next
+SLICE_S = 1.0  # on the schedule, the compiled loop returns to Python this often (progress, time bound)
+SERVE_S, SERVE_PAUSE_S = 0.0005, 0.002  # off it (start-up, stop): serve the node briefly, then sleep
 STOP_TIMEOUT_S = 15.0
 DRAIN_S = 0.05  # after the last tick, time for its orders to arrive
 MAX_ARRIVALS = 1 << 22
-TARGETS_NS = {"internal_ns": {"p50": 1_000, "p99": 5_000}, "wire_to_wire_ns": {"p50": 8_000, "p99": 30_000}}
+TARGETS_NS = {"internal_ns": {"p50": 1_000, "p99": 5_000}, "wire_to_wire_ns": {"p50": 8_000, "p99": 50_000}}
 HEADLINES = ("internal_ns", "wire_to_wire_ns", "sent_to_exchange_ns")
 NODE_FIGURES = ("placement", "md_messages", "md_gaps", "strategy_calls", "duty_cycles", "max_duty_cycle_ns")
 STAGES = ("send", "wire_in", *NL.STAGES, "wire_out")
 STAGE_HELP = {
-    "send": "intended send time -> packet sent (the exchange's matching, publishing, and its lateness)",
+    "send": "intended send time -> datagram sent (the harness matching the move and sending it, and its lateness)",
     "wire_in": "packet sent -> packet in the node's hand (kernel UDP over loopback)",
     "decode": "packet in hand -> event rows ready (MoldUDP64 sequencing + ITCH decode, in the node's compiled loop)",
     "dispatch": "rows ready -> step entered (the loop's order-entry poll, heartbeat and timers)",
@@ -88,7 +88,7 @@ STAGE_HELP = {
     "risk": "pre-trade checks of the new orders",
     "encode": "OUCH encoding of orders and cancels",
     "offer": "step returned -> first message handed to the Aeron publication (the C client, from the loop)",
-    "wire_out": "handed to Aeron -> order read by the exchange over Aeron IPC (the offer call included)",
+    "wire_out": "handed to Aeron -> order read by the harness's compiled loop over Aeron IPC (the offer included)",
 }
 DEFAULT_PARAMS = {"interval_ns": 0, "order_qty": 1, "max_position": 100, "levels": 1, "grid_ticks": 1,
                   "half_spread_ticks": 3, "skew_ticks_per_unit": 0}  # fmt: skip
@@ -100,18 +100,21 @@ class T2TConfig:
 
     duration_s: float = 10.0
     warmup_s: float = 2.0
-    rate: float = 500.0  # ticks per second (the simulated exchange, Python, keeps up to about 1000 here)
+    rate: float = 10_000.0  # ticks per second
+    background: float = 0.0  # messages per second that do not move the quotes, beside the ticks
     size: int = 0  # market-data packet bytes to reach with filler messages (0: the tick's messages only)
     cpus: tuple[int, ...] = ()  # (harness, node); () = the two highest allowed
-    idle: str = "spin"  # both loops
+    idle: str = "spin"  # the node's loop (the harness always spins)
     strategy: str = "grid"
     params: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
 
     def __post_init__(self) -> None:
         if not (self.duration_s > 0 and self.warmup_s >= 0 and self.rate > 0 and self.size >= 0):
             raise ValueError("need duration > 0, warm-up >= 0, rate > 0 and size >= 0")
-        if self.rate > 100_000:
-            raise ValueError(f"rate {self.rate:g}/s is beyond what one scripted participant can schedule")
+        if self.rate > MAX_RATE:
+            raise ValueError(f"rate {self.rate:g}/s is beyond the harness's {MAX_RATE:g} ticks/s")
+        if not 0 <= self.background <= MAX_BACKGROUND_RATE:
+            raise ValueError(f"background {self.background:g}/s must be in 0..{MAX_BACKGROUND_RATE:g} messages/s")
         if len(self.cpus) not in (0, 2):
             raise ValueError("cpus takes two CPUs: the harness's and the node's")
         idle_strategy(self.idle)  # validates the alias
@@ -142,48 +145,6 @@ def _filler(size: int) -> bytes:
     return pair * (size // len(pair))
 
 
-class TickScript:
-    """The scripted participant: a bid and an ask one tick either side of the mid, moved together."""
-
-    def __init__(self, exchange: SimExchange, filler: bytes) -> None:
-        self.exchange = exchange
-        self.filler = filler
-        self.refs = [0, 0]  # exchange references of the bid and the ask
-        self.mid = PRICE
-        self.requests = np.zeros(2, XL.REQUEST_DTYPE)
-        self.requests["owner"] = PARTICIPANT
-        self.requests["instrument"] = LOCATE
-        self.requests["qty"] = PARTICIPANT_LOTS * LOT
-        self.requests["client_ref"] = [0, 1]
-
-    def open(self) -> None:
-        """Rest the bid and the ask."""
-        self.requests["kind"] = XL.REQ_NEW
-        self.requests["side"] = [E.SIDE_BID, E.SIDE_ASK]
-        self.requests["tif"] = XL.TIF_DAY
-        self._submit()
-
-    def move(self, up: bool) -> None:
-        """Move the mid one tick: the side in the direction of the move first, so the book never crosses."""
-        self.mid += TICK if up else -TICK
-        self.requests["kind"] = XL.REQ_REPLACE
-        order = (1, 0) if up else (0, 1)
-        self.requests["client_ref"] = order
-        if self.filler:
-            self.exchange.publisher.publish_flat(self.filler)
-        self._submit()
-
-    def _submit(self) -> None:
-        for row, side in enumerate(self.requests["client_ref"]):
-            self.requests[row]["order_ref"] = self.refs[side]
-            self.requests[row]["price"] = self.mid + (TICK if side else -TICK)
-        for report in self.exchange.submit(self.requests):
-            if report["owner"] == PARTICIPANT and report["kind"] in (XL.RPT_ACCEPTED, XL.RPT_REPLACED):
-                self.refs[int(report["client_ref"])] = int(report["order_ref"])
-            elif report["owner"] == PARTICIPANT:
-                raise BenchError(f"the exchange answered the scripted participant with report kind {report['kind']}")
-
-
 @dataclass
 class Timeline:
     """Harness-side stamps of the ticks (index = tick number) and of the orders' arrivals (index = message)."""
@@ -196,14 +157,11 @@ class Timeline:
     n_ticks: int = 0
     n_arrivals: int = 0
 
-    def on_inbound(self, packet: bytes) -> None:
-        """The exchange's tap: stamp every OUCH message from the node as it is read."""
-        if packet[:1] == _UNSEQUENCED and self.n_arrivals < MAX_ARRIVALS:
-            self.arrivals[self.n_arrivals] = time.monotonic_ns()
-            self.n_arrivals += 1
-
-
-_UNSEQUENCED = bytes((SP.PKT_UNSEQUENCED,))
+    @classmethod
+    def of(cls, exchange: HarnessExchange) -> Timeline:
+        """The stamps the harness's exchange took since its last schedule."""
+        s = exchange.state
+        return cls(s.intended, s.sent, s.first_seq, s.end_seq, s.arrivals, exchange.ticks_sent, exchange.arrivals)
 
 
 @dataclass
@@ -211,7 +169,7 @@ class Harness:
     """The exchange, the node process and their shared blocks for one run."""
 
     config: T2TConfig
-    exchange: SimExchange
+    exchange: HarnessExchange
     spec: NodeSpec
     blocks: NodeBlocks
     process: mp.process.BaseProcess
@@ -241,11 +199,17 @@ def live_config(config: T2TConfig, node_cpu: int) -> LiveConfig:
 
 def _start(config: T2TConfig, node_cpu: int, say: Callable[[str], None]) -> Harness:
     live = live_config(config, node_cpu)
-    sim = live.embedded_exchange()  # its order rate limit off: like the node's, never binding here
-    exchange = SimExchange(replace(sim, order_entry=replace(sim.order_entry, max_orders_per_s=0.0)))
-    exchange.pause_flow()  # only the scripted participant trades
-    blocks = NodeBlocks.create("t2t", [SYMBOL], f"{os.getpid()}-t2t", journal=False)
-    spec = live.node_spec(0, exchange.driver.dir, blocks, first_order_id())
+    filler = _filler(max(0, config.size - 64))
+    exchange = HarnessExchange(
+        live.ports()[0], live.exchange.md_port, live.embedded_exchange().market_data.session,
+        (LOCATE, SYMBOL, TICK, LOT), PRICE, PARTICIPANT_LOTS, filler=filler, max_arrivals=MAX_ARRIVALS,
+    )  # fmt: skip
+    try:
+        blocks = NodeBlocks.create("t2t", [SYMBOL], f"{os.getpid()}-t2t", journal=False)
+    except BaseException:
+        exchange.close()
+        raise
+    spec = live.node_spec(0, exchange.aeron_dir, blocks, first_order_id())
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_node_main, args=(spec, child), name="hftmm-t2t-node", daemon=True)
@@ -255,23 +219,33 @@ def _start(config: T2TConfig, node_cpu: int, say: Callable[[str], None]) -> Harn
     return Harness(config, exchange, spec, blocks, process, parent)
 
 
-def _wait_running(h: Harness, script: TickScript, line: Timeline, say: Callable[[str], None]) -> None:
-    """Step the exchange until the node runs and its first orders are in, then move the market a few
-    times: every kernel on both sides is loaded (or compiled) before the schedule starts."""
-    script.open()
+def _wait_running(h: Harness, say: Callable[[str], None]) -> None:
+    """Serve the node's session until it logs in; open the market (its market-data socket is bound by then:
+    the node binds it before it logs in), wait for its first orders, then move the market a few times:
+    every kernel on both sides is loaded (or compiled) before the schedule starts."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    _step_until(h, lambda: h.blocks.control.slots[CB.CT_STATE] == CB.ST_RUNNING, deadline, "running", say)
-    _step_until(h, lambda: line.n_arrivals > 0, deadline, "quoting", say)
-    for move in range(PRIMING_MOVES):  # an even count: the mid ends where the schedule expects it
-        script.move(up=move % 2 == 0)
-        settle = time.monotonic() + PRIMING_SETTLE_S  # the orders it brings, and their acknowledgements
-        _step_until(h, lambda settle=settle: time.monotonic() > settle, deadline, "quoting", say)
+    _pump_until(h, lambda: h.exchange.logged_in, deadline, "logged in", say)
+    h.exchange.open()
+    _pump_until(h, lambda: h.blocks.control.slots[CB.CT_STATE] == CB.ST_RUNNING, deadline, "running", say)
+    _pump_until(h, lambda: h.exchange.arrivals > 0, deadline, "quoting", say)
+    h.exchange.schedule(PRIMING_MOVES, PRIMING_RATE, 0.0, time.monotonic_ns())  # even: the mid ends where it began
+    _pump_until(h, lambda: h.exchange.ticks_sent == PRIMING_MOVES, deadline, "quoting", say, ticking=True)
+    settled = time.monotonic() + 1.0 / PRIMING_RATE  # the last move's orders and acknowledgements
+    _pump_until(h, lambda: time.monotonic() > settled, deadline, "quoting", say)
 
 
-def _step_until(h: Harness, done: Callable[[], bool], deadline: float, what: str, say: Callable[[str], None]) -> None:
+def _serve(h: Harness, ticking: bool) -> None:
+    """Serve the node for a moment off the measured schedule, leaving the CPU mostly free: the node may be
+    compiling on it."""
+    h.exchange.pump(SERVE_S, ticking)
+    time.sleep(SERVE_PAUSE_S)
+
+
+def _pump_until(h: Harness, done: Callable[[], bool], deadline: float, what: str, say: Callable[[str], None],
+                ticking: bool = False) -> None:  # fmt: skip
     told = time.monotonic() + 5.0
     while not done():
-        h.exchange.step()
+        _serve(h, ticking)
         if not h.process.is_alive():
             raise BenchError(f"the node process ended during start-up: {_report(h, 1.0).get('error', 'no report')}")
         now = time.monotonic()
@@ -280,50 +254,25 @@ def _step_until(h: Harness, done: Callable[[], bool], deadline: float, what: str
         if now > told:
             say(f"waiting for the node to be {what} (the first run compiles its kernels: minutes)")
             told = now + 30.0
-        time.sleep(0.0005)
 
 
-def _drive(h: Harness, script: TickScript, line: Timeline, say: Callable[[str], None]) -> None:
-    """Send the ticks on their fixed schedule while stepping the exchange; bounded in count and time."""
+def _drive(h: Harness, say: Callable[[str], None]) -> None:
+    """Send the ticks (and the background) on their fixed schedule; bounded in count and time."""
     cfg = h.config
-    n = len(line.intended)
-    period_ns = NS_PER_S / cfg.rate
-    publisher = h.exchange.publisher
-    idle = idle_strategy(cfg.idle)
-    step = h.exchange.step
-    start = time.monotonic_ns() + 1_000_000
-    hard_stop = start + int((cfg.warmup_s + cfg.duration_s) * NS_PER_S * 2) + LATE_SLACK_NS
+    n = int((cfg.warmup_s + cfg.duration_s) * cfg.rate)
+    h.exchange.schedule(n, cfg.rate, cfg.background, time.monotonic_ns() + 1_000_000)
+    hard_stop = time.monotonic() + 2 * (cfg.warmup_s + cfg.duration_s) + LATE_SLACK_S
     next_note = time.monotonic() + 5.0
-    t = 0
-    while t < n:
-        due = start + int(t * period_ns)
-        now = time.monotonic_ns()
+    while h.exchange.ticks_sent < n:
+        h.exchange.pump(SLICE_S, ticking=True)
+        now = time.monotonic()
         if now > hard_stop:
-            say(f"stopped after {t} of {n} ticks: the time bound passed")
+            say(f"stopped after {h.exchange.ticks_sent} of {n} ticks: the time bound passed")
             break
-        if now >= due:
-            _send_all(publisher)  # what the sessions' orders made leaves first, so a tick's sequence range is its own
-            first = publisher.next_seq
-            script.move(up=t % 2 == 0)
-            _send_all(publisher)
-            line.sent[t] = publisher.last_data_send_ns  # the packet that carries the tick's newest message
-            line.intended[t] = due
-            line.first_seq[t], line.end_seq[t] = first, publisher.next_seq
-            t += 1
-            line.n_ticks = t
-        idle.idle(step())
-        if time.monotonic() > next_note:
-            say(f"{t}/{n} ticks, {line.n_arrivals} orders at the exchange")
+        if now > next_note:
+            say(f"{h.exchange.ticks_sent}/{n} ticks, {h.exchange.arrivals} orders at the exchange")
             next_note += 5.0
-    drain_until = time.monotonic_ns() + int(DRAIN_S * NS_PER_S)
-    while time.monotonic_ns() < drain_until:
-        idle.idle(step())
-
-
-def _send_all(publisher) -> None:
-    for _ in range(64):  # bounded: a tick is a handful of packets at most
-        if not publisher.do_work():
-            return
+    h.exchange.pump(DRAIN_S, ticking=False)
 
 
 def _stop(h: Harness) -> dict:
@@ -331,8 +280,7 @@ def _stop(h: Harness) -> dict:
     h.blocks.control.slots[CB.CT_STOP] = 1
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while h.blocks.control.slots[CB.CT_STATE] != CB.ST_DONE and h.process.is_alive() and time.monotonic() < deadline:
-        h.exchange.step()
-        time.sleep(0.0005)
+        _serve(h, ticking=False)
     return _report(h, STOP_TIMEOUT_S)
 
 
@@ -348,7 +296,7 @@ def _close(h: Harness) -> None:
     if h.process.is_alive():
         h.process.kill()
         h.process.join(5.0)
-    h.exchange.stop()
+    h.exchange.close()
     h.blocks.close()
 
 
@@ -422,14 +370,15 @@ def _run_pinned(config: T2TConfig, node_cpu: int, harness_cpu: int, say: Callabl
     h = _start(config, node_cpu, say)
     try:
         pin_process(plan_placement(harness_cpu))
-        script = TickScript(h.exchange, _filler(max(0, config.size - 64)))
-        n = int((config.warmup_s + config.duration_s) * config.rate)
-        line = Timeline(*(np.zeros(n, np.int64) for _ in range(4)))
-        h.exchange.order_entry.tap = line.on_inbound  # from the first order on: the node counts them all
-        _wait_running(h, script, line, say)
-        say(f"running {config.warmup_s:g} s warm-up + {config.duration_s:g} s at {config.rate:g} ticks/s")
-        _drive(h, script, line, say)
+        _wait_running(h, say)
+        say(f"running {config.warmup_s:g} s warm-up + {config.duration_s:g} s at {config.rate:g} ticks/s"
+            + (f" and {config.background:g} background messages/s" if config.background else ""))  # fmt: skip
+        _drive(h, say)
+        line = Timeline.of(h.exchange)
         report = _stop(h)
+        exchange = h.exchange.counters()
+    except HarnessError as exc:
+        raise BenchError(str(exc)) from None
     finally:
         _close(h)
     if "error" in report:
@@ -460,6 +409,7 @@ def _run_pinned(config: T2TConfig, node_cpu: int, harness_cpu: int, say: Callabl
             "orders_at_exchange": line.n_arrivals,
         },
         "node": {key: report.get(key) for key in NODE_FIGURES},
+        "exchange": exchange,
     }
     result["targets"] = _targets(result)
     result["where_the_time_goes"] = _where_the_time_goes(stages, result["wire_to_wire_ns"]["p50"])

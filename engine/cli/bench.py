@@ -96,8 +96,9 @@ def cmd_bench_t2t(args: argparse.Namespace) -> int:
 
     try:
         params = bench_params(args.strategy, strategy_params(args))
-        config = T2TConfig(duration_s=args.duration, warmup_s=args.warmup, rate=args.rate, size=args.size,
-                           cpus=args.cpus or (), idle=args.idle, strategy=args.strategy, params=params)  # fmt: skip
+        config = T2TConfig(duration_s=args.duration, warmup_s=args.warmup, rate=args.rate, background=args.background,
+                           size=args.size, cpus=args.cpus or (), idle=args.idle, strategy=args.strategy,
+                           params=params)  # fmt: skip
         return main(config, args.out, args.json, args.compare)
     except (BenchError, BacktestError, ConfigError, ValueError) as exc:
         print(f"hftmm: error: {exc}", file=sys.stderr)
@@ -151,16 +152,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_bench_gateway)
     b = bench.add_parser(
         "t2t",
-        help="tick-to-trade: sim-exchange ticks at a fixed rate -> live node -> orders back, stage by stage",
-        description="Tick-to-trade of a live trading node. The simulated exchange moves the market one tick at a "
-        "fixed rate (latency counts from each tick's intended send time, so stalls are not hidden); the node "
+        help="tick-to-trade: exchange ticks at a fixed rate -> live node -> orders back, stage by stage",
+        description="Tick-to-trade of a live trading node. A compiled exchange loop moves the market one tick at a "
+        "fixed rate through the simulated exchange's matcher (latency counts from each tick's intended send time, "
+        "so stalls are not hidden), optionally with background messages that never move the quotes; the node "
         "(the live daemon's, in its own pinned process) re-quotes over Aeron IPC. Reports engine-internal "
         "latency (packet in hand -> order offered), wire to wire (intended send -> order read by the exchange) "
         "and every stage between, as HdrHistogram percentiles, in bench/results/<date>-t2t/.",
     )
     b.add_argument("--duration", type=seconds, default=10.0, metavar="S", help="measured seconds (10)")
     b.add_argument("--warmup", type=float, default=2.0, metavar="S", help="seconds sent but not measured (2)")
-    b.add_argument("--rate", type=seconds, default=500.0, metavar="R", help="ticks per second (500)")
+    b.add_argument("--rate", type=seconds, default=10_000.0, metavar="R", help="ticks per second (10000)")
+    b.add_argument(
+        "--background",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="ITCH messages per second beside the ticks that do not move the quotes: adds 4-43 ticks behind the "
+        "touch and deletes of the oldest, keeping about 200 resting (0: none)",
+    )
     b.add_argument(
         "--size",
         type=int,
@@ -173,7 +183,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--idle",
         default="spin",
         metavar="ALIAS",
-        help="idle strategy of both loops: spin | yield | backoff | sleep:N_US (spin)",
+        help="idle strategy of the node's loop: spin | yield | backoff | sleep:N_US (spin; the harness spins)",
     )
     b.add_argument(
         "--strategy",

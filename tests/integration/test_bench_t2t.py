@@ -35,7 +35,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("t2t")
     # as a user sets up before a benchmark: on a cold cache the node would compile its loop inside the
     # harness's quoting deadline, on the CPU the harness busy-polls beside (the suite's prewarm too)
-    compiled = subprocess.run([*CLI, "compile", "node", "exchange"], capture_output=True, text=True,
+    compiled = subprocess.run([*CLI, "compile", "node", "harness"], capture_output=True, text=True,
                               timeout=COMPILE_TIMEOUT_S, check=False)  # fmt: skip
     assert compiled.returncode == 0, compiled.stderr[-3000:]
     proc = _run(out, "--json")
@@ -94,7 +94,7 @@ def test_compare_prints_every_figure_against_an_earlier_run(first_run: tuple[dic
     del earlier["stages"]["decode"]["p50"]  # a figure the earlier run lacks
     path = tmp_path / "earlier.json"
     path.write_text(json.dumps(earlier))
-    proc = _run(tmp_path / "out", "--compare", str(path))
+    proc = _run(tmp_path / "out", "--compare", str(path), "--background", "50000")
     [written] = list((tmp_path / "out").glob("*-t2t/t2t.json"))
     result = json.loads(written.read_text())
     rows = comparison_rows(proc.stdout)
@@ -105,6 +105,8 @@ def test_compare_prints_every_figure_against_an_earlier_run(first_run: tuple[dic
         old = None if name == "decode" else 1000
         assert rows[f"stages.{name}.p50"] == expected_row(old, new, "REGRESSION" if new and new > 1100 else ""), name
     assert_verdict(proc.stdout, rows)
+    assert result["config"]["background"] == 50000
+    assert result["exchange"]["background_messages"] > 0 and result["exchange"]["send_failures"] == 0
 
 
 def test_a_bad_compare_file_is_a_clear_error_before_the_run(tmp_path: Path) -> None:
