@@ -255,15 +255,6 @@ class SimExchange:
         if len(itch):
             self.publisher.publish_flat(itch)
 
-    def submit(self, requests: np.ndarray) -> np.ndarray:
-        """Match a scripted participant's requests now (owner ids outside the sessions', as the flow's) and
-        publish their ITCH like the background flow's; returns a copy of the reports. Runner thread only
-        (or between :meth:`step` calls): the latency harness drives its ticks through here."""
-        reports, itch = self.engine.submit(requests, self.clock_ns())
-        reports = reports.copy()
-        self._on_flow_submit(reports, itch)
-        return reports
-
     # --- running --------------------------------------------------------------------------------------
     def start(self) -> None:
         """Run the agents on the exchange's thread until :meth:`stop`."""

@@ -264,7 +264,6 @@ class MoldPublisher:
         self._batches: deque[_Batch] = deque()
         self._drop_next = 0
         self._last_send_ns = clock_ns()
-        self.last_data_send_ns = 0  # when the latest data packet was handed to the socket (latency harness)
 
     # --- input ------------------------------------------------------------------------------------
     def publish(self, message: bytes) -> None:
@@ -352,7 +351,6 @@ class MoldPublisher:
             self._drop_next -= 1
             self.stats.dropped_packets += 1
             return
-        self.last_data_send_ns = self.clock_ns()  # before the call: on loopback the packet lands inside it
         try:
             self.stats.bytes += self.sock.sendmsg([header, blocks], [], 0, self.destination)
         except BlockingIOError:

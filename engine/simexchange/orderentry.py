@@ -211,7 +211,6 @@ class OrderEntryServer:
         self.malformed_messages = 0  # OUCH messages rejected because their bytes do not decode
         self.handler_errors = 0  # sessions ended because handling one of their packets failed
         self.last_handler_error = ""  # the last such failure, one line
-        self.tap: Callable[[bytes], None] | None = None  # sees every inbound packet first (latency harness)
 
     # --- agent ----------------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -269,8 +268,6 @@ class OrderEntryServer:
     def _handler(self, session: _Session) -> Callable[[pyaeron.BufferView, pyaeron.Header], None]:
         def on_fragment(view: pyaeron.BufferView, header: pyaeron.Header) -> None:
             packet = view.tobytes()
-            if self.tap is not None:
-                self.tap(packet)
             batched = self._n_requests
             try:
                 self._on_packet(session, packet, header.session_id)
