@@ -16,6 +16,7 @@ from numba import typeof, types
 from numba.core.dispatcher import Dispatcher
 
 from engine.book.book_nb import grow_state
+from engine.core.clock import start_stamp_clock
 from engine.core.events import empty_events
 from engine.gateway.aeron_c import make_inbox
 from engine.gateway.client import N_CS, OrderEntryClient
@@ -151,6 +152,7 @@ def build_state(spec: NodeSpec, blocks: NodeBlocks) -> L.NodeState:
         symbols[i] = ouch.alpha(instrument.symbol, 8)
     limits = spec.risk.limits()
     mi = np.zeros(L.N_NI, np.int64)
+    start_stamp_clock(mi, L.NI_CLOCK)
     mi[L.NI_POST_ONLY] = int(spec.post_only)
     mi[L.NI_REPLACE] = int(spec.replace)
     return L.NodeState(

@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from engine.core.clock import CLOCK_WORDS
+
 # --- node scalars: mi[NI_*] -------------------------------------------------------------------
 (
     NI_HALT,  # 1 while the feed has a gap (or lost messages): cancel everything, quote nothing
@@ -25,8 +27,9 @@ import numpy as np
     NI_POST_ONLY,
     NI_CALLS,
     NI_REPLACE,  # 1: requotes go out as OUCH Replace Orders (0: cancel + enter, for a venue without replace)
-) = range(17)
-N_NI = 17
+    NI_CLOCK,  # the stamp clock (engine.core.clock.stamp_ns): CLOCK_WORDS words from here
+) = range(18)
+N_NI = NI_CLOCK + CLOCK_WORDS
 
 # --- tick-to-trade probes: probes[n % P, PR_*], one row per market-data batch that made the node send ---
 (

@@ -29,7 +29,7 @@ from __future__ import annotations
 from numba import njit
 
 from engine.core.borrow import borrow_all
-from engine.core.clock import monotonic_ns
+from engine.core.clock import stamp_ns
 from engine.core.ffi import recv_dontwait
 from engine.gateway.aeron_c import inbox_count
 from engine.gateway.client import (
@@ -58,7 +58,7 @@ def _offer_all(ns, lp, count, now_ns):
     for j in range(count):
         start = ns.out_off[j]
         if j == 0:  # tick-to-trade ends as the first order is handed to Aeron
-            ns.mi[L.NI_OFFER_NS] = monotonic_ns()
+            ns.mi[L.NI_OFFER_NS] = stamp_ns(ns.mi, L.NI_CLOCK)
         if cs[CS_LOGGED_IN] == 0 or not offer_session_nb(cs, ns.out, start, ns.out_off[j + 1] - start, now_ns):
             ls[L.LS_BACKLOG] = j
             ls[L.LS_COUNT] = count
@@ -99,7 +99,7 @@ def run_nb(ns, lp, book, quote):
     resume = mi[L.NI_EV_DONE] != 0  # the book grew mid-step: the first cycle finishes that step, reading nothing
     idle = 0
     while True:
-        now = monotonic_ns()
+        now = stamp_ns(mi, L.NI_CLOCK)
         work = 0
         rows = ls[L.LS_ROWS] if resume else 0
         if not resume:
@@ -111,7 +111,7 @@ def run_nb(ns, lp, book, quote):
                 return L.RC_CONTROL
             got = recv_dontwait(ls[L.LS_FD], slot_address, lp.slot.shape[0])
             if got >= 0:
-                received = monotonic_ns()
+                received = stamp_ns(mi, L.NI_CLOCK)
                 rows = take_datagram_nb(lp.rx, lp.slot, got, received, lp.events, lp.counts, lp.directory, lp.tracker)
                 if rows < 0:
                     ls[L.LS_LENGTH] = got
@@ -119,7 +119,7 @@ def run_nb(ns, lp, book, quote):
                     return L.RC_DATAGRAM if rows == TAKE_SLOW else L.RC_FEED_ERROR
                 work += 1
                 if rows > 0:
-                    mi[L.NI_DECODED_NS] = monotonic_ns()
+                    mi[L.NI_DECODED_NS] = stamp_ns(mi, L.NI_CLOCK)
             work += poll_session_nb(cs, lp.inbox, ls[L.LS_HANDLER], lp.responses, ls[L.LS_FRAGMENT_LIMIT], now)
             silent = cs[CS_LOGGED_IN] != 0 and now - cs[CS_LAST_RX_NS] > ls[L.LS_TIMEOUT_NS]
             if silent or cs[CS_HANDLED] < inbox_count(lp.inbox):
@@ -132,7 +132,7 @@ def run_nb(ns, lp, book, quote):
             if rc != L.RC_NONE:
                 return rc
         ls[L.LS_CYCLES] += 1
-        ls[L.LS_MAX_CYCLE_NS] = max(ls[L.LS_MAX_CYCLE_NS], monotonic_ns() - now)
+        ls[L.LS_MAX_CYCLE_NS] = max(ls[L.LS_MAX_CYCLE_NS], stamp_ns(mi, L.NI_CLOCK) - now)
         if work:
             idle = 0
         else:

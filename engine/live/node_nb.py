@@ -39,7 +39,7 @@ from numba import njit
 from engine.book.book_nb import apply_event_nb, has_room_nb, tables_nb
 from engine.core import events as E
 from engine.core.borrow import borrow_all
-from engine.core.clock import monotonic_ns
+from engine.core.clock import stamp_ns
 from engine.core.units import NEVER
 from engine.gateway import session as SP
 from engine.live import layout as L
@@ -168,7 +168,7 @@ def _quote(ns, tables, i, now_ns, k, quote):
     count = plan_nb(own[i], ns.quotes, wanted, tick, unit, lot, ns.actions)
     if count == 0:
         return k
-    stamp = monotonic_ns()  # from here on the time goes to risk (these sums included) and encoding
+    stamp = stamp_ns(ns.mi, L.NI_CLOCK)  # from here on the time goes to risk (these sums included) and encoding
     for j in range(inst.shape[0]):
         scratch[0, j] = inst[j, TL.IN_POSITION] * inst[j, TL.IN_LOT]
         scratch[1, j] = open_units_nb(own, inst, j, E.SIDE_BID)
@@ -262,7 +262,7 @@ def _requote(ns, i, count, side):
 @njit(cache=True, nogil=True, inline="always")
 def _lap(ns, slot, since_ns):
     """Add the time since ``since_ns`` to ``mi[slot]``; returns now."""
-    now = monotonic_ns()
+    now = stamp_ns(ns.mi, L.NI_CLOCK)
     ns.mi[slot] += now - since_ns
     return now
 
@@ -345,7 +345,7 @@ def _close_step(ns, booked_ns, first_message, messages):
     p[L.PR_FIRST_MESSAGE] = first_message
     p[L.PR_MESSAGES] = messages
     p[L.PR_OFFERED_NS] = 0
-    p[L.PR_STEPPED_NS] = monotonic_ns()
+    p[L.PR_STEPPED_NS] = stamp_ns(mi, L.NI_CLOCK)
     mi[L.NI_PROBE_OPEN] = 1
 
 
@@ -357,7 +357,7 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
     mi, inst, money = ns.mi, ns.inst, ns.money
     n = inst.shape[0]
     if mi[L.NI_EV_DONE] == 0:
-        mi[L.NI_STEP_NS] = monotonic_ns()
+        mi[L.NI_STEP_NS] = stamp_ns(mi, L.NI_CLOCK)
         _observe(ns)
         for j in range(n_responses):
             rsp = responses[j]
@@ -381,7 +381,7 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
         mi[L.NI_RECV_NS] = ev.ts_local_ns
         mi[L.NI_SEQ] = ev.seq
     mi[L.NI_EV_DONE] = 0
-    booked = monotonic_ns()
+    booked = stamp_ns(mi, L.NI_CLOCK)
     mi[L.NI_RISK_NS] = 0
     mi[L.NI_ENCODE_NS] = 0
     halted = mi[L.NI_HALT] != 0 or mi[L.NI_STOP] != 0 or ns.rstate[TL.RS_KILLED] != 0.0
