@@ -77,12 +77,19 @@ def tsc(typingctx):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _anchor_nb(clock, at):
-    """Read CLOCK_MONOTONIC between two counter readings and anchor the stamp clock there; returns it."""
+def _reading_nb():
+    """CLOCK_MONOTONIC and the counter at the same moment: the clock read between two counter readings."""
     before = tsc()
     now = monotonic_ns()
-    clock[at + CK_TSC] = before + (tsc() - before) // 2
+    return now, before + (tsc() - before) // 2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _anchor_nb(clock, at):
+    """Anchor the stamp clock on a real reading now; returns it."""
+    now, count = _reading_nb()
     clock[at + CK_NS] = now
+    clock[at + CK_TSC] = count
     return now
 
 
@@ -95,13 +102,6 @@ def stamp_ns(clock, at):
     if clock[at + CK_MULT] == 0 or elapsed < 0 or elapsed > clock[at + CK_SPAN]:
         return _anchor_nb(clock, at)
     return clock[at + CK_NS] + ((elapsed * clock[at + CK_MULT]) >> TSC_SHIFT)
-
-
-@njit(cache=True, nogil=True)
-def _reading_nb():
-    before = tsc()
-    now = monotonic_ns()
-    return now, before + (tsc() - before) // 2
 
 
 def start_stamp_clock(clock: np.ndarray, at: int) -> None:

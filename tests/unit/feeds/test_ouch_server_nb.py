@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import feeds.ouch as ouch
@@ -40,9 +39,8 @@ from feeds.ouch import (
     encode_replaced_nb,
     new_order_messages,
 )
+from tests.unit.feeds.test_ouch import HYPOTHESIS, fields_of
 
-ALPHA = string.ascii_uppercase + string.digits
-HYPOTHESIS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 JUNK = 0xEE  # fills buffers around what an encoder writes
 # Python ints above 2**63 - 1 passed to a jitted function that has an int64 specialization overflow in
 # Numba's dispatcher, so the encoders get u64 fields below 2**63 from Python (a compiled caller passes
@@ -53,22 +51,6 @@ MAX_I64 = (1 << 63) - 1
 def as_i64(value: int) -> int:
     """A u64 wire value as the int64 row fields hold it (two's complement)."""
     return value - (1 << 64) if value > MAX_I64 else value
-
-
-def fields_of(dtype: np.dtype, *, max_u64: int = (1 << 64) - 1) -> st.SearchStrategy[dict[str, int | str]]:
-    """Values for every field of a message but its type byte and appendage length, full range by default."""
-    strategies: dict[str, st.SearchStrategy[int | str]] = {}
-    for name in dtype.names:
-        if name in ("message_type", "appendage_length"):
-            continue
-        field = dtype[name]
-        if field.kind == "S" and field.itemsize == 1:
-            strategies[name] = st.sampled_from(ALPHA)
-        elif field.kind == "S":
-            strategies[name] = st.text(ALPHA, max_size=field.itemsize)
-        else:
-            strategies[name] = st.integers(0, max_u64 if field.itemsize == 8 else (1 << (8 * field.itemsize)) - 1)
-    return st.fixed_dictionaries(strategies)
 
 
 # --- outbound encoders ----------------------------------------------------------------------------
