@@ -49,6 +49,10 @@ TAKER_FEE = 0.0007  # 7 bp; no taker fill can happen with post-only orders, but 
 INTERVAL_NS = 100_000_000  # requote every 100 ms
 NPZ_PARAMS = {"interval_ns": INTERVAL_NS, "order_qty": 0.01, "max_position": 0.1}  # 0.01 BTC a quote
 ITCH_PARAMS = {"interval_ns": INTERVAL_NS, "order_qty": 100.0, "max_position": 1000.0}  # a round lot a quote
+# the comparison is of the exchange simulation: the trading core's risk checks are wide open (the position
+# limit cannot be switched off) and requotes are cancel + new, as in hftbacktest_touch
+WIDE_RISK = {"max_position": 1e12, "max_order_qty": 0, "price_collar_bps": 0, "max_open_orders": 0,
+             "max_orders_per_s": 0}  # fmt: skip
 NPZ_SETTINGS = {
     "tick_size": NPZ_TICK,
     "lot_size": NPZ_LOT,
@@ -58,6 +62,8 @@ NPZ_SETTINGS = {
     "maker_fee": MAKER_FEE,
     "taker_fee": TAKER_FEE,
     "time_in_force": "gtx",
+    "risk": WIDE_RISK,
+    "replace": False,
 }
 ITCH_SETTINGS = {
     "latency": f"constant:{ENTRY_NS},{RESPONSE_NS}",
@@ -65,6 +71,8 @@ ITCH_SETTINGS = {
     "maker_fee": MAKER_FEE,
     "taker_fee": TAKER_FEE,
     "time_in_force": "gtx",
+    "risk": WIDE_RISK,
+    "replace": False,
 }
 HBT_EXCH_EVENT = 1 << 31
 HBT_LOCAL_EVENT = 1 << 30

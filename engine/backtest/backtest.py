@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Mapping
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 from numba import typeof
@@ -33,10 +34,13 @@ from engine.book.depth import new_depth
 from engine.book.layout import new_state
 from engine.core import events as E
 from engine.core.jit import CompileWatch, tell_compiling
-from engine.trading.plan import new_actions
-from engine.trading.view import new_flow
+from engine.trading import layout as TL
+from engine.trading.core import core_tables
+from engine.trading.oms import new_counters, new_orders
+from engine.trading.risk import RiskConfig
+from feeds.ouch import empty_responses
 from strategies import get_strategy
-from strategies.api import DEPTH, QUOTE_FN, Strategy, new_quotes, new_view
+from strategies.api import QUOTE_FN, Strategy
 
 SAMPLE_NS = 100_000_000  # equity curve resolution
 CHUNK_EVENTS = 1 << 20  # events per compiled call (the progress bar moves between calls)
@@ -64,6 +68,8 @@ def backtest(
     taker_fee: float = 0.0,
     time_in_force: str = "gtx",
     instruments: str | None = None,
+    risk: RiskConfig | Mapping[str, float] | None = None,
+    replace: bool = True,
     progress: bool = True,
 ) -> BacktestResult:
     """Run ``strategy`` over ``data`` and return the result (see the module docstring).
@@ -72,6 +78,10 @@ def backtest(
     data and ``risk-averse`` on L2 data; ``time_in_force`` ``gtx`` (post-only, the default) rejects
     an order that would cross on arrival, ``gtc`` lets it take liquidity at the touch. ``instruments``
     is a TOML file of ``[[instruments]]`` symbol, tick_size, lot_size (the arguments win over it).
+
+    The orders go through the live node's trading core (``engine.trading.core``): its pre-trade checks with
+    ``risk`` (a ``RiskConfig`` or its fields; the live node's defaults when None) and, with ``replace``,
+    requotes as Replace requests.
     """
     paths = [data] if isinstance(data, str) else list(data)
     try:
@@ -80,6 +90,7 @@ def backtest(
     except ValueError as exc:
         raise BacktestError(str(exc)) from None
     lat = latency if isinstance(latency, Latency) else Latency.parse(latency)
+    limits = _risk_config(risk)
     feed_ns = parse_feed_latency(feed_latency)
     if time_in_force not in ("gtx", "gtc"):
         raise BacktestError(f"bad time in force {time_in_force!r}: expected gtx (post-only) or gtc")
@@ -99,10 +110,12 @@ def backtest(
     unit = 1.0 / inst.price_scale
     tick_units = max(1, round(inst.tick_size * inst.price_scale))
     prices = _depth_prices(events, inst.instrument_id) if l2 else None
-    bt = _new_state(param_array, spec.state_size, lat, events, prices)
+    bt = _new_state(spec, param_array, limits, lat, events, prices)
+    bt.inst[0, TL.IN_LOCATE], bt.inst[0, TL.IN_TICK], bt.inst[0, TL.IN_LOT] = inst.instrument_id, tick_units, 1
+    bt.money[0, TL.MN_UNIT], bt.money[0, TL.MN_LOT] = unit, inst.lot_size
+    bt.money[0, TL.MN_MAKER_FEE], bt.money[0, TL.MN_TAKER_FEE] = maker_fee, taker_fee
     bt.cf[:] = [
         inst.instrument_id,
-        tick_units,
         0 if l2 else 1,
         model,
         int(partial_fills),
@@ -113,8 +126,9 @@ def backtest(
         feed_ns,
         SAMPLE_NS,
         int(prices is not None),
+        int(replace),
     ]
-    bt.cff[:] = [unit, inst.lot_size, maker_fee, taker_fee, power_n, lat.sigma]
+    bt.cff[:] = [power_n, lat.sigma]
     k.seed_nb(lat.seed)
 
     orders, levels = (1 << 12, 1 << 10) if prices is not None else _book_rows(events, inst.instrument_id)
@@ -135,6 +149,15 @@ def backtest(
     while k.final_sample_nb(bt, ls) != L.RC_DONE:
         bt, xs, ls = _grow(L.RC_EQUITY_FULL, bt, xs, ls)
     return _result(bt, events, inst, spec, fp, (elapsed, cpu_s), load_s, watch.seconds, l2)
+
+
+def _risk_config(risk: RiskConfig | Mapping[str, float] | None) -> RiskConfig:
+    if risk is None or isinstance(risk, RiskConfig):
+        return risk or RiskConfig()
+    try:
+        return msgspec.convert(dict(risk), RiskConfig)
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise BacktestError(f"bad risk limits: {exc}") from None
 
 
 def _book_rows(events: np.ndarray, instrument: int) -> tuple[int, int]:
@@ -172,25 +195,34 @@ def _depth_ranks(events: np.ndarray, prices: np.ndarray) -> np.ndarray:
 
 
 def _new_state(
-    params: np.ndarray, state_size: int, lat: Latency, events: np.ndarray, prices: np.ndarray | None
+    spec: Strategy, params: np.ndarray, risk: RiskConfig, lat: Latency, events: np.ndarray, prices: np.ndarray | None
 ) -> L.BacktestState:
-    """The kernel's state; with level ``prices`` (L2 data), dense depth for both books over them."""
-    own = np.zeros((ORDER_SLOTS, L.N_OW), np.int64)
-    own[:, L.OW_ROW] = -1
+    """The kernel's state: the trading core's tables for one instrument, the exchange's, the message queues;
+    with level ``prices`` (L2 data), dense depth for both books over them."""
     mi = np.zeros(L.N_MI, np.int64)
     mi[L.MI_NEXT_WAKE] = k.NEVER
     mi[L.MI_LAST_SAMPLE] = -k.NEVER
     mi[[L.MI_BID_LO, L.MI_ASK_LO]] = k.NEVER
     mi[[L.MI_BID_HI, L.MI_ASK_HI]] = -k.NEVER
-    mf = np.zeros(L.N_MF, np.float64)
+    money = np.zeros((1, TL.N_MN), np.float64)
+    money[0, TL.MN_MID] = np.nan
     dprice = np.zeros(1, np.int64) if prices is None else prices.astype(np.int64)
     xd, xdm = new_depth(dprice)
     ld, ldm = new_depth(dprice)
+    xo = np.zeros((ORDER_SLOTS, L.N_XO), np.int64)
+    xo[:, L.XO_ROW] = BL.EMPTY
     return L.BacktestState(
-        own=own,
+        own=new_orders(1, ORDER_SLOTS),
+        oc=new_counters(),
+        inst=np.zeros((1, TL.N_IN), np.int64),
+        money=money,
+        risk_counts=np.zeros((1, len(TL.RISK_REASONS)), np.int64),
+        **core_tables(1, ORDER_SLOTS, spec, params, risk),
+        xo=xo,
         queue=np.zeros((ORDER_SLOTS, 2), np.float64),
         req=np.zeros((256, L.N_MS), np.int64),
         rsp=np.zeros((256, L.N_MS), np.int64),
+        record=empty_responses(1),
         fills=np.zeros((1 << 12, L.N_FL), np.int64),
         fill_fee=np.zeros(1 << 12, np.float64),
         eq_ts=np.zeros(1 << 12, np.int64),
@@ -199,14 +231,7 @@ def _new_state(
         cff=np.zeros(L.N_CFF, np.float64),
         lat=np.ascontiguousarray(lat.table, np.int64),
         mi=mi,
-        mf=mf,
-        sview=new_view(),
-        params=params,
-        sstate=np.zeros(state_size, np.float64),
-        quotes=new_quotes(),
-        depth=np.zeros((DEPTH, 3), np.int64),
-        actions=new_actions(ORDER_SLOTS),
-        flow=new_flow(1)[0],
+        mf=np.zeros(L.N_MF, np.float64),
         xd=xd,
         xdm=xdm,
         ld=ld,
@@ -251,7 +276,8 @@ def _grow(rc: int, bt: L.BacktestState, xs, ls):
 
 def _result(bt, events, inst, spec, fp, times, load_s, compile_s, l2) -> BacktestResult:
     elapsed, cpu_s = times
-    unit, lot = bt.cff[L.CFF_UNIT], bt.cff[L.CFF_LOT]
+    unit, lot = bt.money[0, TL.MN_UNIT], bt.money[0, TL.MN_LOT]
+    ours, oc = bt.inst[0], bt.oc
     nf = int(bt.mi[L.MI_NFILL])
     f = bt.fills[:nf]
     fills = pa.table(
@@ -292,25 +318,28 @@ def _result(bt, events, inst, spec, fp, times, load_s, compile_s, l2) -> Backtes
         "cpu_s": cpu_s,  # CPU time of the replay loop's thread: what a busy machine inflates less
         "load_s": load_s,
         "compile_s": compile_s,
-        "orders": int(bt.mi[L.MI_ORDERS]),
-        "cancels": int(bt.mi[L.MI_CANCELS]),
-        "rejects": int(bt.mi[L.MI_REJECTS]),
+        "orders": int(ours[TL.IN_ORDERS]),  # Enter Orders (a replace is counted in "replaces")
+        "replaces": int(ours[TL.IN_REPLACES]),
+        "cancels": int(ours[TL.IN_CANCELED]),
+        "rejects": int(ours[TL.IN_REJECTS]),
+        "risk_rejections": dict(zip(TL.RISK_REASONS, map(int, bt.risk_counts[0]), strict=True)),
         "fills": nf,
         "filled_orders": len(np.unique(f[:, L.FL_ORDER])),
         "taker_fills": int((f[:, L.FL_MAKER] == 0).sum()),
-        "strategy_calls": int(bt.mi[L.MI_CALLS]),
-        "order_slots_full": int(bt.mi[L.MI_FULL_TABLE]),
-        "position": int(bt.mi[L.MI_POSITION]),  # lots (documented name)
-        "position_lots": int(bt.mi[L.MI_POSITION]),
-        "position_units": float(bt.mi[L.MI_POSITION] * lot),
+        "strategy_calls": int(oc[TL.OC_CALLS]),
+        "order_slots_full": int(oc[TL.OC_FULL_TABLE]),
+        "position": int(ours[TL.IN_POSITION]),  # lots (documented name)
+        "position_lots": int(ours[TL.IN_POSITION]),
+        "position_units": float(ours[TL.IN_POSITION] * lot),
         "pnl": float(eq[-1, L.EQ_EQUITY]) if ne else 0.0,  # net of fees, marked at the last mid
-        "fees": float(bt.mf[L.MF_FEES]),
+        "fees": float(bt.money[0, TL.MN_FEES]),
         "traded_volume": float(bt.mf[L.MF_VOLUME]),
         "traded_value": float(bt.mf[L.MF_VALUE]),
         "feed_messages": fp.stats.messages,
     }
     stats["pnl_gross"] = stats["pnl"] + stats["fees"]  # before fees (a rebate is a negative fee)
-    stats["fill_ratio"] = stats["filled_orders"] / stats["orders"] if stats["orders"] else 0.0
+    sent = stats["orders"] + stats["replaces"]
+    stats["fill_ratio"] = stats["filled_orders"] / sent if sent else 0.0
     stats.update(equity_stats(bt.eq_ts[:ne], eq[:, L.EQ_EQUITY], eq[:, L.EQ_POSITION]))
     stats["per_day"] = per_day(bt.eq_ts[:ne], eq[:, L.EQ_EQUITY], f[:, L.FL_LOCAL_NS], f[:, L.FL_QTY] * lot)
     return BacktestResult(stats, fills, equity)

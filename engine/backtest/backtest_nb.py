@@ -1,20 +1,24 @@
-"""The backtester's compiled core: two timelines, two books, our orders, a queue model, one call.
+"""The backtester's compiled core: two timelines, two books, a simulated exchange and the trading core.
 
 ``run_nb`` replays events through
 
 * the **exchange** book (events in exchange-timestamp order) where our orders rest and fill: on L3
   data each order of ours is a real row of that book (a *phantom* with a negative id), so its queue
-  position is exact FIFO; on L2 data its place in the queue is estimated by a queue model;
+  position is exact FIFO; on L2 data its place in the queue is estimated by a queue model. The
+  exchange keeps its own record of our orders (``xo``) and learns of one only when its request
+  arrives;
 * the **local** book (events in local-timestamp order: what our feed handler would have seen),
   which is all the strategy sees;
-* order requests that reach the exchange after the entry latency, and responses (accepted,
-  rejected, canceled, fills) that reach us after the response latency; positions, cash and fees
-  change when a fill *reaches us*, as they would live.
+* the **trading core** (``engine.trading.core``), the same compiled OMS, wake sequence and risk checks
+  the live node runs: every ``interval_ns`` of local time (or after every local batch when 0) it fills
+  the view, calls the strategy, plans, checks each order against the risk limits and records it;
+  what it sends (enter, replace, cancel) reaches the exchange after the entry latency, and the
+  exchange's answers (OUCH Accepted, Replaced, Canceled, Executed, Rejected records, as the live node
+  receives them) reach the core after the response latency, where positions, cash and fees change.
+  Requests and responses are delivered in the order they were sent, as on an order-entry session.
 
-The strategy (a ``strategies.api`` quoting function) is called every ``interval_ns`` of local time
-(or after every local batch when 0); ``reconcile_nb`` turns its wanted quotes into new orders and
-cancels. Everything lives in preallocated arrays (the :class:`BacktestState` tuple); when a table is
-full ``run_nb`` returns a code saying which, ``engine.backtest.backtest`` doubles it and calls again.
+Everything lives in preallocated arrays (the :class:`BacktestState` tuple); when a table is full
+``run_nb`` returns a code saying which, ``engine.backtest.backtest`` doubles it and calls again.
 
 Fill rules (no fill without a trade or a cross at our price; market impact is not modelled):
 
@@ -26,6 +30,7 @@ Fill rules (no fill without a trade or a cross at our price; market impact is no
   the probabilistic split of a decrease between the orders ahead and behind), the order fills when
   the quantity ahead falls below zero; trades through our price and a touch crossing it fill it.
 * Without partial fills an order fills whole the first time any of that reaches it.
+* A replace takes the old order out and puts the new one at the back of its price's queue.
 
 Speed: on L2 data the two books are dense depth indexed by price rank (``engine.book.depth``,
 CF_DENSE), and the local book the strategy reads holds only the best DEPTH levels, written at a
@@ -40,7 +45,6 @@ import numpy as np
 from numba import njit
 
 from engine.backtest import layout as L
-from engine.backtest.layout import BacktestState
 from engine.book import layout as BL
 from engine.book.book_nb import (
     add_order_nb,
@@ -61,12 +65,15 @@ from engine.book.book_nb import (
 )
 from engine.book.depth import depth_apply_nb, depth_best_nb, depth_qty_nb, depth_top_nb
 from engine.core import events as E
-from engine.core.borrow import borrow
+from engine.core.borrow import borrow, borrow_all
 from engine.core.units import NEVER
 from engine.trading import layout as TL
-from engine.trading.plan import plan_nb
-from engine.trading.view import fill_view_nb, mid_nb, own_fill_nb, reset_flow_nb, trade_stats_nb
-from strategies.api import MAX_LEVELS, P_INTERVAL_NS
+from engine.trading.core import mark_nb, respond_nb, wake_nb
+from engine.trading.oms import K_ACCEPTED, K_CANCELED, K_EXECUTED, K_REJECTED, K_REPLACED
+from engine.trading.view import mid_nb, trade_stats_nb
+from strategies.api import P_INTERVAL_NS
+
+MAKER_FLAG, TAKER_FLAG = ord("A"), ord("R")  # OUCH liquidity flags: added, removed
 
 
 # --- small helpers ------------------------------------------------------------------------------
@@ -118,33 +125,31 @@ def _latency_nb(cf, cff, lat, now, col):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _push_nb(box, n, at, kind, slot, price, qty, maker, exch_ns):
-    box[n, L.MS_AT] = at
-    box[n, L.MS_KIND] = kind
-    box[n, L.MS_SLOT] = slot
-    box[n, L.MS_PRICE] = price
-    box[n, L.MS_QTY] = qty
-    box[n, L.MS_MAKER] = maker
-    box[n, L.MS_EXCH_NS] = exch_ns
-    return n + 1
+def _push_nb(bt, box, n, at_slot, now, col, kind, order_id, side, price, qty):
+    """Queue a message sent at ``now``, due after the latency of ``col`` (1 entry, 2 response) and never before
+    the one sent ahead of it (``mi[at_slot]``: a session delivers in order); returns its row."""
+    mi = bt.mi
+    at = max(now + _latency_nb(bt.cf, bt.cff, bt.lat, now, col), mi[at_slot])
+    mi[at_slot] = at
+    m = box[n]
+    m[L.MS_AT] = at
+    m[L.MS_KIND] = kind
+    m[L.MS_ID] = order_id
+    m[L.MS_SIDE] = side
+    m[L.MS_PRICE] = price
+    m[L.MS_QTY] = qty
+    m[L.MS_OLD_ID] = 0
+    m[L.MS_MAKER] = 0
+    m[L.MS_EXCH_NS] = now
+    m[L.MS_REF] = 0
+    m[L.MS_MATCH] = 0
+    return m
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _earliest_nb(box, n):
-    """Index of the message due first (FIFO among equal times), or -1."""
-    best = -1
-    at = NEVER
-    for i in range(n):
-        if box[i, L.MS_AT] < at:
-            at = box[i, L.MS_AT]
-            best = i
-    return best
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _pop_nb(box, n, i):
-    """Remove message ``i`` keeping the others in order; returns the new count."""
-    for j in range(i, n - 1):
+def _pop_nb(box, n):
+    """Remove the first message keeping the others in order; returns the new count."""
+    for j in range(n - 1):
         for c in range(L.N_MS):
             box[j, c] = box[j + 1, c]
     return n - 1
@@ -182,52 +187,62 @@ def _touch_nb(bt, xt, b, side_index):
 def _resting_range_nb(bt):
     """Recompute the price range of our resting orders on each side (MI_BID_LO .. MI_ASK_HI), which lets
     the exchange side pass over events that cannot reach them."""
-    own, mi = bt.own, bt.mi
+    xo, mi = bt.xo, bt.mi
     mi[L.MI_BID_LO] = mi[L.MI_ASK_LO] = NEVER
     mi[L.MI_BID_HI] = mi[L.MI_ASK_HI] = -NEVER
-    for s in range(own.shape[0]):
-        if own[s, L.OW_EXCH] == L.EX_RESTING:
-            lo = L.MI_BID_LO if own[s, TL.OW_SIDE] == E.SIDE_BID else L.MI_ASK_LO
-            price = own[s, TL.OW_PRICE]
+    for s in range(xo.shape[0]):
+        if xo[s, L.XO_STATE] == L.EX_RESTING:
+            lo = L.MI_BID_LO if xo[s, L.XO_SIDE] == E.SIDE_BID else L.MI_ASK_LO
+            price = xo[s, L.XO_PRICE]
             mi[lo] = min(mi[lo], price)
             mi[lo + 1] = max(mi[lo + 1], price)
 
 
 # --- the exchange side --------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _respond_nb(bt, now, kind, slot, price, qty, maker):
-    """Queue a response for the local side, due after the response latency."""
+def _respond_nb(bt, now, kind, order_id, side, price, qty):
+    """Queue an answer for the trading core, due after the response latency; returns its row."""
     mi = bt.mi
-    at = now + _latency_nb(bt.cf, bt.cff, bt.lat, now, 2)
-    mi[L.MI_NRSP] = _push_nb(bt.rsp, mi[L.MI_NRSP], at, kind, slot, price, qty, maker, now)
-    bt.own[slot, L.OW_INFLIGHT] += 1
+    m = _push_nb(bt, bt.rsp, mi[L.MI_NRSP], L.MI_RSP_AT, now, 2, kind, order_id, side, price, qty)
+    mi[L.MI_NRSP] += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _take_out_nb(bt, xt, slot):
+    """Order ``slot`` leaves the exchange (filled, canceled or replaced): its phantom too, and its row is free."""
+    xo = bt.xo
+    if xo[slot, L.XO_ROW] != BL.EMPTY:
+        remove_order_nb(xt, xo[slot, L.XO_ROW])
+        xo[slot, L.XO_ROW] = BL.EMPTY
+    xo[slot, L.XO_STATE] = L.EX_FREE
+    bt.mi[L.MI_RESTING] -= 1
+    _resting_range_nb(bt)
 
 
 @njit(cache=True, nogil=True)
 def _exch_fill_nb(bt, xt, now, slot, qty, price, maker):
-    """Our order ``slot`` trades ``qty`` lots (at most what it has left) at ``price``."""
-    own = bt.own
-    qty = min(qty, own[slot, L.OW_LEAVES])
+    """Our order ``slot`` trades ``qty`` lots (at most what it has left) at ``price``: an Executed answer."""
+    xo = bt.xo
+    qty = min(qty, xo[slot, L.XO_LEAVES])
     if qty <= 0:
         return
-    own[slot, L.OW_LEAVES] -= qty
-    row = own[slot, L.OW_ROW]
-    if own[slot, L.OW_LEAVES] == 0:
-        own[slot, L.OW_EXCH] = L.EX_DONE
-        bt.mi[L.MI_RESTING] -= 1
-        _resting_range_nb(bt)
-        if row != BL.EMPTY:
-            remove_order_nb(xt, row)
-            own[slot, L.OW_ROW] = BL.EMPTY
-    elif row != BL.EMPTY:
-        reduce_order_nb(xt, row, qty)
-    _respond_nb(bt, now, L.RS_FILL, slot, price, qty, maker)
+    xo[slot, L.XO_LEAVES] -= qty
+    if xo[slot, L.XO_LEAVES] == 0:
+        _take_out_nb(bt, xt, slot)
+    elif xo[slot, L.XO_ROW] != BL.EMPTY:
+        reduce_order_nb(xt, xo[slot, L.XO_ROW], qty)
+    bt.mi[L.MI_MATCH] += 1
+    m = _respond_nb(bt, now, K_EXECUTED, xo[slot, L.XO_ID], xo[slot, L.XO_SIDE], price, qty)
+    m[L.MS_MAKER] = maker
+    m[L.MS_REF] = xo[slot, L.XO_REF]
+    m[L.MS_MATCH] = bt.mi[L.MI_MATCH]
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _fill_amount(bt, slot, available):
     """Lots an order fills when ``available`` lots reach it: all it has, or with partial fills at most that."""
-    leaves = bt.own[slot, L.OW_LEAVES]
+    leaves = bt.xo[slot, L.XO_LEAVES]
     return min(leaves, available) if bt.cf[L.CF_PARTIAL] else leaves
 
 
@@ -237,10 +252,10 @@ def _fill_crossed_nb(bt, xt, b, now, side):
     touch, touch_qty = _touch_nb(bt, xt, b, BL.ASK if side == E.SIDE_BID else BL.BID)
     if touch_qty == 0:
         return
-    own = bt.own
-    for s in range(own.shape[0]):
-        if own[s, L.OW_EXCH] == L.EX_RESTING and own[s, TL.OW_SIDE] == side:
-            price = own[s, TL.OW_PRICE]
+    xo = bt.xo
+    for s in range(xo.shape[0]):
+        if xo[s, L.XO_STATE] == L.EX_RESTING and xo[s, L.XO_SIDE] == side:
+            price = xo[s, L.XO_PRICE]
             if (side == E.SIDE_BID and price >= touch) or (side == E.SIDE_ASK and price <= touch):
                 _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, touch_qty), price, 1)
 
@@ -276,17 +291,17 @@ def _queue_depth_nb(bt, slot, prev_qty, new_qty):
 def _trade_nb(bt, xt, ev, now, l3):
     """A trade print: it fills our orders it went through; at our price, what it took beyond the
     quantity ahead of us (exact on L3, the queue model's estimate on L2) reaches us."""
-    own = bt.own
+    xo = bt.xo
     passive = -ev.side
-    for s in range(own.shape[0]):
-        if own[s, L.OW_EXCH] != L.EX_RESTING or own[s, TL.OW_SIDE] != passive:
+    for s in range(xo.shape[0]):
+        if xo[s, L.XO_STATE] != L.EX_RESTING or xo[s, L.XO_SIDE] != passive:
             continue
-        price = own[s, TL.OW_PRICE]
+        price = xo[s, L.XO_PRICE]
         if _better(passive, price, ev.price):
             _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, ev.qty), price, 1)
         elif price == ev.price:
             if l3:
-                beyond = ev.qty - queue_ahead_nb(xt, own[s, L.OW_ROW])[1]
+                beyond = ev.qty - queue_ahead_nb(xt, xo[s, L.XO_ROW])[1]
             else:
                 bt.queue[s, 0] -= ev.qty
                 bt.queue[s, 1] += ev.qty
@@ -308,15 +323,21 @@ def _l2_before_nb(bt, xt, ev, b, now):
     return 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _queue_moves_nb(bt, side, price, prev, qty):
+    """Depth at ``price`` on ``side`` went ``prev`` -> ``qty`` lots: every resting order of ours there re-estimates."""
+    xo = bt.xo
+    for s in range(xo.shape[0]):
+        if xo[s, L.XO_STATE] == L.EX_RESTING and xo[s, L.XO_SIDE] == side and xo[s, L.XO_PRICE] == price:
+            _queue_depth_nb(bt, s, np.float64(prev), np.float64(qty))
+
+
 @njit(cache=True, nogil=True)
 def _l2_after_nb(bt, xt, ev, b, now, prev):
     """L2 data, after the book took a level change: our queue estimates, then fills the new touch crossed."""
     if ev.kind != E.KIND_LEVEL:
         return
-    own = bt.own
-    for s in range(own.shape[0]):
-        if own[s, L.OW_EXCH] == L.EX_RESTING and own[s, TL.OW_SIDE] == ev.side and own[s, TL.OW_PRICE] == ev.price:
-            _queue_depth_nb(bt, s, np.float64(prev), np.float64(ev.qty))
+    _queue_moves_nb(bt, ev.side, ev.price, prev, ev.qty)
     _fill_crossed_nb(bt, xt, b, now, -ev.side)
 
 
@@ -343,10 +364,7 @@ def _dense_exch_nb(bt, xt, ev, rank, now):
     prev = bt.xd[si, rank, 0] if ours and rank != BL.EMPTY else 0
     depth_apply_nb(bt.xd, bt.xdm, bt.dprice, ev, rank)
     if ours:
-        own = bt.own
-        for s in range(own.shape[0]):
-            if own[s, L.OW_EXCH] == L.EX_RESTING and own[s, TL.OW_SIDE] == side and own[s, TL.OW_PRICE] == ev.price:
-                _queue_depth_nb(bt, s, np.float64(prev), np.float64(ev.qty))
+        _queue_moves_nb(bt, side, ev.price, prev, ev.qty)
     if _crossed_nb(bt, xt, BL.EMPTY, -side):  # the touch of this side reaches our orders on the other
         _fill_crossed_nb(bt, xt, BL.EMPTY, now, -side)
 
@@ -361,7 +379,7 @@ def _reaches_nb(mi, side, price):
 def _l3_execute_nb(bt, xt, o, qty, now):
     """L3 data, before the book takes an execution of ``qty`` from order row ``o``: the phantoms ahead of
     it and our orders at better prices would have traded first."""
-    own = bt.own
+    xo = bt.xo
     side = E.SIDE_BID if xt.orders[o, BL.OR_SIDE] == BL.BID else E.SIDE_ASK
     price = xt.orders[o, BL.OR_PRICE]
     p = xt.orders[o, BL.OR_PREV]
@@ -370,14 +388,10 @@ def _l3_execute_nb(bt, xt, o, qty, now):
         p = xt.orders[p, BL.OR_PREV]
         if pid < 0:
             s = -pid - 1
-            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, qty), own[s, TL.OW_PRICE], 1)
-    for s in range(own.shape[0]):  # an execution at a worse price went through ours
-        if (
-            own[s, L.OW_EXCH] == L.EX_RESTING
-            and own[s, TL.OW_SIDE] == side
-            and _better(side, own[s, TL.OW_PRICE], price)
-        ):
-            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, qty), own[s, TL.OW_PRICE], 1)
+            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, qty), xo[s, L.XO_PRICE], 1)
+    for s in range(xo.shape[0]):  # an execution at a worse price went through ours
+        if xo[s, L.XO_STATE] == L.EX_RESTING and xo[s, L.XO_SIDE] == side and _better(side, xo[s, L.XO_PRICE], price):
+            _exch_fill_nb(bt, xt, now, s, _fill_amount(bt, s, qty), xo[s, L.XO_PRICE], 1)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -415,265 +429,189 @@ def _l3_after_nb(bt, xt, ev, b, now):
 
 
 @njit(cache=True, nogil=True)
-def _arrive_nb(bt, xt, now, kind, slot):
-    """A request of ours reaches the exchange."""
-    own = bt.own
-    cf = bt.cf
-    if kind == L.RQ_CANCEL:
-        if own[slot, L.OW_EXCH] == L.EX_RESTING:
-            if own[slot, L.OW_ROW] != BL.EMPTY:
-                remove_order_nb(xt, own[slot, L.OW_ROW])
-                own[slot, L.OW_ROW] = BL.EMPTY
-            own[slot, L.OW_EXCH] = L.EX_DONE
-            bt.mi[L.MI_RESTING] -= 1
-            _resting_range_nb(bt)
-            _respond_nb(bt, now, L.RS_CANCELED, slot, 0, own[slot, L.OW_LEAVES], 0)
-        else:
-            _respond_nb(bt, now, L.RS_CANCEL_REJECTED, slot, 0, 0, 0)
+def _resting_slot_nb(xo, order_id):
+    """The exchange's row of our resting order ``order_id``, or -1."""
+    for s in range(xo.shape[0]):
+        if xo[s, L.XO_STATE] == L.EX_RESTING and xo[s, L.XO_ID] == order_id:
+            return s
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _place_nb(bt, xt, b, now, m, kind):
+    """Put the order of request ``m`` on the book and answer it with ``kind`` (Accepted, or Replaced with the
+    replaced UserRefNum); a marketable one (GTC) trades at the touch, all of it (no book walk)."""
+    xo = bt.xo
+    slot = -1
+    for s in range(xo.shape[0]):
+        if xo[s, L.XO_STATE] == L.EX_FREE:
+            slot = s
+            break
+    order_id, side, price, qty = m[L.MS_ID], m[L.MS_SIDE], m[L.MS_PRICE], m[L.MS_QTY]
+    if slot < 0:  # (the core never has more working orders than this table has rows)
+        _respond_nb(bt, now, K_REJECTED, order_id, side, price, 0)
         return
-    side = own[slot, TL.OW_SIDE]
-    price = own[slot, TL.OW_PRICE]
-    b = open_book_nb(xt, cf[L.CF_INSTRUMENT])
+    bt.mi[L.MI_REF] += 1
+    xo[slot, L.XO_ID] = order_id
+    xo[slot, L.XO_SIDE] = side
+    xo[slot, L.XO_PRICE] = price
+    xo[slot, L.XO_LEAVES] = qty
+    xo[slot, L.XO_STATE] = L.EX_RESTING
+    xo[slot, L.XO_ROW] = BL.EMPTY
+    xo[slot, L.XO_REF] = bt.mi[L.MI_REF]
+    bt.mi[L.MI_RESTING] += 1
+    answer = _respond_nb(bt, now, kind, order_id, side, price, qty)
+    answer[L.MS_REF] = bt.mi[L.MI_REF]
+    answer[L.MS_OLD_ID] = m[L.MS_OLD_ID]
     touch, touch_qty = _touch_nb(bt, xt, b, BL.ASK if side == E.SIDE_BID else BL.BID)
     if touch_qty > 0 and ((side == E.SIDE_BID and price >= touch) or (side == E.SIDE_ASK and price <= touch)):
-        if not cf[L.CF_GTC]:  # post-only: it would take liquidity, so it is refused
-            own[slot, L.OW_EXCH] = L.EX_DONE
-            _respond_nb(bt, now, L.RS_REJECTED, slot, 0, 0, 0)
-            return
-        own[slot, L.OW_EXCH] = L.EX_RESTING  # marketable: trades at the touch, all of it (no book walk)
-        bt.mi[L.MI_RESTING] += 1
-        bt.mi[L.MI_TAKER_FILLS] += 1
-        _respond_nb(bt, now, L.RS_ACCEPTED, slot, 0, 0, 0)
-        _exch_fill_nb(bt, xt, now, slot, own[slot, L.OW_LEAVES], touch, 0)
+        _exch_fill_nb(bt, xt, now, slot, qty, touch, 0)
         return
-    own[slot, L.OW_EXCH] = L.EX_RESTING
-    bt.mi[L.MI_RESTING] += 1
     _resting_range_nb(bt)
-    if cf[L.CF_L3]:
+    if bt.cf[L.CF_L3]:
         oid = -(slot + 1)
         hslot = hash_slot_nb(xt.o_hash, xt.orders, BL.OR_ID, oid)
         row = xt.meta[BL.M_ORDER_FREE]  # the row add_order_nb is about to take
-        add_order_nb(xt, b, _side_index(side), oid, price, own[slot, L.OW_LEAVES], hslot)
-        own[slot, L.OW_ROW] = row
+        add_order_nb(xt, b, _side_index(side), oid, price, qty, hslot)
+        xo[slot, L.XO_ROW] = row
         check_crossed_nb(xt, b)
     else:
         bt.queue[slot, 0] = _level_qty_nb(bt, xt, b, _side_index(side), price)
         bt.queue[slot, 1] = 0.0
-    _respond_nb(bt, now, L.RS_ACCEPTED, slot, 0, 0, 0)
 
 
-# --- the local side ----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _receive_nb(bt, now, i):
-    """Response ``i`` reaches us: order state, position, cash, fees, the fill record."""
-    own, mi, mf, _cf, cff = bt.own, bt.mi, bt.mf, bt.cf, bt.cff
-    kind = bt.rsp[i, L.MS_KIND]
-    slot = bt.rsp[i, L.MS_SLOT]
-    own[slot, L.OW_INFLIGHT] -= 1
-    if kind == L.RS_ACCEPTED:
-        if own[slot, TL.OW_STATE] == TL.LS_PENDING_NEW:
-            own[slot, TL.OW_STATE] = TL.LS_LIVE
-    elif kind == L.RS_REJECTED:
-        own[slot, TL.OW_STATE] = TL.LS_DONE
-        own[slot, TL.OW_OPEN] = 0
-        mi[L.MI_REJECTS] += 1
-    elif kind == L.RS_CANCELED:
-        own[slot, TL.OW_STATE] = TL.LS_DONE
-        own[slot, TL.OW_OPEN] = 0
-        mi[L.MI_CANCELS] += 1
-    elif kind == L.RS_CANCEL_REJECTED:
-        own[slot, TL.OW_STATE] = TL.LS_LIVE if own[slot, TL.OW_OPEN] > 0 else TL.LS_DONE
-    else:  # RS_FILL
-        qty = bt.rsp[i, L.MS_QTY]
-        price = bt.rsp[i, L.MS_PRICE]
-        side = own[slot, TL.OW_SIDE]
-        units = qty * cff[L.CFF_LOT]
-        value = price * cff[L.CFF_UNIT] * units
-        maker = bt.rsp[i, L.MS_MAKER]
-        fee = value * (cff[L.CFF_MAKER_FEE] if maker else cff[L.CFF_TAKER_FEE])
-        mi[L.MI_POSITION] += qty if side == E.SIDE_BID else -qty
-        mf[L.MF_CASH] += -value if side == E.SIDE_BID else value
-        mf[L.MF_FEES] += fee
-        mf[L.MF_VOLUME] += units
-        mf[L.MF_VALUE] += value
-        own_fill_nb(bt.flow, side, units)
-        n = mi[L.MI_NFILL]
-        f = bt.fills
-        f[n, L.FL_LOCAL_NS] = now
-        f[n, L.FL_EXCH_NS] = bt.rsp[i, L.MS_EXCH_NS]
-        f[n, L.FL_ORDER] = own[slot, TL.OW_ID]
-        f[n, L.FL_SIDE] = side
-        f[n, L.FL_PRICE] = price
-        f[n, L.FL_QTY] = qty
-        f[n, L.FL_MAKER] = maker
-        bt.fill_fee[n] = fee
-        mi[L.MI_NFILL] = n + 1
-        mi[L.MI_FILLS] += 1
-        own[slot, TL.OW_OPEN] -= qty
-        if own[slot, TL.OW_OPEN] <= 0:
-            own[slot, TL.OW_STATE] = TL.LS_DONE
-    if own[slot, TL.OW_STATE] == TL.LS_DONE and own[slot, L.OW_INFLIGHT] == 0:
-        own[slot, TL.OW_STATE] = TL.LS_FREE
+def _arrive_nb(bt, xt, now, m):
+    """Request ``m`` of ours reaches the exchange: a cancel, a new order or a replace."""
+    kind = m[L.MS_KIND]
+    if kind == L.RQ_CANCEL:
+        s = _resting_slot_nb(bt.xo, m[L.MS_ID])
+        if s < 0:  # filled or gone already: the cancel is refused
+            _respond_nb(bt, now, K_REJECTED, m[L.MS_ID], m[L.MS_SIDE], 0, 0)
+            return
+        leaves = bt.xo[s, L.XO_LEAVES]
+        _take_out_nb(bt, xt, s)
+        _respond_nb(bt, now, K_CANCELED, m[L.MS_ID], m[L.MS_SIDE], 0, leaves)
+        return
+    side, price = m[L.MS_SIDE], m[L.MS_PRICE]
+    old = _resting_slot_nb(bt.xo, m[L.MS_OLD_ID]) if kind == L.RQ_REPLACE else -1
+    b = open_book_nb(xt, bt.cf[L.CF_INSTRUMENT])
+    touch, touch_qty = _touch_nb(bt, xt, b, BL.ASK if side == E.SIDE_BID else BL.BID)
+    crosses = touch_qty > 0 and ((side == E.SIDE_BID and price >= touch) or (side == E.SIDE_ASK and price <= touch))
+    if (kind == L.RQ_REPLACE and old < 0) or (crosses and not bt.cf[L.CF_GTC]):
+        # the order to replace is gone, or post-only and it would take liquidity: refused (a refused replace
+        # leaves the old order as it was)
+        _respond_nb(bt, now, K_REJECTED, m[L.MS_ID], side, price, 0)
+        return
+    if old >= 0:
+        _take_out_nb(bt, xt, old)
+    _place_nb(bt, xt, b, now, m, K_REPLACED if old >= 0 else K_ACCEPTED)
+
+
+# --- the trading core's side ---------------------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _receive_nb(bt, now):
+    """The first response reaches the trading core as the OUCH record the live node would read; an execution
+    is also written to the fills table."""
+    m = bt.rsp[0]
+    r = bt.record[0]
+    r.timestamp_ns = m[L.MS_EXCH_NS]
+    r.kind = m[L.MS_KIND]
+    r.user_ref_num = m[L.MS_ID]
+    r.orig_user_ref_num = m[L.MS_OLD_ID]
+    r.order_reference_number = m[L.MS_REF]
+    r.match_number = m[L.MS_MATCH]
+    r.qty = m[L.MS_QTY]  # lots: the core's OUCH quantity per lot (IN_LOT) is 1 here
+    r.price = m[L.MS_PRICE]
+    r.liquidity_flag = MAKER_FLAG if m[L.MS_MAKER] else TAKER_FLAG
+    money = bt.money
+    fees = money[0, TL.MN_FEES]
+    _, filled = respond_nb(bt, r)
+    if filled == 0:
+        return
+    mi, mf = bt.mi, bt.mf
+    units = abs(filled) * money[0, TL.MN_LOT]
+    n = mi[L.MI_NFILL]
+    f = bt.fills
+    f[n, L.FL_LOCAL_NS] = now
+    f[n, L.FL_EXCH_NS] = m[L.MS_EXCH_NS]
+    f[n, L.FL_ORDER] = m[L.MS_ID]
+    f[n, L.FL_SIDE] = E.SIDE_BID if filled > 0 else E.SIDE_ASK
+    f[n, L.FL_PRICE] = m[L.MS_PRICE]
+    f[n, L.FL_QTY] = abs(filled)
+    f[n, L.FL_MAKER] = m[L.MS_MAKER]
+    bt.fill_fee[n] = money[0, TL.MN_FEES] - fees
+    mi[L.MI_NFILL] = n + 1
+    mf[L.MF_VOLUME] += units
+    mf[L.MF_VALUE] += m[L.MS_PRICE] * money[0, TL.MN_UNIT] * units
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _equity_nb(bt, lt, b):
-    """Cash plus the position at the local mid, less fees (the mid missing: the position counts nothing)."""
-    mid = mid_nb(lt, b, bt.cff[L.CFF_UNIT])
-    position = bt.mi[L.MI_POSITION] * bt.cff[L.CFF_LOT]
-    return bt.mf[L.MF_CASH] + (0.0 if np.isnan(mid) else position * mid) - bt.mf[L.MF_FEES], mid
+    """Cash (net of fees) plus the position at the local mid (the mid missing: the position counts nothing)."""
+    money = bt.money
+    mid = mid_nb(lt, b, money[0, TL.MN_UNIT])
+    position = bt.inst[0, TL.IN_POSITION] * money[0, TL.MN_LOT]
+    return money[0, TL.MN_CASH] + (0.0 if np.isnan(mid) else position * mid), mid
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _fill_view_nb(bt, lt, b, now):
-    """Write what the strategy may know into ``bt.sview`` (engine.trading.view, as the live node does)."""
-    mi, cff, own = bt.mi, bt.cff, bt.own
-    lot = cff[L.CFF_LOT]
-    open_bid = 0
-    open_ask = 0
-    for s in range(own.shape[0]):
-        if own[s, TL.OW_STATE] in (TL.LS_PENDING_NEW, TL.LS_LIVE, TL.LS_PENDING_CANCEL):
-            if own[s, TL.OW_SIDE] == E.SIDE_BID:
-                open_bid += own[s, TL.OW_OPEN]
-            else:
-                open_ask += own[s, TL.OW_OPEN]
-    elapsed = 0.0 if mi[L.MI_CALLS] == 0 else np.float64(now - mi[L.MI_LAST_CALL])
-    equity, _ = _equity_nb(bt, lt, b)
-    fill_view_nb(
-        bt.sview,
-        lt,
-        b,
-        bt.depth,
-        bt.cf[L.CF_TICK] * cff[L.CFF_UNIT],
-        cff[L.CFF_UNIT],
-        lot,
-        mi[L.MI_POSITION] * lot,
-        open_bid * lot,
-        open_ask * lot,
-        elapsed,
-        bt.flow,
-        equity,
-    )
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _send_nb(bt, now, kind, slot):
-    mi = bt.mi
-    at = now + _latency_nb(bt.cf, bt.cff, bt.lat, now, 1)
-    mi[L.MI_NREQ] = _push_nb(bt.req, mi[L.MI_NREQ], at, kind, slot, 0, 0, 0, now)
-    bt.own[slot, L.OW_INFLIGHT] += 1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _act_nb(bt, now, wanted):
-    """Send the cancels and new orders that turn our orders into the strategy's wanted quotes."""
-    own, cf, cff, actions = bt.own, bt.cf, bt.cff, bt.actions
-    count = plan_nb(own, bt.quotes, wanted, cf[L.CF_TICK], cff[L.CFF_UNIT], cff[L.CFF_LOT], actions)
-    for a in range(count):
-        if actions[a, TL.AC_KIND] == TL.ACT_CANCEL:
-            s = actions[a, TL.AC_ROW]
-            own[s, TL.OW_STATE] = TL.LS_PENDING_CANCEL
-            _send_nb(bt, now, L.RQ_CANCEL, s)
-            continue
-        slot = -1
-        for s in range(own.shape[0]):
-            if own[s, TL.OW_STATE] == TL.LS_FREE:
-                slot = s
-                break
-        if slot < 0:
-            bt.mi[L.MI_FULL_TABLE] += 1
-            continue
-        bt.mi[L.MI_NEXT_ID] += 1
-        own[slot, TL.OW_ID] = bt.mi[L.MI_NEXT_ID]
-        own[slot, TL.OW_SIDE] = actions[a, TL.AC_SIDE]
-        own[slot, TL.OW_PRICE] = actions[a, TL.AC_PRICE]
-        own[slot, TL.OW_QTY] = actions[a, TL.AC_QTY]
-        own[slot, L.OW_LEAVES] = actions[a, TL.AC_QTY]
-        own[slot, TL.OW_OPEN] = actions[a, TL.AC_QTY]
-        own[slot, L.OW_EXCH] = L.EX_UNSEEN
-        own[slot, TL.OW_STATE] = TL.LS_PENDING_NEW
-        own[slot, L.OW_ROW] = BL.EMPTY
-        own[slot, L.OW_INFLIGHT] = 0
-        own[slot, L.OW_SENT_NS] = now
-        bt.mi[L.MI_ORDERS] += 1
-        _send_nb(bt, now, L.RQ_NEW, slot)
+def _send_nb(bt, now, n):
+    """Queue the core's ``n`` sends rows as requests to the exchange, due after the entry latency."""
+    own, mi = bt.own, bt.mi
+    for s in range(n):
+        kind = bt.sends[s, TL.SD_KIND]
+        order = own[0, bt.sends[s, TL.SD_ROW]]
+        request = L.RQ_CANCEL if kind == TL.SEND_CANCEL else L.RQ_REPLACE if kind == TL.SEND_REPLACE else L.RQ_NEW
+        m = _push_nb(bt, bt.req, mi[L.MI_NREQ], L.MI_REQ_AT, now, 1, request, order[TL.OW_ID], order[TL.OW_SIDE],
+                     order[TL.OW_PRICE], order[TL.OW_QTY])  # fmt: skip
+        if kind == TL.SEND_REPLACE:
+            m[L.MS_OLD_ID] = own[0, bt.sends[s, TL.SD_OLD], TL.OW_ID]
+        mi[L.MI_NREQ] += 1
 
 
 @njit(cache=True, nogil=True)
-def _resting_quotes_nb(own, unit):
-    """Our quotes in currency: the best buy and sell price among our orders (``own``) resting at the exchange,
+def _resting_quotes_nb(xo, unit):
+    """Our quotes in currency: the best buy and sell price among our orders resting at the exchange (``xo``),
     NaN for a side without one. A plain call, given only what it reads: it runs once per equity sample, and a
     call passed the whole state pays for every array in it."""
     bid, ask = -np.inf, np.inf
-    for s in range(own.shape[0]):
-        if own[s, L.OW_EXCH] == L.EX_RESTING:
-            if own[s, TL.OW_SIDE] == E.SIDE_BID:
-                bid = max(bid, np.float64(own[s, TL.OW_PRICE]))
+    for s in range(xo.shape[0]):
+        if xo[s, L.XO_STATE] == L.EX_RESTING:
+            if xo[s, L.XO_SIDE] == E.SIDE_BID:
+                bid = max(bid, np.float64(xo[s, L.XO_PRICE]))
             else:
-                ask = min(ask, np.float64(own[s, TL.OW_PRICE]))
+                ask = min(ask, np.float64(xo[s, L.XO_PRICE]))
     return (bid * unit if bid > -np.inf else np.nan), (ask * unit if ask < np.inf else np.nan)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _sample_nb(bt, lt, b, now):
-    mi, mf = bt.mi, bt.mf
+    mi, money = bt.mi, bt.money
     n = mi[L.MI_NEQ]
     equity, mid = _equity_nb(bt, lt, b)
-    position = mi[L.MI_POSITION] * bt.cff[L.CFF_LOT]
     bt.eq_ts[n] = now
     bt.eq[n, L.EQ_EQUITY] = equity
-    bt.eq[n, L.EQ_POSITION] = position
+    bt.eq[n, L.EQ_POSITION] = bt.inst[0, TL.IN_POSITION] * money[0, TL.MN_LOT]
     bt.eq[n, L.EQ_MID] = mid
-    bt.eq[n, L.EQ_FEES] = mf[L.MF_FEES]
-    bt.eq[n, L.EQ_CASH] = mf[L.MF_CASH]
-    bt.eq[n, L.EQ_BID], bt.eq[n, L.EQ_ASK] = _resting_quotes_nb(bt.own, bt.cff[L.CFF_UNIT])
+    bt.eq[n, L.EQ_FEES] = money[0, TL.MN_FEES]
+    bt.eq[n, L.EQ_CASH] = money[0, TL.MN_CASH]
+    bt.eq[n, L.EQ_BID], bt.eq[n, L.EQ_ASK] = _resting_quotes_nb(bt.xo, money[0, TL.MN_UNIT])
     mi[L.MI_NEQ] = n + 1
     mi[L.MI_LAST_SAMPLE] = now
 
 
 # --- the loop -----------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, inline="always")
-def _borrowed_nb(bt):
-    """The state with owner-less views of its arrays: helpers that are not inlined then pay no
-    reference counting per event (the caller keeps the arrays alive; tables grow between calls)."""
-    return BacktestState(
-        borrow(bt.own),
-        borrow(bt.queue),
-        borrow(bt.req),
-        borrow(bt.rsp),
-        borrow(bt.fills),
-        borrow(bt.fill_fee),
-        borrow(bt.eq_ts),
-        borrow(bt.eq),
-        borrow(bt.cf),
-        borrow(bt.cff),
-        borrow(bt.lat),
-        borrow(bt.mi),
-        borrow(bt.mf),
-        borrow(bt.sview),
-        borrow(bt.params),
-        borrow(bt.sstate),
-        borrow(bt.quotes),
-        borrow(bt.depth),
-        borrow(bt.actions),
-        borrow(bt.flow),
-        borrow(bt.xd),
-        borrow(bt.xdm),
-        borrow(bt.ld),
-        borrow(bt.ldm),
-        borrow(bt.dprice),
-        borrow(bt.erank),
-        borrow(bt.vev),
-    )
-
-
 @njit(cache=True, nogil=True)
 def run_nb(bt, xs, ls, events, quote):
-    """Advance the backtest until the events end (RC_DONE) or a table is full (another RC_* code)."""
+    """Advance the backtest until the events end (RC_DONE) or a table is full (another RC_* code).
+
+    The state's arrays are borrowed (owner-less views): the helpers that are not inlined then pay no
+    reference counting per event (the caller keeps the arrays alive; tables grow between calls)."""
     xt = tables_nb(xs)
     lt = tables_nb(ls)
     events = borrow(events)
-    bt = _borrowed_nb(bt)
+    bt = borrow_all(bt)
     mi, cf = bt.mi, bt.cf
     n = len(events)
     interval = np.int64(bt.params[P_INTERVAL_NS])
@@ -692,13 +630,12 @@ def run_nb(bt, xs, ls, events, quote):
             return L.RC_DONE
         t_e = events[ie].ts_exch_ns if ie < n else NEVER
         t_l = _local_ts(events[il], cf) if il < n else NEVER
-        i_req = _earliest_nb(bt.req, mi[L.MI_NREQ])
-        t_req = bt.req[i_req, L.MS_AT] if i_req >= 0 else NEVER
-        i_rsp = _earliest_nb(bt.rsp, mi[L.MI_NRSP])
-        t_rsp = bt.rsp[i_rsp, L.MS_AT] if i_rsp >= 0 else NEVER
+        t_req = bt.req[0, L.MS_AT] if mi[L.MI_NREQ] > 0 else NEVER
+        t_rsp = bt.rsp[0, L.MS_AT] if mi[L.MI_NRSP] > 0 else NEVER
         t_w = mi[L.MI_NEXT_WAKE] if interval > 0 else NEVER
         t = min(min(t_e, t_l), min(min(t_req, t_rsp), t_w))
-        if mi[L.MI_NREQ] + 4 * MAX_LEVELS >= bt.req.shape[0] or mi[L.MI_NRSP] + 4 >= bt.rsp.shape[0]:
+        # room for a wake's requests, and for the answers one event can cause (every order of ours filled)
+        if mi[L.MI_NREQ] + bt.sends.shape[0] >= bt.req.shape[0] or mi[L.MI_NRSP] + bt.xo.shape[0] >= bt.rsp.shape[0]:
             return L.RC_MESSAGES_FULL
         if t == t_e:
             if not has_room_nb(xt):
@@ -730,17 +667,14 @@ def run_nb(bt, xs, ls, events, quote):
         elif t == t_req:
             if not has_room_nb(xt):
                 return L.RC_GROW_EXCH
-            kind = bt.req[i_req, L.MS_KIND]
-            slot = bt.req[i_req, L.MS_SLOT]
-            mi[L.MI_NREQ] = _pop_nb(bt.req, mi[L.MI_NREQ], i_req)
-            bt.own[slot, L.OW_INFLIGHT] -= 1
-            _arrive_nb(bt, xt, t, kind, slot)
+            _arrive_nb(bt, xt, t, bt.req[0])
+            mi[L.MI_NREQ] = _pop_nb(bt.req, mi[L.MI_NREQ])
         elif t == t_rsp:
             if mi[L.MI_NFILL] >= bt.fills.shape[0]:
                 return L.RC_FILLS_FULL
             mi[L.MI_NOW] = t
-            _receive_nb(bt, t, i_rsp)
-            mi[L.MI_NRSP] = _pop_nb(bt.rsp, mi[L.MI_NRSP], i_rsp)
+            _receive_nb(bt, t)
+            mi[L.MI_NRSP] = _pop_nb(bt.rsp, mi[L.MI_NRSP])
         elif t == t_l:
             if not has_room_nb(lt):
                 return L.RC_GROW_LOCAL
@@ -749,7 +683,7 @@ def run_nb(bt, xs, ls, events, quote):
             mi[L.MI_NOW] = t
             if ev.instrument == instrument:
                 if ev.kind == E.KIND_TRADE or ev.kind == E.KIND_EXECUTE or ev.kind == E.KIND_EXECUTE_PRICE:
-                    trade_stats_nb(bt.flow, lt, ev, bt.cff[L.CFF_UNIT], bt.cff[L.CFF_LOT])
+                    trade_stats_nb(bt.flow[0], lt, ev, bt.money[0, TL.MN_UNIT], bt.money[0, TL.MN_LOT])
                 if cf[L.CF_DENSE]:
                     depth_apply_nb(bt.ld, bt.ldm, bt.dprice, ev, bt.erank[il])
                     mi[L.MI_VIEW_STALE] = 1
@@ -821,23 +755,20 @@ def final_sample_nb(bt, ls):
     if mi[L.MI_NEQ] >= bt.eq.shape[0]:
         return L.RC_EQUITY_FULL
     lt = tables_nb(ls)
-    bt = _borrowed_nb(bt)
+    bt = borrow_all(bt)
     _sample_nb(bt, lt, _local_book_nb(bt, lt), mi[L.MI_NOW])
     return L.RC_DONE
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _wake_nb(bt, lt, now, quote):
-    """Call the strategy, act on its quotes, sample the equity curve (inlined at run_nb's one call site: as a
-    call it cost 0.5 us a wake, more than the wake's own work, since nothing of the state it is passed is
-    known to the callee)."""
-    mi = bt.mi
+    """The trading core's wake (view, strategy, plan, risk, order table: what the live node runs), its sends
+    queued for the exchange, the equity curve sampled (inlined at run_nb's one call site: as a call it cost
+    0.5 us a wake, more than the wake's own work, since nothing of the state it is passed is known to the
+    callee)."""
     b = _local_book_nb(bt, lt)
-    _fill_view_nb(bt, lt, b, now)
-    wanted = quote(now, bt.sview, bt.params, bt.sstate, bt.quotes)
-    mi[L.MI_CALLS] += 1
-    mi[L.MI_LAST_CALL] = now
-    reset_flow_nb(bt.flow)
-    _act_nb(bt, now, wanted)
-    if now - mi[L.MI_LAST_SAMPLE] >= bt.cf[L.CF_SAMPLE_NS]:
+    mark_nb(bt, lt, b, 0)
+    n, _ = wake_nb(bt, lt, b, 0, now, quote, bt.cf[L.CF_REPLACE], bt.sends.shape[0], bt.mi, -1)
+    _send_nb(bt, now, n)
+    if now - bt.mi[L.MI_LAST_SAMPLE] >= bt.cf[L.CF_SAMPLE_NS]:
         _sample_nb(bt, lt, b, now)

@@ -1,9 +1,11 @@
 """Column layouts and the state tuple of the backtester's compiled loop (``backtest_nb``), imported as ``L``.
 
-Our orders are rows of ``own``: the common columns of ``engine.trading.layout`` (what the plan reads),
-then the exchange side's view of them. Requests and responses in flight are int64 rows (``MS_*``)
-due at a time; fills and equity samples go out as rows; the run's settings are ``cf`` / ``cff`` and its
-scalar state ``mi`` / ``mf``. ``run_nb`` returns an ``RC_*`` code saying which table to grow, if any.
+Our orders are the trading core's (``engine.trading.layout``: ``own``, ``oc``, ``inst``, ``money``, one
+instrument). The simulated exchange keeps its own record of them in ``xo`` (``XO_*``), as a venue keeps
+its own book: it learns of an order only when the request arrives, and answers with OUCH-like responses.
+Requests and responses in flight are int64 rows (``MS_*``), delivered in the order they were sent (an
+order-entry session is ordered); fills and equity samples go out as rows; the run's settings are ``cf`` /
+``cff`` and its scalar state ``mi`` / ``mf``. ``run_nb`` returns an ``RC_*`` code saying which table to grow.
 """
 
 from __future__ import annotations
@@ -12,22 +14,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.trading import layout as TL
-
-# --- own: the common columns (engine.trading.layout), then the exchange's view ----------------
-OW_LEAVES = TL.N_OWN_COMMON  # lots still open at the exchange
-OW_EXCH = TL.N_OWN_COMMON + 1  # EX_* state at the exchange
-OW_ROW = TL.N_OWN_COMMON + 2  # the phantom's row in the exchange book (L3), EMPTY otherwise
-OW_INFLIGHT = TL.N_OWN_COMMON + 3  # requests and responses about this order not yet delivered
-OW_SENT_NS = TL.N_OWN_COMMON + 4  # local time the order was sent
-N_OW = TL.N_OWN_COMMON + 5
-EX_UNSEEN, EX_RESTING, EX_DONE = 0, 1, 2
+# --- xo: our orders as the simulated exchange knows them ----------------------------------------
+XO_ID, XO_SIDE, XO_PRICE, XO_LEAVES, XO_STATE, XO_ROW, XO_REF = range(7)  # XO_ID: our UserRefNum
+N_XO = 7  # XO_ROW: the phantom's row in the exchange book (L3), EMPTY otherwise; XO_REF: the exchange's reference
+EX_FREE, EX_RESTING = 0, 1
 
 # --- messages in flight: int64 rows -----------------------------------------------------------
-MS_AT, MS_KIND, MS_SLOT, MS_PRICE, MS_QTY, MS_MAKER, MS_EXCH_NS = range(7)
-N_MS = 7
-RQ_NEW, RQ_CANCEL = 1, 2
-RS_ACCEPTED, RS_REJECTED, RS_CANCELED, RS_CANCEL_REJECTED, RS_FILL = 1, 2, 3, 4, 5
+MS_AT, MS_KIND, MS_ID, MS_SIDE, MS_PRICE, MS_QTY, MS_OLD_ID, MS_MAKER, MS_EXCH_NS, MS_REF, MS_MATCH = range(11)
+N_MS = 11  # MS_OLD_ID: the order a replace request replaces; MS_REF / MS_MATCH: reference and match numbers
+RQ_NEW, RQ_CANCEL, RQ_REPLACE = 1, 2, 3  # requests; responses use the OUCH message types (engine.trading.oms.K_*)
 
 # --- fills out: int64 columns (the fee is in BacktestState.fill_fee) --------------------------
 FL_LOCAL_NS, FL_EXCH_NS, FL_ORDER, FL_SIDE, FL_PRICE, FL_QTY, FL_MAKER = range(7)
@@ -41,7 +36,6 @@ N_EQ = 7
 # --- configuration ----------------------------------------------------------------------------
 (
     CF_INSTRUMENT,
-    CF_TICK,  # price units per tick
     CF_L3,  # 1: exact FIFO with phantom orders; 0: an L2 queue model
     CF_QUEUE,  # QM_*
     CF_PARTIAL,  # 1: partial fills
@@ -52,10 +46,11 @@ N_EQ = 7
     CF_FEED_NS,  # < 0: the data's local timestamps; >= 0: exchange time plus this
     CF_SAMPLE_NS,  # equity sampling period
     CF_DENSE,  # 1: L2 books in dense depth (engine.book.depth: BacktestState.xd/ld); 0: engine.book.book_nb tables
+    CF_REPLACE,  # 1: requotes go out as Replace requests (the live node's default); 0: cancel + new
 ) = range(12)
 N_CF = 12
-CFF_UNIT, CFF_LOT, CFF_MAKER_FEE, CFF_TAKER_FEE, CFF_QUEUE_N, CFF_SIGMA = range(6)
-N_CFF = 6
+CFF_QUEUE_N, CFF_SIGMA = range(2)  # (price unit, lot and fees are the trading core's: money[0, MN_*])
+N_CFF = 2
 QM_FIFO, QM_RISK_AVERSE, QM_POWER, QM_LOG = 0, 1, 2, 3
 LAT_CONSTANT, LAT_TABLE, LAT_LOGNORMAL = 0, 1, 2
 
@@ -65,50 +60,62 @@ LAT_CONSTANT, LAT_TABLE, LAT_LOGNORMAL = 0, 1, 2
     MI_IL,  # next local-timeline event
     MI_NREQ,
     MI_NRSP,
+    MI_REQ_AT,  # arrival time of the latest request sent (a later one never arrives before it)
+    MI_RSP_AT,  # the same for responses
     MI_NFILL,
     MI_NEQ,
     MI_NEXT_WAKE,
-    MI_LAST_CALL,
-    MI_NEXT_ID,
-    MI_ORDERS,
-    MI_CANCELS,
-    MI_REJECTS,
-    MI_FILLS,
-    MI_POSITION,  # lots, as we know it
     MI_LAST_SAMPLE,
-    MI_CALLS,
     MI_NOW,  # local time of the latest step
-    MI_FULL_TABLE,  # orders that could not be sent because every order slot was busy
     MI_EX_EVENTS,
     MI_LO_EVENTS,
-    MI_TAKER_FILLS,
     MI_RESTING,  # our orders resting at the exchange
     MI_BID_LO,  # lowest and highest price of our resting bids (NEVER, -NEVER when none)
     MI_BID_HI,
     MI_ASK_LO,  # the same for our resting asks
     MI_ASK_HI,
     MI_VIEW_STALE,  # CF_DENSE: the local depth changed since the view book was last written
-) = range(27)
-N_MI = 27
+    MI_REF,  # the exchange's last order reference number
+    MI_MATCH,  # its last match number
+) = range(21)
+N_MI = 21
 (
-    MF_CASH,
-    MF_FEES,
     MF_VOLUME,  # units traded
     MF_VALUE,  # currency traded
-) = range(4)
-N_MF = 4
+) = range(2)
+N_MF = 2
 
 # --- why run_nb returned ----------------------------------------------------------------------
 RC_DONE, RC_GROW_EXCH, RC_GROW_LOCAL, RC_FILLS_FULL, RC_EQUITY_FULL, RC_MESSAGES_FULL = range(6)
 
 
 class BacktestState(NamedTuple):
-    """Every array ``run_nb`` reads or writes; ``engine.backtest.backtest`` builds, grows and reads it."""
+    """Every array ``run_nb`` reads or writes; ``engine.backtest.backtest`` builds, grows and reads it. The fields
+    from ``own`` to ``sends`` are the trading core's (``engine.trading.core``), for one instrument."""
 
-    own: np.ndarray  # i8[O, N_OW]
-    queue: np.ndarray  # f8[O, 2]: lots ahead of the order, traded at its price since the last depth change
+    own: np.ndarray  # i8[1, O, TL.N_OW] our orders (engine.trading.oms)
+    oc: np.ndarray  # i8[TL.N_OC]
+    inst: np.ndarray  # i8[1, TL.N_IN]
+    money: np.ndarray  # f8[1, TL.N_MN]
+    flow: np.ndarray  # f8[1, TL.N_FS]: trades and our fills since the strategy's previous call
+    sview: np.ndarray  # f8[VIEW_LEN]: what the strategy sees
+    params: np.ndarray  # f8[P]
+    sstate: np.ndarray  # f8[1, strategy state]
+    quotes: np.ndarray  # f8[MAX_LEVELS, 4]
+    depth: np.ndarray  # i8[DEPTH, 3] scratch for depth reads
+    actions: np.ndarray  # i8[O + 2 * MAX_LEVELS, TL.N_AC] scratch for the plan
+    limits: np.ndarray  # f8[TL.N_LIMITS] pre-trade risk, as live
+    rstate: np.ndarray  # f8[TL.N_RS]
+    rlog: np.ndarray  # i8[TL.LOG_ROWS, TL.N_LG]
+    risk_counts: np.ndarray  # i8[1, len(TL.RISK_REASONS)]
+    scratch: np.ndarray  # f8[3, 1]
+    last_call: np.ndarray  # i8[1]
+    sends: np.ndarray  # i8[K, TL.N_SD]
+    xo: np.ndarray  # i8[X, N_XO] our orders at the exchange
+    queue: np.ndarray  # f8[X, 2]: lots ahead of the order, traded at its price since the last depth change
     req: np.ndarray  # i8[R, N_MS] requests on their way to the exchange
     rsp: np.ndarray  # i8[R, N_MS] responses on their way back
+    record: np.ndarray  # feeds.ouch.RESPONSE_DTYPE[1]: the response being delivered, as the live node reads one
     fills: np.ndarray  # i8[F, N_FL]
     fill_fee: np.ndarray  # f8[F]
     eq_ts: np.ndarray  # i8[S]
@@ -118,13 +125,6 @@ class BacktestState(NamedTuple):
     lat: np.ndarray  # i8[K, 3]: time, entry ns, response ns (LAT_TABLE)
     mi: np.ndarray  # i8[N_MI]
     mf: np.ndarray  # f8[N_MF]
-    sview: np.ndarray  # f8[VIEW_LEN]: what the strategy sees
-    params: np.ndarray  # f8[P]
-    sstate: np.ndarray  # f8[strategy state]
-    quotes: np.ndarray  # f8[MAX_LEVELS, 4]
-    depth: np.ndarray  # i8[DEPTH, 3] scratch for depth reads
-    actions: np.ndarray  # i8[O + 2 * MAX_LEVELS, N_AC] scratch for engine.trading.plan.plan_nb
-    flow: np.ndarray  # f8[N_FS]: trades and our fills since the strategy's previous call (engine.trading.view)
     xd: np.ndarray  # i8[2, N, 2] CF_DENSE: the exchange book's depth (engine.book.depth levels)
     xdm: np.ndarray  # i8[N_DM] its meta
     ld: np.ndarray  # i8[2, N, 2] CF_DENSE: the local book's depth

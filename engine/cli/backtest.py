@@ -13,11 +13,18 @@ def model_options(args: argparse.Namespace) -> dict:
     """The backtest's instrument, latency, queue, fee and order options, as ``engine.backtest.backtest`` takes them."""
     names = ("symbol", "tick_size", "lot_size", "instruments", "latency", "feed_latency", "queue", "partial_fills",
              "maker_fee", "taker_fee", "time_in_force")  # fmt: skip
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}  # None: the default
+    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}  # None: the default
+    if args.risk is not None:
+        from engine.trading.risk import load_risk
+
+        options["risk"] = load_risk(args.risk)
+    if args.no_replace:
+        options["replace"] = False
+    return options
 
 
 def model_args(p: argparse.ArgumentParser) -> None:
-    """The options of ``backtest`` that ``sweep`` shares: instrument, models, fees, time in force."""
+    """The options of ``backtest`` that ``sweep`` shares: instrument, models, fees, time in force, risk."""
     p.add_argument("--symbol", metavar="SYM", help="the instrument to trade when the data holds several")
     p.add_argument("--tick-size", type=float, metavar="X", help="price increment (ITCH default 0.01; npz: required)")
     p.add_argument("--lot-size", type=float, metavar="Y", help="size increment (ITCH default 1; npz: required)")
@@ -50,6 +57,17 @@ def model_args(p: argparse.ArgumentParser) -> None:
         choices=("gtx", "gtc"),
         default="gtx",
         help="gtx: post-only, an order that would cross is rejected (default); gtc: it takes liquidity",
+    )
+    p.add_argument(
+        "--risk",
+        metavar="FILE.toml",
+        help="pre-trade limits: the [risk] table of this file (a live config will do); default: the live "
+        "node's default limits, which the orders pass exactly as they would live",
+    )
+    p.add_argument(
+        "--no-replace",
+        action="store_true",
+        help="requote with cancel + new order instead of a replace (as a live node with replace = false)",
     )
 
 
@@ -87,8 +105,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         f"{k}={v:g}" for k, v in s["params"].items()))  # fmt: skip
     print(f"events       {s['events']:,} in {s['elapsed_s']:.3f} s ({s['events_per_s']:,.0f} events/s; "
           f"load {s['load_s']:.2f} s, compile {s['compile_s']:.1f} s)")  # fmt: skip
-    print(f"orders       {s['orders']:,} sent, {s['cancels']:,} canceled, {s['rejects']:,} rejected, "
-          f"{s['filled_orders']:,} filled (fill ratio {s['fill_ratio']:.3f})")  # fmt: skip
+    print(f"orders       {s['orders']:,} sent, {s['replaces']:,} replaced, {s['cancels']:,} canceled, "
+          f"{s['rejects']:,} rejected, {s['filled_orders']:,} filled (fill ratio {s['fill_ratio']:.3f})")  # fmt: skip
+    refused = {reason: n for reason, n in s["risk_rejections"].items() if n}
+    if refused:
+        listed = ", ".join(f"{reason} {n:,}" for reason, n in refused.items())
+        print(f"risk         {listed} refused by pre-trade risk")
     print(f"fills        {s['fills']:,} ({s['taker_fills']:,} taker), volume {s['traded_volume']:,.4g}, "
           f"value {s['traded_value']:,.2f}")  # fmt: skip
     print(f"position     {s['position_units']:,.6g} (mean |position| {s['mean_abs_position']:.4g})")

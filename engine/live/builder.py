@@ -30,16 +30,15 @@ from engine.runtime import metrics as M
 from engine.runtime.control import ControlBlock
 from engine.runtime.metrics import MetricsBlock
 from engine.trading import layout as TL
+from engine.trading.core import core_tables
 from engine.trading.oms import new_counters, new_orders
-from engine.trading.plan import new_actions
-from engine.trading.risk import RiskConfig, new_risk_log, new_risk_state
-from engine.trading.view import new_flow
+from engine.trading.risk import RiskConfig
 from feeds import ouch
 from feeds.itch import new_stock_directory
 from feeds.moldudp64 import new_tracker
 from feeds.udp import DEFAULT_OUT_ROWS, MAX_DATAGRAM_BYTES, N_RX, TYPE_COUNTS, MoldStream
 from strategies import get_strategy
-from strategies.api import DEPTH, QUOTE_FN, QUOTE_SIG, new_quotes, new_view
+from strategies.api import QUOTE_FN, QUOTE_SIG
 
 PROBES = 1 << 18  # tick-to-trade probe rows a node keeps (the latest): a 12 s `bench t2t` at 10k ticks/s
 MAX_MESSAGES = 64  # OUCH messages one step may write
@@ -99,6 +98,7 @@ def fresh_tables(spec: NodeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
             instrument.lot,
         )
         money[i, TL.MN_UNIT] = PRICE_UNIT
+        money[i, TL.MN_LOT] = instrument.lot  # a lot is `lot` shares, and a share is the instrument's unit
         money[i, TL.MN_MID] = np.nan
         money[i, TL.MN_MAKER_FEE], money[i, TL.MN_TAKER_FEE] = spec.maker_fee, spec.taker_fee
     return new_orders(n, spec.order_rows), new_counters(spec.first_order_id), inst, money
@@ -150,7 +150,6 @@ def build_state(spec: NodeSpec, blocks: NodeBlocks) -> L.NodeState:
     symbols = np.zeros((n, 8), np.uint8)
     for i, instrument in enumerate(spec.instruments):
         symbols[i] = ouch.alpha(instrument.symbol, 8)
-    limits = spec.risk.limits()
     mi = np.zeros(L.N_NI, np.int64)
     start_stamp_clock(mi, L.NI_CLOCK)
     mi[L.NI_POST_ONLY] = int(spec.post_only)
@@ -160,23 +159,11 @@ def build_state(spec: NodeSpec, blocks: NodeBlocks) -> L.NodeState:
         oc=oc,
         inst=inst,
         money=money,
-        flow=new_flow(n),
         symbols=symbols,
         cl_ord_id=ouch.alpha("", 14),
-        limits=limits,
-        rstate=new_risk_state(limits),
-        rlog=new_risk_log(),
         mi=mi,
         next_call=np.zeros(n, np.int64),
-        last_call=np.full(n, -1, np.int64),
         dirty=np.zeros(n, np.int64),
-        scratch=np.zeros((3, n), np.float64),
-        sview=new_view(),
-        params=strategy.param_array(spec.params),
-        sstate=np.zeros((n, strategy.state_size), np.float64),
-        quotes=new_quotes(),
-        depth=np.zeros((DEPTH, 3), np.int64),
-        actions=new_actions(spec.order_rows),
         out=np.zeros(MAX_MESSAGES * L.MESSAGE_BYTES, np.uint8),
         out_off=np.zeros(MAX_MESSAGES + 1, np.int64),
         probes=np.zeros((PROBES, L.N_PR), np.int64),
@@ -190,6 +177,7 @@ def build_state(spec: NodeSpec, blocks: NodeBlocks) -> L.NodeState:
         hist=blocks.metrics.histograms,
         control=blocks.control.slots.view(np.ndarray),
         control_next_id=blocks.control.slots.view(np.ndarray)[CB.CT_NEXT_ID : CB.CT_NEXT_ID + 1],
+        **core_tables(n, spec.order_rows, strategy, spec.params, spec.risk),
     )
 
 

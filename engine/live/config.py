@@ -115,7 +115,7 @@ class NodeConfig(FrozenConfig, kw_only=True):
 # several times a second), so a minute re-quotes and measures tick-to-trade throughout; on the quiet default
 # flow, quoting every 100 ms, a 60 s session measured 1 to 10 tick-to-trade samples.
 DEFAULT_SYMBOLS = ("HFTA", "HFTB")
-BUSY_FLOW = {"limit_rate": 1500.0, "market_rate": 60.0, "cancel_rate": 2.0, "volatility_ticks": 4.0}
+BUSY_FLOW = {"limit_rate": 1500.0, "market_rate": 60.0, "cancel_rate": 2.0, "volatility_ticks": 8.0}
 DEFAULT_PARAMS = {"order_qty": 100.0, "max_position": 1000.0, "interval_ns": 0.0}
 
 

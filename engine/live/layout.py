@@ -25,10 +25,9 @@ from engine.core.clock import CLOCK_WORDS
     NI_MESSAGES,  # OUCH messages written since start
     NI_NEXT_WAKE,  # earliest time a strategy is due
     NI_POST_ONLY,
-    NI_CALLS,
     NI_REPLACE,  # 1: requotes go out as OUCH Replace Orders (0: cancel + enter, for a venue without replace)
     NI_CLOCK,  # the stamp clock (engine.core.clock.stamp_ns): CLOCK_WORDS words from here
-) = range(18)
+) = range(17)
 N_NI = NI_CLOCK + CLOCK_WORDS
 
 # --- tick-to-trade probes: probes[n % P, PR_*], one row per market-data batch that made the node send ---
@@ -53,7 +52,9 @@ MESSAGE_BYTES = 64  # room per message in ``out`` (Enter Order 47 / Replace Orde
 
 
 class NodeState(NamedTuple):
-    """Every array ``step_nb`` reads or writes (built by ``engine.live.builder``); n instruments, R order rows."""
+    """Every array ``step_nb`` reads or writes (built by ``engine.live.builder``); n instruments, R order rows.
+
+    It has every field the trading core reads (``engine.trading.core``), under the core's names."""
 
     own: np.ndarray  # i8[n, R, TL.N_OW]
     oc: np.ndarray  # i8[TL.N_OC]
@@ -89,6 +90,7 @@ class NodeState(NamedTuple):
     hist: np.ndarray  # metrics block: i8[1 + stages, HIST_WIDTH]
     control: np.ndarray  # control block: i8[CT_SLOTS] (engine.runtime.control)
     control_next_id: np.ndarray  # i8[1] view of the control block slot that mirrors the next client id
+    sends: np.ndarray  # i8[K, TL.N_SD] what a wake of the trading core sends (engine.trading.core)
 
 
 # --- the compiled duty cycle (loop_nb.run_nb): its scalars ls[LS_*] and why it returned ----------------

@@ -359,7 +359,7 @@ class TradingNode:
             "orders_written_off": int(ns.oc[TL.OC_WRITTEN_OFF]),
             "working_orders_left": int(working_count_nb(ns.own)),
             "killed": bool(ns.rstate[TL.RS_KILLED]),
-            "strategy_calls": int(ns.mi[L.NI_CALLS]),
+            "strategy_calls": int(ns.oc[TL.OC_CALLS]),
             "md_messages": stats.messages,
             "md_packets": stats.packets,
             "md_gaps": stats.gaps,

@@ -4,18 +4,16 @@
 event rows: every packet the receiver read this cycle), order-entry responses, a due strategy timer
 or a control change. It
 
-1. reconciles the OUCH responses (``engine.trading.oms``): order states, positions, cash, PnL;
+1. reconciles the OUCH responses through the trading core (``engine.trading.core.respond_nb``): order
+   states, positions, cash, PnL, our fills in the strategy's flow;
 2. applies the event rows to the L3 book, counting trades into the strategy's flow figures;
 3. for each instrument: while the node is halted (a feed gap, the kill switch, shutdown) cancels
    every working order and quotes nothing; otherwise, when the strategy is due (``interval_ns``
-   after its previous call, or at every batch when 0), fills the view (``engine.trading.view``), calls
-   the strategy, turns its quotes into cancels and new orders with ``quoting_nb.plan_nb`` (as the
-   backtester does), passes each new order through ``risk.check_order_nb`` and encodes what passes
-   as OUCH Enter Order / Cancel Order session packets into ``out`` (message k is
-   ``out[out_off[k]:out_off[k + 1]]``). A requote (the plan for one side cancels exactly one order the
-   exchange has accepted and enters exactly one) goes out as ONE Replace Order instead, when the node
-   may replace (``NI_REPLACE``): the same risk checks, with the replaced order's quantity out of the
-   worst-case position; when risk refuses the replace, the old order is still canceled, as planned;
+   after its previous call, or at every batch when 0), runs the trading core's wake
+   (``engine.trading.core.wake_nb``: view, strategy, plan, risk, order table; the backtester runs the
+   same one) and encodes its sends as OUCH Enter Order / Replace Order / Cancel Order session packets
+   into ``out`` (message k is ``out[out_off[k]:out_off[k + 1]]``), journaled before Python offers them.
+   Requotes go out as Replace Orders when the node may replace (``NI_REPLACE``);
 4. observes tick-to-trade into the metrics block's histograms and writes the control block's next id;
    ``publish_nb`` writes the counters and gauges (``run_step`` after each step; the compiled loop's
    caller at each housekeeping return).
@@ -43,24 +41,13 @@ from engine.core.clock import stamp_ns
 from engine.core.units import NEVER
 from engine.gateway import session as SP
 from engine.live import layout as L
-from engine.live.journal import J_FULL, KIND_SENT, append_nb, ring_has_room_nb
+from engine.live.journal import J_FULL, J_READ, J_WRITE, KIND_SENT, append_nb
 from engine.runtime import metrics as M
 from engine.runtime.metrics import observe_nb
 from engine.trading import layout as TL
-from engine.trading.oms import (
-    apply_response_nb,
-    cancel_order_nb,
-    new_order_nb,
-    open_units_nb,
-    pnl_nb,
-    replace_order_nb,
-    unrealized_nb,
-    working_count_nb,
-    working_nb,
-)
-from engine.trading.plan import plan_nb
-from engine.trading.risk import check_order_nb
-from engine.trading.view import book_of_nb, fill_view_nb, mid_nb, own_fill_nb, reset_flow_nb, trade_stats_nb
+from engine.trading.core import cancel_all_nb, mark_nb, respond_nb, wake_nb
+from engine.trading.oms import unrealized_nb, working_nb
+from engine.trading.view import book_of_nb, trade_stats_nb
 from feeds import ouch
 from feeds.bytes_nb import put_be_nb
 
@@ -70,7 +57,6 @@ _TIF_DAY, _DISPLAY, _CAPACITY = ord(ouch.TIF_DAY), ord(ouch.DISPLAY_VISIBLE), or
 _ISO, _CROSS = ord(ouch.ISO_NOT_ELIGIBLE), ord(ouch.CROSS_CONTINUOUS)
 _TAG_POST_ONLY = ouch.TAG_POST_ONLY
 _APPLEN_FROM_END = 2  # AppendageLength is the last field of the fixed part
-_K_EXECUTED = ord("E")
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -82,14 +68,19 @@ def _begin(ns, k):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _can_write(ns, k):
-    """Whether message ``k`` fits in ``out`` and in the journal (a full journal stops orders, counted)."""
-    if k + 1 >= ns.out_off.shape[0]:
-        return False
-    if ring_has_room_nb(ns.jctl, ns.jmeta.shape[0]):
-        return True
-    ns.jctl[J_FULL] += 1
-    return False
+def _room(ns, k):
+    """Messages the step may still write after ``k`` (room in ``out`` and in the journal), and whether the
+    journal is what limits them."""
+    out_room = ns.out_off.shape[0] - 1 - k
+    journal_room = ns.jmeta.shape[0] - (ns.jctl[J_WRITE] - ns.jctl[J_READ])
+    return max(min(out_room, journal_room), 0), journal_room < out_room
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count_full(ns, journal_bound, no_room):
+    """A full journal stopped orders the core wanted to send (it counted them in OC_NO_ROOM): count it."""
+    if journal_bound and ns.oc[TL.OC_NO_ROOM] != no_room:
+        ns.jctl[J_FULL] += 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -99,12 +90,6 @@ def _written(ns, k, end):
     start = ns.out_off[k]
     append_nb(ns.jmeta, ns.jdata, ns.jctl, KIND_SENT, ns.mi[L.NI_STEP_NS], 0, ns.out, start, end - start)
     return k + 1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _encode_cancel(ns, k, order_id):
-    pos = _begin(ns, k)
-    return _written(ns, k, pos + ouch.encode_cancel_nb(ns.out, pos, order_id, 0))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -120,143 +105,56 @@ def _post_only(ns, end):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _encode_enter(ns, k, i, order_id, side, shares, price):
-    pos = _begin(ns, k)
-    n = ouch.encode_enter_order_nb(
-        ns.out, pos, order_id, _SIDE_BUY if side == E.SIDE_BID else _SIDE_SELL, shares, ns.symbols[i], price,
-        _TIF_DAY, _DISPLAY, _CAPACITY, _ISO, _CROSS, ns.cl_ord_id,
-    )  # fmt: skip
-    return _written(ns, k, _post_only(ns, pos + n))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _encode_replace(ns, k, old_id, order_id, shares, price):
-    pos = _begin(ns, k)
-    n = ouch.encode_replace_nb(ns.out, pos, old_id, order_id, shares, price, _TIF_DAY, _DISPLAY, _ISO, ns.cl_ord_id)
-    return _written(ns, k, _post_only(ns, pos + n))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _cancel_all(ns, i, k):
-    """Cancel every working order of instrument ``i`` not already being canceled."""
-    for r in range(ns.own.shape[1]):
-        if working_nb(ns.own[i, r]) and _can_write(ns, k):
-            k = _cancel(ns, i, k, r)
+def _encode(ns, k, n):
+    """Encode the core's ``n`` sends rows as OUCH session packets from message ``k``; the new message count."""
+    own = ns.own
+    for s in range(n):
+        kind = ns.sends[s, TL.SD_KIND]
+        i = ns.sends[s, TL.SD_INSTRUMENT]
+        row = own[i, ns.sends[s, TL.SD_ROW]]
+        pos = _begin(ns, k)
+        if kind == TL.SEND_CANCEL:
+            k = _written(ns, k, pos + ouch.encode_cancel_nb(ns.out, pos, row[TL.OW_ID], 0))
+            continue
+        shares = row[TL.OW_QTY] * ns.inst[i, TL.IN_LOT]
+        if kind == TL.SEND_REPLACE:
+            old_id = own[i, ns.sends[s, TL.SD_OLD], TL.OW_ID]
+            end = pos + ouch.encode_replace_nb(ns.out, pos, old_id, row[TL.OW_ID], shares, row[TL.OW_PRICE], _TIF_DAY,
+                                               _DISPLAY, _ISO, ns.cl_ord_id)  # fmt: skip
+        else:
+            side = _SIDE_BUY if row[TL.OW_SIDE] == E.SIDE_BID else _SIDE_SELL
+            end = pos + ouch.encode_enter_order_nb(ns.out, pos, row[TL.OW_ID], side, shares, ns.symbols[i],
+                                                   row[TL.OW_PRICE], _TIF_DAY, _DISPLAY, _CAPACITY, _ISO, _CROSS,
+                                                   ns.cl_ord_id)  # fmt: skip
+        k = _written(ns, k, _post_only(ns, end))
     return k
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _quote(ns, tables, i, now_ns, k, quote):
-    """Call the strategy of instrument ``i`` and encode the cancels and the risk-checked new orders."""
-    inst, money, own, scratch = ns.inst, ns.money, ns.own, ns.scratch
-    b = book_of_nb(tables, inst[i, TL.IN_LOCATE])
-    unit = money[i, TL.MN_UNIT]
-    lot = inst[i, TL.IN_LOT]
-    tick = inst[i, TL.IN_TICK]
-    position = np.float64(inst[i, TL.IN_POSITION] * lot)
-    open_bid = open_units_nb(own, inst, i, E.SIDE_BID)
-    open_ask = open_units_nb(own, inst, i, -E.SIDE_BID)
-    elapsed = 0.0 if ns.last_call[i] < 0 else np.float64(now_ns - ns.last_call[i])
-    mid = money[i, TL.MN_MID]
-    equity = money[i, TL.MN_REALIZED] + unrealized_nb(inst, money, i)
-    fill_view_nb(ns.sview, tables, b, ns.depth, tick * unit, unit, np.float64(lot), position, open_bid, open_ask,
-                 elapsed, ns.flow[i], equity)  # fmt: skip
-    wanted = quote(now_ns, ns.sview, ns.params, ns.sstate[i], ns.quotes)
-    reset_flow_nb(ns.flow[i])
-    ns.last_call[i] = now_ns
-    ns.mi[L.NI_CALLS] += 1
-    count = plan_nb(own[i], ns.quotes, wanted, tick, unit, lot, ns.actions)
-    if count == 0:
+    """The trading core's wake of instrument ``i`` (strategy, plan, risk, order table), then its sends encoded."""
+    b = book_of_nb(tables, ns.inst[i, TL.IN_LOCATE])
+    room, journal_bound = _room(ns, k)
+    no_room = ns.oc[TL.OC_NO_ROOM]
+    n, risk_ns = wake_nb(ns, tables, b, i, now_ns, quote, ns.mi[L.NI_REPLACE], room, ns.mi, L.NI_CLOCK)
+    _count_full(ns, journal_bound, no_room)
+    if n == 0:
         return k
-    stamp = stamp_ns(ns.mi, L.NI_CLOCK)  # from here on the time goes to risk (these sums included) and encoding
-    for j in range(inst.shape[0]):
-        scratch[0, j] = inst[j, TL.IN_POSITION] * inst[j, TL.IN_LOT]
-        scratch[1, j] = open_units_nb(own, inst, j, E.SIDE_BID)
-        scratch[2, j] = open_units_nb(own, inst, j, -E.SIDE_BID)
-    working = working_count_nb(own)
-    pnl = pnl_nb(inst, money)
-    bid_cancel, bid_new = _requote(ns, i, count, E.SIDE_BID)
-    ask_cancel, ask_new = _requote(ns, i, count, -E.SIDE_BID)
-    for a in range(count):
-        if not _can_write(ns, k):
-            break
-        if a in (bid_cancel, ask_cancel):  # goes out as the replace of the side's new order, next
-            continue
-        if ns.actions[a, TL.AC_KIND] == TL.ACT_CANCEL:
-            k = _cancel(ns, i, k, ns.actions[a, TL.AC_ROW])
-            stamp = _lap(ns, L.NI_ENCODE_NS, stamp)
-            continue
-        side = ns.actions[a, TL.AC_SIDE]
-        price = ns.actions[a, TL.AC_PRICE]
-        lots = ns.actions[a, TL.AC_QTY]
-        old = (
-            ns.actions[bid_cancel, TL.AC_ROW]
-            if a == bid_new
-            else ns.actions[ask_cancel, TL.AC_ROW]
-            if a == ask_new
-            else -1
-        )
-        col = 1 if side == E.SIDE_BID else 2
-        freed = np.float64(own[i, old, TL.OW_OPEN] * lot) if old >= 0 else 0.0  # a replaced order's quantity leaves
-        scratch[col, i] -= freed
-        others = working - 1 if old >= 0 else working  # a replace adds no working order
-        reason = check_order_nb(ns.limits, ns.rstate, ns.risk_counts, ns.rlog, scratch[0], scratch[1], scratch[2], i,
-                                side, price * unit, np.float64(lots * lot), mid, others, pnl, now_ns, price,
-                                lots)  # fmt: skip
-        if reason != TL.RISK_OK:
-            r = -1
-        elif old >= 0:
-            r = replace_order_nb(own, ns.oc, i, old, price, lots, now_ns)
-        else:
-            r = new_order_nb(own, ns.oc, i, side, price, lots, now_ns)
-        stamp = _lap(ns, L.NI_RISK_NS, stamp)
-        if r < 0:
-            scratch[col, i] += freed
-            if old >= 0 and _can_write(ns, k):  # no replace: the old order still goes, as the plan asked
-                k = _cancel(ns, i, k, old)
-                stamp = _lap(ns, L.NI_ENCODE_NS, stamp)
-            continue
-        if old >= 0:
-            k = _encode_replace(ns, k, own[i, old, TL.OW_ID], own[i, r, TL.OW_ID], lots * lot, price)
-            inst[i, TL.IN_REPLACES] += 1
-        else:
-            k = _encode_enter(ns, k, i, own[i, r, TL.OW_ID], side, lots * lot, price)
-            inst[i, TL.IN_ORDERS] += 1
-            working += 1
-        scratch[col, i] += lots * lot
-        stamp = _lap(ns, L.NI_ENCODE_NS, stamp)
+    ns.mi[L.NI_RISK_NS] += risk_ns
+    stamp = stamp_ns(ns.mi, L.NI_CLOCK)
+    k = _encode(ns, k, n)
+    _lap(ns, L.NI_ENCODE_NS, stamp)
     return k
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _cancel(ns, i, k, r):
-    """Encode a Cancel Order for row ``r`` of instrument ``i`` unless it is not working or already canceling."""
-    if cancel_order_nb(ns.own, i, r):
-        k = _encode_cancel(ns, k, ns.own[i, r, TL.OW_ID])
-        ns.inst[i, TL.IN_CANCELS] += 1
-    return k
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _requote(ns, i, count, side):
-    """(cancel, new) action indices when the plan for ``side`` cancels exactly one order the exchange has
-    accepted and enters exactly one (a requote one Replace Order does), the node replacing; else (-1, -1)."""
-    cancel = new = -1
-    cancels = news = 0
-    for a in range(count):
-        if ns.actions[a, TL.AC_SIDE] != side:
-            continue
-        if ns.actions[a, TL.AC_KIND] == TL.ACT_CANCEL:
-            cancels += 1
-            cancel = a
-        else:
-            news += 1
-            new = a
-    if ns.mi[L.NI_REPLACE] == 0 or cancels != 1 or news != 1:
-        return -1, -1
-    if ns.own[i, ns.actions[cancel, TL.AC_ROW], TL.OW_ORDER_STATE] not in (TL.OS_LIVE, TL.OS_PARTIAL):
-        return -1, -1
-    return cancel, new
+def _cancel_all(ns, i, k):
+    """Cancel every working order of instrument ``i`` not already being canceled."""
+    room, journal_bound = _room(ns, k)
+    no_room = ns.oc[TL.OC_NO_ROOM]
+    n = cancel_all_nb(ns, i, 0, room)
+    _count_full(ns, journal_bound, no_room)
+    return _encode(ns, k, n)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -360,11 +258,7 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
         mi[L.NI_STEP_NS] = stamp_ns(mi, L.NI_CLOCK)
         _observe(ns)
         for j in range(n_responses):
-            rsp = responses[j]
-            duplicates = ns.oc[TL.OC_DUPLICATE]
-            i = apply_response_nb(ns.own, ns.oc, inst, money, rsp)
-            if i >= 0 and rsp.kind == _K_EXECUTED and ns.oc[TL.OC_DUPLICATE] == duplicates:
-                own_fill_nb(ns.flow[i], E.SIDE_BID if _bought(ns, i, rsp) else -E.SIDE_BID, np.float64(rsp.qty))
+            respond_nb(ns, responses[j])
     tables = tables_nb(book)
     for e in range(mi[L.NI_EV_DONE], len(events)):
         if not has_room_nb(tables):
@@ -374,7 +268,7 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
         for i in range(n):
             if inst[i, TL.IN_LOCATE] == ev.instrument:
                 if ev.kind == E.KIND_TRADE or ev.kind == E.KIND_EXECUTE or ev.kind == E.KIND_EXECUTE_PRICE:
-                    trade_stats_nb(ns.flow[i], tables, ev, money[i, TL.MN_UNIT], np.float64(inst[i, TL.IN_LOT]))
+                    trade_stats_nb(ns.flow[i], tables, ev, money[i, TL.MN_UNIT], money[i, TL.MN_LOT])
                 ns.dirty[i] = L.FRESH
                 ns.counters[i, M.I_BOOK_UPDATES] += 1
         apply_event_nb(tables, ev)
@@ -391,9 +285,7 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
     fresh = False
     mi[L.NI_NEXT_WAKE] = NEVER
     for i in range(n):
-        mid = mid_nb(tables, book_of_nb(tables, inst[i, TL.IN_LOCATE]), money[i, TL.MN_UNIT])
-        if mid > 0.0:
-            money[i, TL.MN_MID] = mid
+        mark_nb(ns, tables, book_of_nb(tables, inst[i, TL.IN_LOCATE]), i)
         if halted:
             k = _cancel_all(ns, i, k)
             ns.dirty[i] = min(ns.dirty[i], L.STALE)
@@ -418,13 +310,3 @@ def step_nb(ns, book, events, responses, n_responses, now_ns, quote):
     if fresh:
         _close_step(ns, booked, first_message, k)
     return k
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _bought(ns, i, rsp):
-    """Whether the execution ``rsp`` of instrument ``i`` was a buy of ours (looked up by client id)."""
-    own = ns.own
-    for r in range(own.shape[1]):
-        if own[i, r, TL.OW_ID] == rsp.user_ref_num:
-            return own[i, r, TL.OW_SIDE] == E.SIDE_BID
-    return False

@@ -10,6 +10,7 @@ Every table is a plain int64 or float64 numpy array whose columns are named here
     oc     i8[N_OC]         the node's counters (next client order id, unknown / duplicate responses, ...)
     flow   f8[N_FS]         market flow and our fills since the strategy's previous call (``view``)
     actions i8[K, N_AC]     a plan: cancels and new orders (``plan``)
+    sends  i8[K, N_SD]      what a wake sends: enters, replaces and cancels by order row (``core``)
     limits f8[N_LIMITS], rstate f8[N_RS], rlog i8[LOG_ROWS, N_LG]   pre-trade risk (``risk``)
 """
 
@@ -50,12 +51,15 @@ N_IN = 12
 
 # --- money: per-instrument currency (the fee rates are fractions of traded value) ----------------
 MN_UNIT, MN_CASH, MN_REALIZED, MN_AVG_PRICE, MN_MID, MN_FEES, MN_MAKER_FEE, MN_TAKER_FEE = range(8)
-N_MN = 8
+MN_LOT = 8  # instrument units per lot (IN_LOT is the integer OUCH quantity per lot: shares live, 1 in a backtest)
+N_MN = 9
 
 # --- oc: node counters ---------------------------------------------------------------------------
 OC_NEXT_ID, OC_UNKNOWN, OC_DUPLICATE, OC_RESPONSES, OC_BROKEN, OC_FULL_TABLE, OC_WRITTEN_OFF = range(7)
 OC_FINISHED = 7  # orders finished so far (stamps OW_DONE_SEQ)
-N_OC = 8
+OC_CALLS = 8  # strategy calls
+OC_NO_ROOM = 9  # wakes whose orders did not all fit in what the caller could take (engine.trading.core)
+N_OC = 10
 
 # --- flow since the strategy's previous call ------------------------------------------------------
 FS_TRADES, FS_BUY_VOL, FS_SELL_VOL, FS_BUY_HIGH, FS_SELL_LOW, FS_LAST_TRADE = range(6)
@@ -66,6 +70,11 @@ N_FS = 9
 AC_KIND, AC_SIDE, AC_PRICE, AC_QTY, AC_ROW = range(5)
 N_AC = 5
 ACT_CANCEL, ACT_NEW = 1, 2
+
+# --- sends: what a wake decided to send, i8 rows (engine.trading.core); the caller encodes or queues them ---
+SD_KIND, SD_INSTRUMENT, SD_ROW, SD_OLD = range(4)  # SD_OLD: the row a replace replaces (-1 otherwise)
+N_SD = 4
+SEND_ENTER, SEND_REPLACE, SEND_CANCEL = 1, 2, 3
 
 # --- risk: the first failing check, its limits, state and log -------------------------------------
 RISK_OK = -1

@@ -26,7 +26,8 @@ transition already made (a second accept, an execution with the same match numbe
 finished order) as *duplicate*; neither stops anything. Terminal rows keep their id (LS_DONE) until
 a new order needs the row, so late duplicates are still recognised.
 
-Positions are in lots per instrument (``inst[i, IN_POSITION]``); money in currency in ``money``:
+Positions are in lots per instrument (``inst[i, IN_POSITION]``, ``money[i, MN_LOT]`` units each; an OUCH
+quantity is ``inst[i, IN_LOT]`` per lot); money in currency in ``money``:
 cash, realized PnL on an average-cost basis, the average price of the open position, the last mid,
 fees paid, and the fee rates; unrealized = position x (mid - average price). Fees are fractions of the
 traded value, as in the backtester (negative: a rebate): the maker rate for an execution whose OUCH
@@ -162,7 +163,7 @@ def _finish(row, oc, order_state):
 def fill_nb(inst, money, i, side, lots, price, maker):
     """Book a fill of ``lots`` at ``price`` (currency): position, cash, realized PnL, average price, and the
     fee at the maker or taker rate (taken from cash and realized PnL)."""
-    lot = inst[i, L.IN_LOT]
+    lot = money[i, L.MN_LOT]
     signed = lots if side == E.SIDE_BID else -lots
     pos = inst[i, L.IN_POSITION]
     fee = lots * lot * price * (money[i, L.MN_MAKER_FEE] if maker else money[i, L.MN_TAKER_FEE])
@@ -190,7 +191,7 @@ def unrealized_nb(inst, money, i):
     mid = money[i, L.MN_MID]
     if not mid > 0.0:
         return 0.0
-    return inst[i, L.IN_POSITION] * inst[i, L.IN_LOT] * (mid - money[i, L.MN_AVG_PRICE])
+    return inst[i, L.IN_POSITION] * money[i, L.MN_LOT] * (mid - money[i, L.MN_AVG_PRICE])
 
 
 @njit(cache=True, nogil=True)
@@ -310,13 +311,13 @@ def apply_response_nb(own, oc, inst, money, rsp):
 
 
 @njit(cache=True, nogil=True)
-def open_units_nb(own, inst, i, side):
+def open_units_nb(own, money, i, side):
     """Units of our working orders of instrument ``i`` on ``side`` (what could still fill)."""
     total = 0
     for r in range(own.shape[1]):
         if own[i, r, L.OW_SIDE] == side and working_nb(own[i, r]):
             total += own[i, r, L.OW_OPEN]
-    return np.float64(total * inst[i, L.IN_LOT])
+    return total * money[i, L.MN_LOT]
 
 
 @njit(cache=True, nogil=True)

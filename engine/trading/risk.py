@@ -31,10 +31,13 @@ risk stage of ``bench t2t`` went from 0.42-0.47 us to 0.28-0.32 us at p50.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import msgspec
 import numpy as np
 from numba import njit
 
-from engine.core.config import FrozenConfig
+from engine.core.config import FrozenConfig, load_toml
 from engine.core.units import NS_PER_S
 from engine.trading import layout as L
 
@@ -71,6 +74,17 @@ class RiskConfig(FrozenConfig, kw_only=True):
         out[L.LM_MAX_ORDERS_PER_S] = self.max_orders_per_s
         out[L.LM_MAX_LOSS] = self.max_loss
         return out
+
+
+class _RiskTable(msgspec.Struct, frozen=True):
+    """A TOML file's ``[risk]`` table; its other tables (a whole live config, say) are not read here."""
+
+    risk: RiskConfig = RiskConfig()
+
+
+def load_risk(path: str | Path) -> RiskConfig:
+    """The ``[risk]`` table of a TOML file (a live config, or a file with only that table); ConfigError when bad."""
+    return load_toml(path, _RiskTable).risk
 
 
 def new_risk_state(limits: np.ndarray) -> np.ndarray:

@@ -92,6 +92,24 @@ def test_backtest_params_file_and_text_report(itch_day: Path, symbol: str, tmp_p
                      r"annualised\))", done.stdout, re.M), done.stdout  # fmt: skip
 
 
+def test_backtest_risk_file_and_no_replace(itch_day: Path, symbol: str, tmp_path: Path) -> None:
+    (tmp_path / "live.toml").write_text("[risk]\nmax_order_qty = 150\n[other]\nignored = 1\n")
+    done = run("backtest", "--data", itch_day, "--strategy", "touch", "--symbol", symbol, "--risk", "live.toml",
+               "--no-replace", "--param", "order_qty=200", "--param", "max_position=1000", "-q",
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^orders +0 sent, 0 replaced,", done.stdout, re.M), done.stdout
+    assert re.search(r"^risk +order_qty [\d,]+ refused by pre-trade risk", done.stdout, re.M), done.stdout
+    replacing = run("backtest", "--data", itch_day, "--strategy", "touch", "--symbol", symbol, "--param",
+                    "interval_ns=1000000", "--json", "-q", cwd=tmp_path)  # fmt: skip
+    assert replacing.returncode == 0, replacing.stderr
+    assert json.loads(replacing.stdout)["replaces"] > 0  # the live default: requotes are replaces
+    (tmp_path / "bad.toml").write_text("[risk]\nmax_position = -1\n")
+    bad = run("backtest", "--data", itch_day, "--strategy", "touch", "--symbol", symbol, "--risk", "bad.toml",
+              cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 2 and "bad.toml" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_backtest_hftbacktest_npz(replay_data: Path, tmp_path: Path) -> None:
     npz = real_file(replay_data, HFTBACKTEST_NPZ)
     done = run(

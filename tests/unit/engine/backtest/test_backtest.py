@@ -140,6 +140,45 @@ def test_touch_respects_max_position(tmp_path: Path) -> None:
     assert max(r.equity["position"].to_pylist()) == 300
 
 
+def requote_rows() -> list[tuple]:
+    """A book 10.00 x 10.03; a better bid (10.01) arrives, our bid follows it behind order 3, then order 4
+    joins behind us and executes: we fill only if our order took its place in the queue at 10.01."""
+    return [
+        ev(0, E.KIND_ADD, 1, E.SIDE_BID, BID, 300),
+        ev(0, E.KIND_ADD, 2, E.SIDE_ASK, BID + 300, 300),
+        ev(2.5, E.KIND_ADD, 3, E.SIDE_BID, BID + 100, 200),
+        ev(4.5, E.KIND_ADD, 4, E.SIDE_BID, BID + 100, 50),
+        ev(4.6, E.KIND_EXECUTE, 4, qty=50),
+        ev(9, E.KIND_TRADE),
+    ]
+
+
+def test_a_requote_goes_out_as_one_replace_and_queues_like_cancel_and_new(tmp_path: Path) -> None:
+    path = write(tmp_path, requote_rows())
+    replaced = run(path)  # the live node's default: replaces
+    separate = run(path, replace=False)
+    assert (replaced.stats["replaces"], replaced.stats["cancels"]) == (1, 0)
+    assert (separate.stats["replaces"], separate.stats["cancels"]) == (0, 1)
+    assert replaced.stats["orders"] + 1 == separate.stats["orders"]  # the replace is the cancel's new order
+    fills = replaced.fills.to_pylist()
+    assert [(f["side"], f["price"], f["qty"], f["ts_exch_ns"]) for f in fills] == [("buy", 10.01, 100.0, int(4.6 * MS))]
+    assert fills == separate.fills.to_pylist()
+
+
+def test_pre_trade_risk_refuses_orders_as_it_would_live(tmp_path: Path) -> None:
+    path = write(tmp_path, requote_rows())
+    small = run(path, risk={"max_order_qty": 50})  # touch quotes 100
+    assert small.stats["orders"] == 0 and small.stats["risk_rejections"]["order_qty"] > 0
+    one_side = run(path, risk={"max_position": 100, "max_order_qty": 0})  # a bid and an ask each fit ...
+    refused = {reason: n for reason, n in one_side.stats["risk_rejections"].items() if n}
+    assert one_side.stats["orders"] == 2 and one_side.stats["position"] == 100
+    assert list(refused) == ["position"]  # ... but no bid once the bid filled: long 100 is the limit
+    throttled = run(path, risk={"max_orders_per_s": 1})  # a burst of one order
+    assert throttled.stats["orders"] == 1 and throttled.stats["risk_rejections"]["order_rate"] > 0
+    with pytest.raises(BacktestError, match="risk"):
+        run(path, risk={"max_position": -1})
+
+
 def test_l2_risk_averse_queue(tmp_path: Path) -> None:
     rows = [
         ev(0, E.KIND_LEVEL, 0, E.SIDE_BID, BID, 300),
@@ -284,8 +323,8 @@ def test_l2_dense_depth_replays_like_the_sorted_book(tmp_path: Path, monkeypatch
     monkeypatch.setattr("engine.backtest.backtest._depth_prices", lambda events, instrument: None)  # book_nb's books
     sorted_book = run(path, **settings)
     assert (dense.stats["dense_depth"], sorted_book.stats["dense_depth"]) == (True, False)
-    assert dense.stats["fills"] > 20 and dense.stats["cancels"] > 20
+    assert dense.stats["fills"] > 20 and dense.stats["cancels"] + dense.stats["replaces"] > 20
     assert dense.fills.to_pylist() == sorted_book.fills.to_pylist()
     pd.testing.assert_frame_equal(dense.to_pandas(), sorted_book.to_pandas(), check_exact=True)  # NaN: no quote
-    for key in ("orders", "cancels", "rejects", "taker_fills", "strategy_calls", "position", "pnl"):
+    for key in ("orders", "replaces", "cancels", "rejects", "taker_fills", "strategy_calls", "position", "pnl"):
         assert dense.stats[key] == sorted_book.stats[key]

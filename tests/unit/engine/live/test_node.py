@@ -206,7 +206,7 @@ def test_with_an_interval_the_strategy_runs_once_per_interval_and_on_the_timer()
         node.step(touch_events())
         for j in range(19):
             node.step(touch_events(10 + 2 * j) if j % 2 else None)
-        assert node.ns.mi[NL.NI_CALLS] == 2
+        assert node.ns.oc[TL.OC_CALLS] == 2
         assert node.ns.mi[NL.NI_NEXT_WAKE] == node.ns.next_call[0] > node.now
     finally:
         node.close()

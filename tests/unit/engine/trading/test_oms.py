@@ -50,6 +50,7 @@ class Desk:
         self.inst[:, TL.IN_LOT] = LOT
         self.money = np.zeros((2, TL.N_MN))
         self.money[:, TL.MN_UNIT] = 1e-4
+        self.money[:, TL.MN_LOT] = LOT
         self.match = 0
 
     def new(self, side: int = E.SIDE_BID, lots: int = 3, price: int = PRICE, i: int = 0) -> int:
@@ -211,9 +212,9 @@ def test_open_units_count_working_orders_of_one_side() -> None:
     desk.new(E.SIDE_BID, 2)
     desk.new(E.SIDE_BID, 3, i=1)
     desk.new(E.SIDE_ASK, 4)
-    assert open_units_nb(desk.own, desk.inst, 0, E.SIDE_BID) == 20.0
-    assert open_units_nb(desk.own, desk.inst, 0, E.SIDE_ASK) == 40.0
-    assert open_units_nb(desk.own, desk.inst, 1, E.SIDE_BID) == 30.0
+    assert open_units_nb(desk.own, desk.money, 0, E.SIDE_BID) == 20.0
+    assert open_units_nb(desk.own, desk.money, 0, E.SIDE_ASK) == 40.0
+    assert open_units_nb(desk.own, desk.money, 1, E.SIDE_BID) == 30.0
 
 
 def test_fees_at_the_maker_rate_when_the_execution_added_liquidity_else_the_taker_rate() -> None:
@@ -257,11 +258,11 @@ def test_replaced_takes_the_open_size_the_exchange_states_and_counts_open_units_
     desk.respond("A", 100, 3 * LOT)
     new = replace_order_nb(desk.own, desk.oc, 0, old, PRICE - 100, 2, 0)
     assert desk.id(new) == 101 and desk.own[0, new, TL.OW_REPLACES] == old
-    assert open_units_nb(desk.own, desk.inst, 0, E.SIDE_BID) == 50.0  # until the exchange answers: either may fill
+    assert open_units_nb(desk.own, desk.money, 0, E.SIDE_BID) == 50.0  # until the exchange answers: either may fill
     desk.respond("U", 101, 2 * LOT, PRICE - 100, orig=100)
     assert desk.state(old) == (TL.LS_DONE, TL.OS_REPLACED) and desk.state(new) == (TL.LS_LIVE, TL.OS_LIVE)
     assert desk.own[0, new, TL.OW_OPEN] == 2 and desk.own[0, new, TL.OW_REPLACES] == -1
-    assert open_units_nb(desk.own, desk.inst, 0, E.SIDE_BID) == 20.0 and working_count_nb(desk.own) == 1
+    assert open_units_nb(desk.own, desk.money, 0, E.SIDE_BID) == 20.0 and working_count_nb(desk.own) == 1
     desk.respond("U", 101, 2 * LOT, PRICE - 100, orig=100)  # the same Replaced again
     assert desk.oc[TL.OC_DUPLICATE] == 1
     assert desk.state(old) == (TL.LS_DONE, TL.OS_REPLACED) and desk.state(new) == (TL.LS_LIVE, TL.OS_LIVE)
