@@ -41,13 +41,12 @@ from engine.trading.oms import (
     K_EXECUTED,
     apply_response_nb,
     cancel_order_nb,
+    exposure_nb,
     find_order_nb,
     new_order_nb,
-    open_units_nb,
     pnl_nb,
     replace_order_nb,
     unrealized_nb,
-    working_count_nb,
     working_nb,
 )
 from engine.trading.plan import new_actions, plan_nb
@@ -161,17 +160,13 @@ def _requote(st, i, count, side, replace):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _act(st, i, now_ns, count, replace, room):
-    """Turn the plan's ``count`` actions into checked orders in the table and ``sends`` rows; how many rows."""
+def _act(st, i, now_ns, count, replace, room, working):
+    """Turn the plan's ``count`` actions into checked orders in the table and ``sends`` rows; how many rows.
+    ``scratch`` holds the exposure (``exposure_nb``) and ``working`` the working orders, as of the wake."""
     inst, money, own, scratch, actions = st.inst, st.money, st.own, st.scratch, st.actions
     lot = money[i, L.MN_LOT]
     unit = money[i, L.MN_UNIT]
     mid = money[i, L.MN_MID]
-    for j in range(inst.shape[0]):
-        scratch[0, j] = inst[j, L.IN_POSITION] * money[j, L.MN_LOT]
-        scratch[1, j] = open_units_nb(own, money, j, E.SIDE_BID)
-        scratch[2, j] = open_units_nb(own, money, j, E.SIDE_ASK)
-    working = working_count_nb(own)
     pnl = pnl_nb(inst, money)
     bid_cancel, bid_new = _requote(st, i, count, E.SIDE_BID, replace)
     ask_cancel, ask_new = _requote(st, i, count, E.SIDE_ASK, replace)
@@ -236,14 +231,15 @@ def wake_nb(st, tables, b, i, now_ns, quote, replace, room, clock, at):
     tick = inst[i, L.IN_TICK]
     elapsed = 0.0 if st.last_call[i] < 0 else np.float64(now_ns - st.last_call[i])
     equity = money[i, L.MN_REALIZED] + unrealized_nb(inst, money, i)
-    fill_view_nb(st.sview, tables, b, st.depth, tick * unit, unit, lot, inst[i, L.IN_POSITION] * lot,
-                 open_units_nb(own, money, i, E.SIDE_BID), open_units_nb(own, money, i, E.SIDE_ASK), elapsed,
-                 st.flow[i], equity)  # fmt: skip
+    scratch = st.scratch
+    working = exposure_nb(own, inst, money, scratch)  # for the view and for risk: one pass over the table
+    fill_view_nb(st.sview, tables, b, st.depth, tick * unit, unit, lot, scratch[0, i], scratch[1, i], scratch[2, i],
+                 elapsed, st.flow[i], equity)  # fmt: skip
     wanted = quote(now_ns, st.sview, st.params, st.sstate[i], st.quotes)
     reset_flow_nb(st.flow[i])
     st.last_call[i] = now_ns
     st.oc[L.OC_CALLS] += 1
     started = stamp_ns(clock, at) if at >= 0 else np.int64(0)
     count = plan_nb(own[i], st.quotes, wanted, tick, unit, lot, st.actions)
-    n = _act(st, i, now_ns, count, replace, room) if count > 0 else 0
+    n = _act(st, i, now_ns, count, replace, room, working) if count > 0 else 0
     return n, (stamp_ns(clock, at) - started if at >= 0 else np.int64(0))

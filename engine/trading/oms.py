@@ -310,14 +310,27 @@ def apply_response_nb(own, oc, inst, money, rsp):
     return i
 
 
-@njit(cache=True, nogil=True)
-def open_units_nb(own, money, i, side):
-    """Units of our working orders of instrument ``i`` on ``side`` (what could still fill)."""
-    total = 0
-    for r in range(own.shape[1]):
-        if own[i, r, L.OW_SIDE] == side and working_nb(own[i, r]):
-            total += own[i, r, L.OW_OPEN]
-    return total * money[i, L.MN_LOT]
+@njit(cache=True, nogil=True, inline="always")
+def exposure_nb(own, inst, money, out):
+    """One pass over the order table: per instrument ``j`` the position (``out[0, j]``) and the units of our
+    working buy and sell orders (``out[1, j]``, ``out[2, j]``: what could still fill), all in instrument units;
+    returns the working orders of every instrument."""
+    working = 0
+    for j in range(own.shape[0]):
+        buy = 0
+        sell = 0
+        for r in range(own.shape[1]):
+            if working_nb(own[j, r]):
+                working += 1
+                if own[j, r, L.OW_SIDE] == E.SIDE_BID:
+                    buy += own[j, r, L.OW_OPEN]
+                else:
+                    sell += own[j, r, L.OW_OPEN]
+        lot = money[j, L.MN_LOT]
+        out[0, j] = inst[j, L.IN_POSITION] * lot
+        out[1, j] = buy * lot
+        out[2, j] = sell * lot
+    return working
 
 
 @njit(cache=True, nogil=True)

@@ -10,10 +10,10 @@ from engine.trading import layout as TL
 from engine.trading.oms import (
     apply_response_nb,
     cancel_order_nb,
+    exposure_nb,
     new_counters,
     new_order_nb,
     new_orders,
-    open_units_nb,
     pnl_nb,
     replace_order_nb,
     working_count_nb,
@@ -207,14 +207,22 @@ def test_a_full_table_reuses_finished_rows_and_counts_when_every_row_works() -> 
     assert desk.respond("J", 100) == -1 and desk.oc[TL.OC_UNKNOWN] == 1
 
 
-def test_open_units_count_working_orders_of_one_side() -> None:
+def exposure(desk: Desk) -> tuple[np.ndarray, int]:
+    """(position, working buys, working sells) per instrument in units, and the working orders."""
+    out = np.zeros((3, desk.own.shape[0]))
+    working = exposure_nb(desk.own, desk.inst, desk.money, out)
+    return out, int(working)
+
+
+def test_exposure_counts_the_position_and_working_orders_of_each_side() -> None:
     desk = Desk()
     desk.new(E.SIDE_BID, 2)
     desk.new(E.SIDE_BID, 3, i=1)
     desk.new(E.SIDE_ASK, 4)
-    assert open_units_nb(desk.own, desk.money, 0, E.SIDE_BID) == 20.0
-    assert open_units_nb(desk.own, desk.money, 0, E.SIDE_ASK) == 40.0
-    assert open_units_nb(desk.own, desk.money, 1, E.SIDE_BID) == 30.0
+    desk.inst[1, TL.IN_POSITION] = -5
+    out, working = exposure(desk)
+    assert out.tolist() == [[0.0, -50.0], [20.0, 30.0], [40.0, 0.0]] and working == 3
+    assert working == working_count_nb(desk.own)
 
 
 def test_fees_at_the_maker_rate_when_the_execution_added_liquidity_else_the_taker_rate() -> None:
@@ -258,11 +266,11 @@ def test_replaced_takes_the_open_size_the_exchange_states_and_counts_open_units_
     desk.respond("A", 100, 3 * LOT)
     new = replace_order_nb(desk.own, desk.oc, 0, old, PRICE - 100, 2, 0)
     assert desk.id(new) == 101 and desk.own[0, new, TL.OW_REPLACES] == old
-    assert open_units_nb(desk.own, desk.money, 0, E.SIDE_BID) == 50.0  # until the exchange answers: either may fill
+    assert exposure(desk)[0][1, 0] == 50.0  # until the exchange answers: either may fill
     desk.respond("U", 101, 2 * LOT, PRICE - 100, orig=100)
     assert desk.state(old) == (TL.LS_DONE, TL.OS_REPLACED) and desk.state(new) == (TL.LS_LIVE, TL.OS_LIVE)
     assert desk.own[0, new, TL.OW_OPEN] == 2 and desk.own[0, new, TL.OW_REPLACES] == -1
-    assert open_units_nb(desk.own, desk.money, 0, E.SIDE_BID) == 20.0 and working_count_nb(desk.own) == 1
+    assert exposure(desk)[0][1, 0] == 20.0 and working_count_nb(desk.own) == 1
     desk.respond("U", 101, 2 * LOT, PRICE - 100, orig=100)  # the same Replaced again
     assert desk.oc[TL.OC_DUPLICATE] == 1
     assert desk.state(old) == (TL.LS_DONE, TL.OS_REPLACED) and desk.state(new) == (TL.LS_LIVE, TL.OS_LIVE)
