@@ -90,7 +90,7 @@ def _hbt_touch_loop() -> Callable:
 
     @njit
     def loop(hbt, offset_ns, interval_ns, qty, max_position, lot, trace, fills):  # pragma: no cover - jitted
-        """touch in hftbacktest: strategies/touch.py + engine.backtest.backtest_nb.reconcile_nb, order by order.
+        """touch in hftbacktest: strategies/touch.py + engine.trading.plan.plan_nb, order by order.
 
         Every ``interval_ns`` (after a first ``offset_ns`` that puts the wakes where ours are): bid at
         the best bid and ask at the best ask, ``qty`` each, while the local position allows it; an

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,26 @@ def test_pre_trade_risk_refuses_orders_as_it_would_live(tmp_path: Path) -> None:
     assert throttled.stats["orders"] == 1 and throttled.stats["risk_rejections"]["order_rate"] > 0
     with pytest.raises(BacktestError, match="risk"):
         run(path, risk={"max_position": -1})
+
+
+def test_the_loss_limit_trips_the_kill_switch_and_cancels_everything(tmp_path: Path) -> None:
+    rows = [
+        *book_rows(),
+        ev(1.5, E.KIND_TRADE, side=E.SIDE_ASK, price=BID - 100, qty=1),  # sellers through our bid: long 100 @ 10.00
+        ev(2.5, E.KIND_DELETE, 1),
+        ev(2.5, E.KIND_ADD, 3, E.SIDE_BID, BID - 1000, 300),  # the bid falls to 9.90: mid 9.955, 4.50 under water
+        ev(9, E.KIND_TRADE),
+    ]
+    path = write(tmp_path, rows)
+    free = run(path, risk={"max_loss": 10.0})
+    killed = run(path, risk={"max_loss": 1.0})
+    assert free.stats["risk_rejections"]["max_loss"] == 0 and free.stats["replaces"] == 1
+    # at 2 ms a new bid at 10.00 replaced the filled one; the 3 ms wake's replace down to 9.90 found the loss
+    assert killed.stats["risk_rejections"]["max_loss"] == 1 and killed.stats["replaces"] == 0
+    assert killed.stats["orders"] == 3 and killed.stats["cancels"] == 2  # the bid, then the ask: nothing left
+    assert killed.stats["strategy_calls"] == 3 < free.stats["strategy_calls"]  # and the strategy is not called
+    last = killed.equity.to_pylist()[-1]
+    assert math.isnan(last["our_bid"]) and math.isnan(last["our_ask"])
 
 
 def test_l2_risk_averse_queue(tmp_path: Path) -> None:
