@@ -281,8 +281,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "backtest",
         help="replay historical data through a strategy and a simulated exchange",
-        description="Replay market data through book -> strategy -> simulated exchange (latency, queue "
-        "position, fees) -> fills -> positions, and report PnL, Sharpe, drawdown and fill statistics.",
+        description="Replay market data through book -> strategy -> the live node's trading core (plan, "
+        "pre-trade risk, order table) -> simulated exchange (latency, queue position, fees) -> fills -> "
+        "positions, and report PnL, Sharpe, drawdown and fill statistics.",
         epilog=strategies_epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

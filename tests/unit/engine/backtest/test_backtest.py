@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from numba import njit
 
 from engine.backtest.backtest import backtest
 from engine.backtest.models import BacktestError, Latency, parse_queue
@@ -15,6 +16,9 @@ from engine.backtest.result import equity_stats
 from engine.core import events as E
 from engine.core.instruments import Instrument
 from feeds.parquet import write_events
+from strategies.api import QUOTE_SIG, V_FILLED_BUY, V_FILLED_SELL, V_FILLS, Strategy
+from strategies.touch import TOUCH as TOUCH_STRATEGY
+from strategies.touch import touch_quote
 
 INSTR = 7
 MS = 1_000_000
@@ -198,6 +202,24 @@ def test_the_loss_limit_trips_the_kill_switch_and_cancels_everything(tmp_path: P
     assert killed.stats["strategy_calls"] == 3 < free.stats["strategy_calls"]  # and the strategy is not called
     last = killed.equity.to_pylist()[-1]
     assert math.isnan(last["our_bid"]) and math.isnan(last["our_ask"])
+
+
+@njit(QUOTE_SIG, cache=True)
+def _quote_until_the_first_buy_is_seen(now_ns, view, params, state, quotes):  # pragma: no cover - jitted
+    """touch's quotes, until the view's flow has reported exactly one fill of ours, a buy of 100 units."""
+    if view[V_FILLS] == 1.0 and view[V_FILLED_BUY] == 100.0 and view[V_FILLED_SELL] == 0.0:
+        state[0] = 1.0
+    if state[0] != 0.0:
+        return 0
+    return touch_quote(now_ns, view, params, state, quotes)
+
+
+def test_our_fills_reach_the_strategy_through_the_view_once(tmp_path: Path) -> None:
+    rows = [*book_rows(), ev(1.5, E.KIND_TRADE, side=E.SIDE_ASK, price=BID - 100, qty=1), ev(9, E.KIND_TRADE)]
+    watcher = Strategy("fill-watcher", _quote_until_the_first_buy_is_seen, TOUCH_STRATEGY.params, "test", state_size=1)
+    r = backtest(write(tmp_path, rows), watcher, TOUCH, latency="constant:1000,1000", progress=False)
+    assert r.stats["fills"] == 1 and r.stats["position"] == 100
+    assert (r.stats["orders"], r.stats["cancels"]) == (2, 1)  # it stopped quoting: its ask was canceled, no new bid
 
 
 def test_l2_risk_averse_queue(tmp_path: Path) -> None:
